@@ -1,0 +1,146 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/ids"
+	"github.com/jetonhq/jeton/internal/store"
+)
+
+// appendAudit appends ev to the hash chain inside tx. Claiming the next
+// sequence number updates the single audit_head row first, which holds a row
+// lock on PostgreSQL until commit: appends from every node are serialised
+// and the chain never forks. An event without an Action records nothing.
+func appendAudit(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) error {
+	if ev.Action == "" {
+		return nil
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ev.Time = fromMS(ms(ev.Time))
+	if ev.ID == "" {
+		ev.ID = ids.New(ids.Event, ev.Time)
+	}
+	if err := tx.QueryRowContext(ctx, "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").Scan(&ev.Seq, &ev.PrevHash); err != nil {
+		return fmt.Errorf("sqlstore: audit: claim sequence: %w", err)
+	}
+	ev.Hash = ev.ChainHash(ev.PrevHash)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_events (seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		ev.Seq, ev.ID, ms(ev.Time), ev.Actor, ev.Action, ev.Target, ev.RemoteAddr, string(ev.Details), ev.PrevHash, ev.Hash); err != nil {
+		return fmt.Errorf("sqlstore: audit: insert: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET hash = $1 WHERE id = 1", ev.Hash); err != nil {
+		return fmt.Errorf("sqlstore: audit: advance head: %w", err)
+	}
+	return nil
+}
+
+// AppendAudit implements store.Store.
+func (db *DB) AppendAudit(ctx context.Context, ev store.AuditEvent) error {
+	if ev.Action == "" {
+		return fmt.Errorf("sqlstore: append audit: empty action")
+	}
+	return db.update(ctx, func(tx *sql.Tx) error { return appendAudit(ctx, tx, ev) })
+}
+
+const auditColumns = "seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash"
+
+func scanAudit(rows *sql.Rows) ([]store.AuditEvent, error) {
+	defer rows.Close()
+	var out []store.AuditEvent
+	for rows.Next() {
+		var e store.AuditEvent
+		var t int64
+		var details string
+		if err := rows.Scan(&e.Seq, &e.ID, &t, &e.Actor, &e.Action, &e.Target, &e.RemoteAddr, &details, &e.PrevHash, &e.Hash); err != nil {
+			return nil, err
+		}
+		e.Time = fromMS(t)
+		if details != "" {
+			e.Details = []byte(details)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ListAudit implements store.Store.
+func (db *DB) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, int64, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	if f.Action != "" {
+		add("action = ?", f.Action)
+	}
+	if f.Actor != "" {
+		add("actor = ?", f.Actor)
+	}
+	if f.Target != "" {
+		add("target = ?", f.Target)
+	}
+	if !f.From.IsZero() {
+		add("time >= ?", ms(f.From))
+	}
+	if !f.To.IsZero() {
+		add("time < ?", ms(f.To))
+	}
+	if f.Before > 0 {
+		add("seq < ?", f.Before)
+	}
+	limit := clampLimit(f.Limit)
+	q := "SELECT " + auditColumns + " FROM audit_events"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlstore: list audit: %w", err)
+	}
+	evs, err := scanAudit(rows)
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlstore: list audit: %w", err)
+	}
+	var next int64
+	if len(evs) > limit {
+		evs = evs[:limit]
+		next = evs[limit-1].Seq
+	}
+	return evs, next, nil
+}
+
+// ScanAudit implements store.Store.
+func (db *DB) ScanAudit(ctx context.Context, after int64, limit int) ([]store.AuditEvent, error) {
+	rows, err := db.read.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", after, clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: scan audit: %w", err)
+	}
+	evs, err := scanAudit(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: scan audit: %w", err)
+	}
+	return evs, nil
+}
+
+// MaxPage is the largest page any list returns.
+const MaxPage = 1000
+
+func clampLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > MaxPage:
+		return MaxPage
+	}
+	return n
+}

@@ -1,0 +1,161 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+)
+
+// batcher owns SQLite's single writer connection. It takes every pending
+// write, runs each in its own savepoint of one IMMEDIATE transaction, commits
+// once, and only then acknowledges the callers. A write that fails rolls back
+// to its savepoint and fails alone; a failed commit fails the whole batch.
+type batcher struct {
+	db       *sql.DB
+	maxBatch int
+	reqs     chan *writeReq
+	quit     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+}
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(*sql.Tx) error
+	done chan error
+}
+
+func newBatcher(db *sql.DB, maxBatch int) *batcher {
+	b := &batcher{
+		db:       db,
+		maxBatch: maxBatch,
+		reqs:     make(chan *writeReq, maxBatch),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go b.run()
+	return b
+}
+
+var reqPool = sync.Pool{New: func() any { return &writeReq{done: make(chan error, 1)} }}
+
+// do submits fn and waits until the transaction holding it has committed.
+func (b *batcher) do(ctx context.Context, fn func(*sql.Tx) error) error {
+	select {
+	case <-b.quit:
+		return ErrClosed
+	default:
+	}
+	r := reqPool.Get().(*writeReq)
+	r.ctx, r.fn = ctx, fn
+	select {
+	case b.reqs <- r:
+	case <-b.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, wait for the outcome even if ctx ends: the write may
+	// already be committed, and the caller must not be told otherwise.
+	var err error
+	select {
+	case err = <-r.done:
+	case <-b.done:
+		// The writer has stopped; it answered every request it drained
+		// before stopping, so an empty done means this one was never run.
+		select {
+		case err = <-r.done:
+		default:
+			return ErrClosed
+		}
+	}
+	r.ctx, r.fn = nil, nil
+	reqPool.Put(r)
+	return err
+}
+
+func (b *batcher) close() {
+	b.once.Do(func() { close(b.quit) })
+	<-b.done
+}
+
+func (b *batcher) run() {
+	defer close(b.done)
+	batch := make([]*writeReq, 0, b.maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-b.reqs:
+			batch = append(batch, r)
+		case <-b.quit:
+			// Commit whatever was queued before the close.
+			for {
+				select {
+				case r := <-b.reqs:
+					b.commit(append(batch[:0], r))
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < b.maxBatch {
+			select {
+			case r := <-b.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		b.commit(batch)
+	}
+}
+
+func (b *batcher) commit(batch []*writeReq) {
+	errs := make([]error, len(batch))
+	tx, err := b.db.BeginTx(context.Background(), nil)
+	if err != nil {
+		err = fmt.Errorf("sqlstore: begin: %w", err)
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err // the caller gave up before its write started
+			continue
+		}
+		errs[i] = runSavepoint(tx, r)
+	}
+	if err := tx.Commit(); err != nil {
+		err = fmt.Errorf("sqlstore: commit: %w", err)
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	for i, r := range batch {
+		r.done <- errs[i]
+	}
+}
+
+func runSavepoint(tx *sql.Tx, r *writeReq) (err error) {
+	if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+		return fmt.Errorf("sqlstore: savepoint: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sqlstore: write panicked: %v", p)
+		}
+		if err != nil {
+			if _, rbErr := tx.Exec("ROLLBACK TO w"); rbErr != nil {
+				err = fmt.Errorf("%w (rollback to savepoint: %v)", err, rbErr)
+			}
+		}
+		if _, relErr := tx.Exec("RELEASE w"); relErr != nil && err == nil {
+			err = fmt.Errorf("sqlstore: release savepoint: %w", relErr)
+		}
+	}()
+	return r.fn(tx)
+}

@@ -1,0 +1,258 @@
+// Package sqlstore implements store.Store on SQLite (modernc.org/sqlite, the
+// embedded default) and PostgreSQL (pgx). Both engines run the same SQL text;
+// the differences live in one small dialect value.
+//
+// On SQLite every write goes through a single writer goroutine that
+// group-commits whatever is pending into one transaction (each caller's work
+// in its own savepoint) and acknowledges callers only after the commit, so
+// durability stays synchronous=FULL without one fsync per write.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/jetonhq/jeton/internal/store"
+)
+
+var _ store.Store = (*DB)(nil)
+
+// ErrClosed is returned for writes submitted after Close.
+var ErrClosed = errors.New("sqlstore: closed")
+
+// dialect is everything that differs between the two engines.
+type dialect struct {
+	name      string
+	bytesType string
+	forUpdate string // row-lock suffix for read-modify-write selects
+	isUnique  func(error) bool
+}
+
+var sqliteDialect = dialect{
+	name:      "sqlite",
+	bytesType: "BLOB",
+	forUpdate: "", // one writer: transactions are already serialised
+	isUnique: func(err error) bool {
+		var se *sqlite.Error
+		if !errors.As(err, &se) {
+			return false
+		}
+		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	},
+}
+
+var postgresDialect = dialect{
+	name:      "postgres",
+	bytesType: "BYTEA",
+	forUpdate: " FOR UPDATE",
+	isUnique: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "23505"
+	},
+}
+
+// DB is a store.Store on SQLite or PostgreSQL.
+type DB struct {
+	d      dialect
+	read   *sql.DB // queries
+	write  *sql.DB // writes; on SQLite, one connection owned by the batcher
+	batch  *batcher
+	closed chan struct{}
+}
+
+// Options tune a DB. The zero value is the production default.
+type Options struct {
+	// SQLiteSynchronous is SQLite's synchronous pragma: "FULL" (default)
+	// makes every acknowledged write survive power loss.
+	SQLiteSynchronous string
+	// MaxBatch caps how many writes are group-committed together (default 512).
+	MaxBatch int
+}
+
+func (o Options) withDefaults() Options {
+	if o.SQLiteSynchronous == "" {
+		o.SQLiteSynchronous = "FULL"
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 512
+	}
+	return o
+}
+
+// IsPostgres reports whether dsn names a PostgreSQL database.
+func IsPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Open connects to the database named by dsn (a file path, "sqlite:PATH" or
+// a postgres:// URL), applies pending migrations, and returns the store.
+func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	opts = opts.withDefaults()
+	var db *DB
+	var err error
+	if IsPostgres(dsn) {
+		db, err = openPostgres(ctx, dsn)
+	} else {
+		db, err = openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"), opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func openPostgres(ctx context.Context, dsn string) (*DB, error) {
+	pool, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open postgres: %w", err)
+	}
+	pool.SetMaxOpenConns(4 * runtime.GOMAXPROCS(0))
+	pool.SetMaxIdleConns(4 * runtime.GOMAXPROCS(0))
+	pool.SetConnMaxIdleTime(5 * time.Minute)
+	if err := pool.PingContext(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("sqlstore: connect to postgres: %w", err)
+	}
+	return &DB{d: postgresDialect, read: pool, write: pool, closed: make(chan struct{})}, nil
+}
+
+func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("sqlstore: empty sqlite path")
+	}
+	pragmas := url.Values{}
+	for _, p := range []string{"busy_timeout(5000)", "journal_mode(WAL)", "foreign_keys(1)", "synchronous(" + opts.SQLiteSynchronous + ")"} {
+		pragmas.Add("_pragma", p)
+	}
+	writeDSN := "file:" + path + "?" + pragmas.Encode() + "&_txlock=immediate"
+	pragmas.Add("_pragma", "query_only(1)")
+	readDSN := "file:" + path + "?" + pragmas.Encode()
+
+	write, err := sql.Open("sqlite", writeDSN)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open sqlite: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlstore: open sqlite %s: %w", path, err)
+	}
+	read, err := sql.Open("sqlite", readDSN)
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlstore: open sqlite: %w", err)
+	}
+	n := 2 * runtime.GOMAXPROCS(0)
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	db := &DB{d: sqliteDialect, read: read, write: write, closed: make(chan struct{})}
+	db.batch = newBatcher(write, opts.MaxBatch)
+	return db, nil
+}
+
+// Dialect returns "sqlite" or "postgres".
+func (db *DB) Dialect() string { return db.d.name }
+
+// Close stops the writer after it has committed everything already
+// submitted, and closes the connections.
+func (db *DB) Close() error {
+	select {
+	case <-db.closed:
+		return nil
+	default:
+	}
+	close(db.closed)
+	if db.batch != nil {
+		db.batch.close()
+	}
+	err := db.write.Close()
+	if db.read != db.write {
+		err = errors.Join(err, db.read.Close())
+	}
+	return err
+}
+
+// Ping reports whether the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.read.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlstore: ping: %w", err)
+	}
+	var one int
+	if err := db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("sqlstore: ping: %w", err)
+	}
+	return nil
+}
+
+// update runs fn in a write transaction and returns once it has committed.
+// fn may be retried never; it must not keep tx after returning.
+func (db *DB) update(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if db.batch != nil {
+		return db.batch.do(ctx, fn)
+	}
+	select {
+	case <-db.closed:
+		return ErrClosed
+	default:
+	}
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: commit: %w", err)
+	}
+	return nil
+}
+
+// wrapUnique turns a unique-constraint violation into store.ErrAlreadyExists.
+func (db *DB) wrapUnique(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if db.d.isUnique(err) {
+		return fmt.Errorf("sqlstore: %s: %w", what, store.ErrAlreadyExists)
+	}
+	return fmt.Errorf("sqlstore: %s: %w", what, err)
+}
+
+// Time helpers: every time is BIGINT Unix milliseconds, NULL for zero.
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func nullMS(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func fromNullMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMS(v.Int64)
+}

@@ -1,0 +1,216 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/ids"
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/store/storetest"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+)
+
+func openSQLiteT(t testing.TB, path string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return db
+}
+
+func TestSQLiteConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		db := openSQLiteT(t, filepath.Join(t.TempDir(), "jeton.db"))
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}
+
+var schemaSeq atomic.Int64
+
+// PostgresDSN returns a DSN for a fresh, empty schema in the test database
+// named by JETON_TEST_POSTGRES_DSN, dropping it when t ends. It skips t when
+// the variable is unset.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("JETON_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("JETON_TEST_POSTGRES_DSN is not set")
+	}
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	schema := fmt.Sprintf("jeton_test_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema (is PostgreSQL running at JETON_TEST_POSTGRES_DSN?): %v", err)
+	}
+	t.Cleanup(func() { admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func TestPostgresConformance(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("JETON_TEST_POSTGRES_DSN") == "" {
+		t.Skip("JETON_TEST_POSTGRES_DSN is not set")
+	}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		db, err := Open(context.Background(), postgresDSN(t), Options{})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "jeton.db")
+	db := openSQLiteT(t, path)
+	a := store.API{ID: ids.New(ids.API, time.Now()), Name: "a", Identifier: "a", KeyPrefix: "jtp", CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := db.CreateAPI(context.Background(), a, store.AuditEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openSQLiteT(t, path) // second start applies nothing and keeps data
+	defer db.Close()
+	if _, err := db.GetAPI(context.Background(), a.ID); err != nil {
+		t.Errorf("data lost across restart: %v", err)
+	}
+}
+
+func TestPostgresConcurrentStartups(t *testing.T) {
+	t.Parallel()
+	dsn := postgresDSN(t)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			db, err := Open(context.Background(), dsn, Options{})
+			if err != nil {
+				t.Errorf("concurrent Open: %v", err)
+				return
+			}
+			db.Close()
+		})
+	}
+	wg.Wait()
+}
+
+func TestSplitStatements(t *testing.T) {
+	t.Parallel()
+	got := splitStatements("-- comment\nCREATE TABLE a (\n  x INT -- note\n);\n\nINSERT INTO a VALUES (1);\n")
+	if len(got) != 2 || !strings.HasPrefix(got[0], "CREATE TABLE a") || got[1] != "INSERT INTO a VALUES (1)" {
+		t.Errorf("splitStatements = %q", got)
+	}
+}
+
+// TestGroupCommitDurable checks that every acknowledged concurrent write is
+// on disk after a reopen, and that one failing write in a batch fails alone.
+func TestGroupCommitDurable(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "jeton.db")
+	db := openSQLiteT(t, path)
+	ctx := context.Background()
+	now := time.Now()
+	a := store.API{ID: ids.New(ids.API, now), Name: "a", Identifier: "a", KeyPrefix: "jtp", CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateAPI(ctx, a, store.AuditEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	dupHash := tokenfmt.HashOf("dup")
+	const n = 300
+	var wg sync.WaitGroup
+	var acked sync.Map
+	var failures atomic.Int64
+	for i := range n {
+		wg.Go(func() {
+			tok := store.Token{ID: ids.New(ids.Token, now), APIID: a.ID, Scopes: []string{}, CreatedAt: now, UpdatedAt: now}
+			h := tokenfmt.HashOf(tok.ID)
+			if i%50 == 0 {
+				h = dupHash // all but the first of these must fail, alone
+			}
+			err := db.CreateToken(ctx, tok, h, store.AuditEvent{Action: "token.create", Target: tok.ID, Actor: "test"})
+			if err != nil {
+				failures.Add(1)
+				return
+			}
+			acked.Store(tok.ID, true)
+		})
+	}
+	wg.Wait()
+	if got := failures.Load(); got != n/50-1 {
+		t.Errorf("%d writes failed, want %d (the duplicate hashes)", got, n/50-1)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openSQLiteT(t, path)
+	defer db.Close()
+	count := 0
+	acked.Range(func(k, _ any) bool {
+		count++
+		if _, err := db.GetToken(ctx, k.(string)); err != nil {
+			t.Errorf("acknowledged token %s lost: %v", k, err)
+		}
+		return true
+	})
+	evs, err := db.ScanAudit(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != count {
+		t.Errorf("%d audit events for %d acknowledged creates", len(evs), count)
+	}
+	if _, err := db.ScanAudit(ctx, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriteAfterCloseFails(t *testing.T) {
+	t.Parallel()
+	db := openSQLiteT(t, filepath.Join(t.TempDir(), "jeton.db"))
+	db.Close()
+	err := db.AppendAudit(context.Background(), store.AuditEvent{Action: "x"})
+	if err == nil {
+		t.Fatal("write after Close succeeded")
+	}
+}
+
+func BenchmarkCreateTokenParallel(b *testing.B) {
+	db := openSQLiteT(b, filepath.Join(b.TempDir(), "jeton.db"))
+	defer db.Close()
+	ctx := context.Background()
+	now := time.Now()
+	a := store.API{ID: ids.New(ids.API, now), Name: "a", Identifier: "a", KeyPrefix: "jtp", CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateAPI(ctx, a, store.AuditEvent{}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tok := store.Token{ID: ids.New(ids.Token, now), APIID: a.ID, Scopes: []string{"x"}, CreatedAt: now, UpdatedAt: now}
+			if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(tok.ID), store.AuditEvent{Action: "token.create", Target: tok.ID}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

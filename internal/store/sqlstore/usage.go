@@ -1,0 +1,86 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/store"
+)
+
+// RecordUsage implements store.Store. All deltas are written in one
+// transaction; rows for tokens that were deleted meanwhile are skipped.
+func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota []store.QuotaDelta) error {
+	if len(usage) == 0 && len(quota) == 0 {
+		return nil
+	}
+	return db.update(ctx, func(tx *sql.Tx) error {
+		for _, u := range usage {
+			var allowed int64
+			for _, h := range u.Hours {
+				allowed += h.Allowed
+				if _, err := tx.ExecContext(ctx, `INSERT INTO token_usage (token_id, hour, allowed, denied)
+					SELECT $1, CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT) WHERE EXISTS (SELECT 1 FROM tokens WHERE id = $1)
+					ON CONFLICT (token_id, hour) DO UPDATE SET allowed = token_usage.allowed + excluded.allowed,
+						denied = token_usage.denied + excluded.denied`,
+					u.TokenID, ms(h.Hour), h.Allowed, h.Denied); err != nil {
+					return fmt.Errorf("sqlstore: record usage: %w", err)
+				}
+			}
+			if u.LastUsedAt.IsZero() && allowed == 0 {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE tokens SET use_count = use_count + $2,
+				last_used_ip = CASE WHEN last_used_at IS NULL OR last_used_at <= $3 THEN $4 ELSE last_used_ip END,
+				last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $3 THEN $3 ELSE last_used_at END
+				WHERE id = $1`, u.TokenID, allowed, ms(u.LastUsedAt), u.LastUsedIP); err != nil {
+				return fmt.Errorf("sqlstore: record last use: %w", err)
+			}
+		}
+		for _, q := range quota {
+			// A delta for a newer period than the stored one starts from the
+			// refill amount; one for the stored period subtracts from it. A
+			// delta for an older period is stale and dropped.
+			period := int64(0)
+			if !q.PeriodStart.IsZero() {
+				period = ms(q.PeriodStart)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE tokens SET
+				quota_remaining = CASE WHEN quota_period_start < $2 THEN CAST($3 AS BIGINT) - CAST($4 AS BIGINT) ELSE quota_remaining - CAST($4 AS BIGINT) END,
+				quota_period_start = $2
+				WHERE id = $1 AND quota_remaining IS NOT NULL AND quota_period_start <= $2`,
+				q.TokenID, period, q.RefillAmount, q.Consumed); err != nil {
+				return fmt.Errorf("sqlstore: record quota: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, "UPDATE tokens SET quota_remaining = 0 WHERE id = $1 AND quota_remaining < 0", q.TokenID); err != nil {
+				return fmt.Errorf("sqlstore: record quota: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Usage implements store.Store.
+func (db *DB) Usage(ctx context.Context, tokenID string, from, to time.Time) ([]store.UsageHour, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT hour, allowed, denied FROM token_usage
+		WHERE token_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour`, tokenID, ms(from), ms(to))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: usage: %w", err)
+	}
+	defer rows.Close()
+	var out []store.UsageHour
+	for rows.Next() {
+		var h store.UsageHour
+		var hour int64
+		if err := rows.Scan(&hour, &h.Allowed, &h.Denied); err != nil {
+			return nil, fmt.Errorf("sqlstore: usage: %w", err)
+		}
+		h.Hour = fromMS(hour)
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: usage: %w", err)
+	}
+	return out, nil
+}

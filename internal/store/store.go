@@ -1,0 +1,219 @@
+// Package store defines Jeton's persistent state: the model types, the Store
+// interface every backend implements, and the sentinel errors callers branch
+// on. Backends live in subpackages (sqlstore); their shared behaviour is
+// specified once, by the conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+)
+
+// Sentinel errors. Backends wrap them; callers use errors.Is.
+var (
+	ErrNotFound      = errors.New("store: not found")
+	ErrAlreadyExists = errors.New("store: already exists")
+	// ErrAPIInUse is returned by DeleteAPI when the API still has live tokens
+	// and the deletion was not forced.
+	ErrAPIInUse = errors.New("store: api has live tokens")
+	// ErrBuiltin is returned when a change is refused because it would break
+	// a built-in object (the jeton API).
+	ErrBuiltin = errors.New("store: built-in object")
+)
+
+// API is a resource server that tokens are issued for.
+type API struct {
+	ID         string
+	Name       string
+	Identifier string   // the OAuth audience, e.g. https://api.example.com
+	Scopes     []string // the scopes this API defines
+	KeyPrefix  string   // prefix of its API keys
+	DefaultTTL time.Duration
+	MaxTTL     time.Duration // 0: no maximum
+	Builtin    bool
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// RateLimit allows Limit requests per Window.
+type RateLimit struct {
+	Limit  int64
+	Window time.Duration
+}
+
+// Quota is a usage budget: Remaining uses, optionally refilled to
+// RefillAmount at the start of every RefillInterval ("daily" or "monthly",
+// in UTC). PeriodStart is the start of the period Remaining belongs to.
+type Quota struct {
+	Remaining      int64
+	RefillAmount   int64
+	RefillInterval string
+	PeriodStart    time.Time
+}
+
+// Refill intervals.
+const (
+	RefillDaily   = "daily"
+	RefillMonthly = "monthly"
+)
+
+// Token is an issued credential. The secret itself is never stored: a token
+// has one current secret hash and, during a rotation grace period, the hash
+// of the secret it replaced.
+type Token struct {
+	ID           string
+	APIID        string
+	Name         string
+	Subject      string
+	Scopes       []string
+	Hint         string          // prefix and last four characters of the current secret
+	Metadata     json.RawMessage // a JSON object, or nil
+	AllowedCIDRs []string
+	RateLimit    *RateLimit // nil: unlimited
+	Quota        *Quota     // nil: no quota
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	ExpiresAt    time.Time // zero: never
+	RevokedAt    time.Time // zero: not revoked
+	RevokeReason string
+	RotatedAt    time.Time // zero: never rotated
+	LastUsedAt   time.Time // zero: never used
+	LastUsedIP   string
+	UseCount     int64
+}
+
+// Live reports whether t is neither revoked nor expired at now.
+func (t *Token) Live(now time.Time) bool {
+	return t.RevokedAt.IsZero() && (t.ExpiresAt.IsZero() || now.Before(t.ExpiresAt))
+}
+
+// Secret is one hash under which a token can be presented. ExpiresAt is zero
+// for the current secret and the end of the grace period for a rotated one.
+type Secret struct {
+	Hash      tokenfmt.Hash
+	ExpiresAt time.Time
+}
+
+// TokenFilter selects tokens for ListTokens. Results are ordered newest
+// first; After is the cursor returned by the previous page.
+type TokenFilter struct {
+	APIID   string
+	Subject string
+	After   string // return tokens with IDs strictly before this one
+	Limit   int
+}
+
+// UsageHour is one hour of verification counts for a token.
+type UsageHour struct {
+	Hour    time.Time // start of the hour, UTC
+	Allowed int64
+	Denied  int64
+}
+
+// UsageDelta is what one node counted for a token since its last flush.
+type UsageDelta struct {
+	TokenID    string
+	Hours      []UsageHour
+	LastUsedAt time.Time // zero: no allowed use in this delta
+	LastUsedIP string
+}
+
+// QuotaDelta is quota consumed by one node for a token in one period.
+type QuotaDelta struct {
+	TokenID      string
+	PeriodStart  time.Time
+	RefillAmount int64 // the value Remaining resets to when a new period starts
+	Consumed     int64
+}
+
+// AuditEvent is one entry of the append-only, hash-chained audit log. Seq,
+// PrevHash and Hash are assigned by the store when the event is appended.
+// Details must never contain a secret.
+type AuditEvent struct {
+	Seq        int64
+	ID         string
+	Time       time.Time
+	Actor      string // token ID of the caller, or "system"/"cli"
+	Action     string // e.g. "token.create"
+	Target     string // ID of the object acted on, if any
+	RemoteAddr string
+	Details    json.RawMessage // a JSON object, or nil
+	PrevHash   string          // hex SHA-256 of the previous entry ("" for the first)
+	Hash       string          // hex SHA-256 of this entry, chained to PrevHash
+}
+
+// AuditFilter selects audit events for ListAudit, newest first.
+type AuditFilter struct {
+	Action string
+	Actor  string
+	Target string
+	From   time.Time
+	To     time.Time
+	Before int64 // cursor: return events with Seq < Before (0: from the newest)
+	Limit  int
+}
+
+// Store is Jeton's persistent state. Every method is safe for concurrent
+// use. Methods that change state take the AuditEvent that records the change
+// and append it in the same transaction: a change is never acknowledged
+// without its audit entry, and never recorded without having happened.
+type Store interface {
+	// CreateAPI stores a new API; ErrAlreadyExists if its ID, name or
+	// identifier is taken.
+	CreateAPI(ctx context.Context, api API, ev AuditEvent) error
+	GetAPI(ctx context.Context, id string) (API, error)
+	ListAPIs(ctx context.Context) ([]API, error)
+	// UpdateAPI applies update to the stored API inside one transaction.
+	UpdateAPI(ctx context.Context, id string, update func(*API) error, ev AuditEvent) (API, error)
+	// DeleteAPI deletes an API and all its tokens. Unless force is set it
+	// fails with ErrAPIInUse while the API has a token live at now. It
+	// returns the secret hashes of the deleted tokens (for cache eviction).
+	DeleteAPI(ctx context.Context, id string, force bool, now time.Time, ev AuditEvent) ([]tokenfmt.Hash, error)
+
+	// CreateToken stores a new token under the hash of its secret.
+	CreateToken(ctx context.Context, tok Token, secret tokenfmt.Hash, ev AuditEvent) error
+	GetToken(ctx context.Context, id string) (Token, error)
+	// LookupToken finds the token one of whose secrets hashes to h, and the
+	// expiry of that secret (zero for the current one).
+	LookupToken(ctx context.Context, h tokenfmt.Hash) (Token, time.Time, error)
+	// ListTokens returns one page of tokens and the cursor of the next page
+	// ("" on the last page).
+	ListTokens(ctx context.Context, f TokenFilter) ([]Token, string, error)
+	// UpdateToken applies update to the stored token inside one transaction
+	// and returns the result and the token's secret hashes.
+	UpdateToken(ctx context.Context, id string, update func(*Token) error, ev AuditEvent) (Token, []tokenfmt.Hash, error)
+	// RotateToken makes next the token's current secret. The previous current
+	// secret stays valid until graceUntil (if after now); any older one is
+	// dropped. It returns the token and the hashes that changed.
+	RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hint string, graceUntil, now time.Time, ev AuditEvent) (Token, []tokenfmt.Hash, error)
+	// RevokeToken marks a token revoked at now. Revoking a revoked token
+	// changes nothing and is not an error.
+	RevokeToken(ctx context.Context, id, reason string, now time.Time, ev AuditEvent) (Token, []tokenfmt.Hash, error)
+
+	// RecordUsage adds usage counted in memory. Deltas for tokens that no
+	// longer exist are dropped.
+	RecordUsage(ctx context.Context, usage []UsageDelta, quota []QuotaDelta) error
+	// Usage returns the hourly counts of a token in [from, to).
+	Usage(ctx context.Context, tokenID string, from, to time.Time) ([]UsageHour, error)
+
+	// AppendAudit appends one event that records no other change.
+	AppendAudit(ctx context.Context, ev AuditEvent) error
+	// ListAudit returns one page of events, newest first, and the cursor of
+	// the next page (0 on the last page).
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, int64, error)
+	// ScanAudit returns up to limit events with Seq > after, oldest first.
+	ScanAudit(ctx context.Context, after int64, limit int) ([]AuditEvent, error)
+
+	// PurgeTokens deletes up to limit tokens that expired or were revoked
+	// before cutoff, and rotated-out secrets whose grace ended before cutoff.
+	// It returns how many tokens it deleted.
+	PurgeTokens(ctx context.Context, cutoff time.Time, limit int) (int, error)
+
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+	Close() error
+}
