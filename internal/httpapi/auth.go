@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokens"
+)
+
+type callerKey struct{}
+
+// caller is an authenticated client of the API.
+type caller struct {
+	token *store.Token
+	admin bool
+	// apis whose tokens the caller may verify; nil means all.
+	apis []string
+}
+
+func callerFrom(ctx context.Context) *caller {
+	c, _ := ctx.Value(callerKey{}).(*caller)
+	return c
+}
+
+func (c *caller) actor(r *http.Request, a *API) tokens.Actor {
+	return tokens.Actor{ID: c.token.ID, RemoteAddr: a.clientIP(r).String()}
+}
+
+// bearer extracts the token from an RFC 6750 §2.1 Authorization header.
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimLeft(tok, " ")
+	if tok == "" || len(tok) > 4096 || strings.ContainsAny(tok, " \t") {
+		return "", false
+	}
+	return tok, true
+}
+
+// need selects which callers a route admits.
+type need int
+
+const (
+	needAdmin  need = iota // admin scope
+	needVerify             // admin, verify or verify:<api id>
+)
+
+// authenticate is the one authentication check of the API: it verifies the
+// bearer token as a token of the built-in jeton API, audits failures, and
+// puts the caller in the request context.
+func (a *API) authenticate(n need, next handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		h := r.Header.Get("Authorization")
+		tok, ok := bearer(h)
+		if !ok {
+			a.auditAuthFailure(r, "", "missing or malformed Authorization header")
+			return errorf(http.StatusUnauthorized, "unauthorized", "send a Jeton admin token as 'Authorization: Bearer <token>'")
+		}
+		res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, APIID: a.builtin, ClientIP: a.clientIP(r)})
+		if err != nil {
+			return err
+		}
+		switch res.Code {
+		case tokens.Valid, tokens.InsufficientScope:
+		case tokens.RateLimited, tokens.QuotaExceeded:
+			return errorf(http.StatusTooManyRequests, "rate_limited", "this admin token is over its rate limit or quota")
+		default:
+			var id string
+			if res.Token != nil {
+				id = res.Token.ID
+			}
+			a.auditAuthFailure(r, id, res.Code.String())
+			return errorf(http.StatusUnauthorized, "unauthorized", "the token is not a valid Jeton admin token")
+		}
+		c := &caller{token: res.Token}
+		for _, sc := range res.Token.Scopes {
+			if sc == tokens.ScopeAdmin {
+				c.admin = true
+			}
+		}
+		apis, canVerify := tokens.CallerAPIs(res.Token.Scopes)
+		c.apis = apis
+		if (n == needAdmin && !c.admin) || (n == needVerify && !canVerify) {
+			a.auditAuthFailure(r, res.Token.ID, "insufficient_scope")
+			return errorf(http.StatusForbidden, "forbidden", "this token lacks the scope for %s %s", r.Method, r.URL.Path)
+		}
+		return next(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+	}
+}
+
+func (a *API) auditAuthFailure(r *http.Request, tokenID, reason string) {
+	addr := a.clientIP(r).String()
+	ok, suppressed := a.authLog.admit(addr, a.cfg.Now())
+	if !ok {
+		return
+	}
+	details := map[string]any{"reason": reason, "method": r.Method, "path": r.URL.Path}
+	if suppressed > 0 {
+		details["suppressed_before"] = suppressed
+	}
+	ev := store.AuditEvent{Time: a.cfg.Now(), Actor: "anonymous", Action: "auth.failure", Target: tokenID, RemoteAddr: addr}
+	if tokenID != "" {
+		ev.Actor = tokenID
+	}
+	ev.Details, _ = jsonMarshal(details)
+	// Auditing must not block the answer; it has its own short deadline.
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10_000_000_000)
+		defer cancel()
+		if err := a.store.AppendAudit(ctx, ev); err != nil {
+			a.log.Error("audit auth failure", "err", err)
+		}
+	}()
+}

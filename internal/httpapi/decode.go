@@ -1,0 +1,80 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 64 << 10
+
+// decodeJSON reads one JSON object from r's body into v, rejecting unknown
+// fields, trailing data and bodies over MaxBodyBytes. An empty body is an
+// empty object when allowEmpty.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is over %d bytes", MaxBodyBytes)
+		}
+		return errorf(http.StatusBadRequest, "malformed_json", "could not read the request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return errorf(http.StatusBadRequest, "malformed_json", "request body must be a JSON object")
+	}
+	return DecodeStrict(body, v)
+}
+
+// DecodeStrict decodes one JSON value from body into v with the rules of
+// the admin API: unknown fields, wrong types and trailing data are errors
+// with a stable code and a message naming the field.
+func DecodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return errorf(http.StatusBadRequest, "malformed_json", "request body is not valid JSON")
+		case errors.As(err, &typ):
+			if typ.Field == "" {
+				return errorf(http.StatusBadRequest, "malformed_json", "request body must be a JSON object")
+			}
+			return errorf(http.StatusBadRequest, "invalid_request", "field %q must be %s", typ.Field, jsonKind(typ.Type.Kind().String()))
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return errorf(http.StatusBadRequest, "unknown_field", "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		}
+		return errorf(http.StatusBadRequest, "malformed_json", "request body is not valid JSON")
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, "malformed_json", "request body has data after the JSON object")
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); err != io.EOF {
+		return errorf(http.StatusBadRequest, "malformed_json", "request body has data after the JSON object")
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	case "bool":
+		return "true or false"
+	}
+	return "a number"
+}

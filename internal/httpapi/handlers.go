@@ -1,0 +1,436 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokens"
+)
+
+func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
+
+// optional distinguishes an absent JSON field from an explicit null.
+type optional[T any] struct {
+	Set   bool
+	Value *T
+}
+
+func (o *optional[T]) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		return nil
+	}
+	o.Value = new(T)
+	return json.Unmarshal(b, o.Value)
+}
+
+func (a *API) createAPI(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Name       string   `json:"name"`
+		Identifier string   `json:"identifier"`
+		Scopes     []string `json:"scopes"`
+		KeyPrefix  string   `json:"key_prefix"`
+		DefaultTTL int64    `json:"default_ttl"`
+		MaxTTL     int64    `json:"max_ttl"`
+	}
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	api, err := a.tokens.CreateAPI(r.Context(), tokens.APIParams{Name: req.Name, Identifier: req.Identifier, Scopes: req.Scopes,
+		KeyPrefix: req.KeyPrefix, DefaultTTL: seconds(req.DefaultTTL), MaxTTL: seconds(req.MaxTTL)}, callerFrom(r.Context()).actor(r, a))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, toAPIJSON(&api))
+}
+
+func (a *API) listAPIs(w http.ResponseWriter, r *http.Request) error {
+	list, err := a.tokens.ListAPIs(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]apiJSON, 0, len(list))
+	for i := range list {
+		out = append(out, toAPIJSON(&list[i]))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"apis": out})
+}
+
+func (a *API) getAPI(w http.ResponseWriter, r *http.Request) error {
+	api, err := a.tokens.ResolveAPI(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, toAPIJSON(api))
+}
+
+func (a *API) updateAPI(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Name       *string  `json:"name"`
+		AddScopes  []string `json:"add_scopes"`
+		DefaultTTL *int64   `json:"default_ttl"`
+		MaxTTL     *int64   `json:"max_ttl"`
+	}
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	api, err := a.tokens.ResolveAPI(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	u := tokens.APIUpdate{Name: req.Name, AddScopes: req.AddScopes}
+	if req.DefaultTTL != nil {
+		d := seconds(*req.DefaultTTL)
+		u.DefaultTTL = &d
+	}
+	if req.MaxTTL != nil {
+		d := seconds(*req.MaxTTL)
+		u.MaxTTL = &d
+	}
+	upd, err := a.tokens.UpdateAPI(r.Context(), api.ID, u, callerFrom(r.Context()).actor(r, a))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, toAPIJSON(&upd))
+}
+
+func (a *API) deleteAPI(w http.ResponseWriter, r *http.Request) error {
+	force, err := boolQuery(r, "force")
+	if err != nil {
+		return err
+	}
+	api, err := a.tokens.ResolveAPI(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := a.tokens.DeleteAPI(r.Context(), api.ID, force, callerFrom(r.Context()).actor(r, a)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func boolQuery(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errorf(http.StatusBadRequest, "invalid_request", "query parameter %s must be true or false", name)
+	}
+	return b, nil
+}
+
+// settingsJSON is the body shared by token create and update.
+type settingsJSON struct {
+	Name         *string                 `json:"name"`
+	Subject      *string                 `json:"subject"`
+	Scopes       []string                `json:"scopes"`
+	Metadata     json.RawMessage         `json:"metadata"`
+	AllowedCIDRs []string                `json:"allowed_cidrs"`
+	RateLimit    optional[rateLimitJSON] `json:"rate_limit"`
+	Quota        optional[quotaJSON]     `json:"quota"`
+}
+
+func (s *settingsJSON) settings() (tokens.Settings, error) {
+	out := tokens.Settings{Name: s.Name, Subject: s.Subject, Scopes: s.Scopes, Metadata: s.Metadata, AllowedCIDRs: s.AllowedCIDRs}
+	if s.RateLimit.Set {
+		var rl *store.RateLimit
+		if v := s.RateLimit.Value; v != nil {
+			if v.Limit <= 0 || v.Window <= 0 {
+				return out, errorf(http.StatusBadRequest, "invalid_limit", "rate_limit needs a positive limit and window (seconds)")
+			}
+			rl = &store.RateLimit{Limit: v.Limit, Window: seconds(v.Window)}
+		}
+		out.RateLimit = &rl
+	}
+	if s.Quota.Set {
+		var q *store.Quota
+		if v := s.Quota.Value; v != nil {
+			q = &store.Quota{Remaining: v.Remaining}
+			if v.Refill != nil {
+				q.RefillAmount, q.RefillInterval = v.Refill.Amount, v.Refill.Interval
+				if q.RefillInterval == "" {
+					return out, errorf(http.StatusBadRequest, "invalid_limit", "quota refill interval must be daily or monthly")
+				}
+			}
+		}
+		out.Quota = &q
+	}
+	return out, nil
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		API       string     `json:"api"`
+		ExpiresIn int64      `json:"expires_in"`
+		ExpiresAt *time.Time `json:"expires_at"`
+		settingsJSON
+	}
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	if req.API == "" {
+		return errorf(http.StatusBadRequest, "invalid_request", "api is required")
+	}
+	set, err := req.settings()
+	if err != nil {
+		return err
+	}
+	p := tokens.CreateParams{API: req.API, Settings: set, ExpiresIn: seconds(req.ExpiresIn)}
+	if req.ExpiresIn < 0 {
+		p.ExpiresIn = -1
+	}
+	if req.ExpiresAt != nil {
+		p.ExpiresAt = *req.ExpiresAt
+	}
+	c, err := a.tokens.CreateToken(r.Context(), p, callerFrom(r.Context()).actor(r, a))
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusBadRequest, "invalid_request", "api %q does not exist", req.API)
+	}
+	if err != nil {
+		return err
+	}
+	out := toTokenJSON(&c.Token)
+	out.Token = c.Secret
+	return writeJSON(w, http.StatusCreated, out)
+}
+
+func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := store.TokenFilter{Subject: q.Get("subject"), After: q.Get("cursor")}
+	if ref := q.Get("api"); ref != "" {
+		api, err := a.tokens.ResolveAPI(r.Context(), ref)
+		if err != nil {
+			return err
+		}
+		f.APIID = api.ID
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return errorf(http.StatusBadRequest, "invalid_request", "limit must be a number from 1 to 1000")
+		}
+		f.Limit = n
+	}
+	list, next, err := a.tokens.ListTokens(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]tokenJSON, 0, len(list))
+	for i := range list {
+		out = append(out, toTokenJSON(&list[i]))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"tokens": out, "next_cursor": next})
+}
+
+func (a *API) getToken(w http.ResponseWriter, r *http.Request) error {
+	t, err := a.tokens.GetToken(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, toTokenJSON(&t))
+}
+
+func (a *API) updateToken(w http.ResponseWriter, r *http.Request) error {
+	var req settingsJSON
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	set, err := req.settings()
+	if err != nil {
+		return err
+	}
+	t, err := a.tokens.UpdateToken(r.Context(), r.PathValue("id"), set, callerFrom(r.Context()).actor(r, a))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, toTokenJSON(&t))
+}
+
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	if req.Reason == "" {
+		req.Reason = r.URL.Query().Get("reason")
+	}
+	t, err := a.tokens.RevokeToken(r.Context(), r.PathValue("id"), req.Reason, callerFrom(r.Context()).actor(r, a))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, toTokenJSON(&t))
+}
+
+func (a *API) rotateToken(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		GracePeriod int64 `json:"grace_period"`
+	}
+	if err := decodeJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	grace := seconds(req.GracePeriod)
+	if req.GracePeriod < 0 || req.GracePeriod > int64(tokens.MaxGracePeriod/time.Second) {
+		grace = -1
+	}
+	c, err := a.tokens.RotateToken(r.Context(), r.PathValue("id"), grace, callerFrom(r.Context()).actor(r, a))
+	if err != nil {
+		return err
+	}
+	out := toTokenJSON(&c.Token)
+	out.Token = c.Secret
+	out.PreviousExpiresAt = timePtr(c.PreviousExpiresAt)
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func timeQuery(r *http.Request, name string, def time.Time) (time.Time, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, errorf(http.StatusBadRequest, "invalid_request", "query parameter %s must be an RFC 3339 time", name)
+	}
+	return t, nil
+}
+
+func (a *API) tokenUsage(w http.ResponseWriter, r *http.Request) error {
+	now := a.cfg.Now()
+	to, err := timeQuery(r, "to", now)
+	if err != nil {
+		return err
+	}
+	from, err := timeQuery(r, "from", to.Add(-24*time.Hour))
+	if err != nil {
+		return err
+	}
+	if !from.Before(to) || to.Sub(from) > 92*24*time.Hour {
+		return errorf(http.StatusBadRequest, "invalid_request", "from must be before to, at most 92 days apart")
+	}
+	t, err := a.tokens.GetToken(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	hours, err := a.tokens.Usage(r.Context(), t.ID, from, to)
+	if err != nil {
+		return err
+	}
+	t, err = a.tokens.GetToken(r.Context(), t.ID) // after the flush: fresh totals
+	if err != nil {
+		return err
+	}
+	type hourJSON struct {
+		Hour    time.Time `json:"hour"`
+		Allowed int64     `json:"allowed"`
+		Denied  int64     `json:"denied"`
+	}
+	out := make([]hourJSON, 0, len(hours))
+	for _, h := range hours {
+		out = append(out, hourJSON{h.Hour, h.Allowed, h.Denied})
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"token_id": t.ID, "total_uses": t.UseCount,
+		"last_used_at": timePtr(t.LastUsedAt), "last_used_ip": t.LastUsedIP, "hours": out})
+}
+
+func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := store.AuditFilter{Action: q.Get("action"), Actor: q.Get("actor"), Target: q.Get("target")}
+	var err error
+	if f.From, err = timeQuery(r, "from", time.Time{}); err != nil {
+		return err
+	}
+	if f.To, err = timeQuery(r, "to", time.Time{}); err != nil {
+		return err
+	}
+	for name, dst := range map[string]*int64{"cursor": &f.Before} {
+		if v := q.Get(name); v != "" {
+			if *dst, err = strconv.ParseInt(v, 10, 64); err != nil || *dst < 0 {
+				return errorf(http.StatusBadRequest, "invalid_request", "%s must be a non-negative number", name)
+			}
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return errorf(http.StatusBadRequest, "invalid_request", "limit must be a number from 1 to 1000")
+		}
+		f.Limit = n
+	}
+	evs, next, err := a.store.ListAudit(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]auditJSON, 0, len(evs))
+	for _, e := range evs {
+		d := e.Details
+		if d == nil {
+			d = json.RawMessage("{}")
+		}
+		out = append(out, auditJSON{e.Seq, e.ID, e.Time, e.Actor, e.Action, e.Target, e.RemoteAddr, d, e.PrevHash, e.Hash})
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"events": out, "next_cursor": next})
+}
+
+// resolveVerifyAPI turns the api named in a verify request into an id the
+// caller may verify.
+func (a *API) resolveVerifyAPI(r *http.Request, ref string) (string, error) {
+	if ref == "" {
+		return "", nil
+	}
+	api, err := a.tokens.ResolveAPI(r.Context(), ref)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", errorf(http.StatusBadRequest, "invalid_request", "api %q does not exist", ref)
+	}
+	if err != nil {
+		return "", err
+	}
+	if c := callerFrom(r.Context()); c.apis != nil && !tokens.ContainsAPI(c.apis, api.ID) {
+		return "", errorf(http.StatusForbidden, "forbidden", "this token may not verify tokens of api %q", ref)
+	}
+	return api.ID, nil
+}
+
+func (a *API) verify(w http.ResponseWriter, r *http.Request) error {
+	var req VerifyRequest
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return err
+	}
+	if req.Token == "" {
+		return errorf(http.StatusBadRequest, "invalid_request", "token is required")
+	}
+	apiID, err := a.resolveVerifyAPI(r, req.API)
+	if err != nil {
+		return err
+	}
+	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: req.Token, APIID: apiID, Scopes: req.Scopes,
+		ClientIP: a.clientIP(r), AllowedAPIs: callerFrom(r.Context()).apis})
+	if err != nil {
+		return err
+	}
+	out := verifyResponse{Valid: res.Code == tokens.Valid, Code: res.Code.String()}
+	if t := res.Token; t != nil {
+		out.Token = &verifyTokenJSON{ID: t.ID, API: t.APIID, Subject: t.Subject, Scopes: t.Scopes, ExpiresAt: timePtr(t.ExpiresAt), Metadata: t.Metadata}
+		if out.Token.Metadata == nil {
+			out.Token.Metadata = json.RawMessage("{}")
+		}
+	}
+	if d := res.RateLimit; d != nil {
+		out.RateLimit = &verifyRateJSON{Limit: d.Limit, Remaining: d.Remaining, Reset: int64((d.Reset + time.Second - 1) / time.Second)}
+		if !d.Allowed {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
+		}
+	}
+	if res.HasQuota {
+		out.Quota = &verifyQuotaJSON{Remaining: res.Quota}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}

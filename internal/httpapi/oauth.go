@@ -1,0 +1,117 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/jetonhq/jeton/internal/tokens"
+)
+
+// oauthError writes an RFC 6749 §5.2 / RFC 6750 §3 error.
+func oauthError(w http.ResponseWriter, status int, code, desc string) error {
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="jeton", error="`+code+`"`)
+	}
+	return writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, desc string) bool {
+	oauthError(w, status, code, desc)
+	return true
+}
+
+// oauthAuth authenticates the protected resource calling introspection or
+// revocation with the same check as the admin API, but answers in the
+// OAuth error format.
+func (a *API) oauthAuth(next handlerFunc) handlerFunc {
+	inner := a.authenticate(needVerify, next)
+	return func(w http.ResponseWriter, r *http.Request) error {
+		err := inner(w, r)
+		var he *Error
+		if !errors.As(err, &he) {
+			return err
+		}
+		switch he.Status {
+		case http.StatusUnauthorized:
+			return oauthError(w, http.StatusUnauthorized, "invalid_token", "authenticate with a Jeton token that has the verify or admin scope")
+		case http.StatusForbidden:
+			return oauthError(w, http.StatusForbidden, "insufficient_scope", "the verify or admin scope is required")
+		case http.StatusTooManyRequests:
+			return oauthError(w, http.StatusTooManyRequests, "slow_down", he.Message)
+		}
+		return oauthError(w, he.Status, "invalid_request", he.Message)
+	}
+}
+
+// parseOAuthForm reads an application/x-www-form-urlencoded body (RFC 6749
+// §3.2), bounded, and rejects repeated parameters (§3.1). When ok is false
+// the error response has been written.
+func parseOAuthForm(w http.ResponseWriter, r *http.Request) (token string, ok bool) {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, _ := strings.Cut(ct, ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
+		return "", !writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		return "", !writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the form body could not be parsed or is too large")
+	}
+	for k, v := range r.PostForm {
+		if len(v) > 1 {
+			return "", !writeOAuthError(w, http.StatusBadRequest, "invalid_request", "parameter "+k+" is repeated")
+		}
+	}
+	token = r.PostForm.Get("token")
+	if token == "" {
+		return "", !writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the token parameter is required")
+	}
+	return token, true
+}
+
+// introspect implements RFC 7662. Anything that would not verify as valid is
+// {"active": false}, with no detail.
+func (a *API) introspect(w http.ResponseWriter, r *http.Request) error {
+	tok, ok := parseOAuthForm(w, r)
+	if !ok {
+		return nil
+	}
+	c := callerFrom(r.Context())
+	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, ClientIP: a.clientIP(r), AllowedAPIs: c.apis})
+	if err != nil {
+		return err
+	}
+	if res.Code != tokens.Valid {
+		return writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+	}
+	t := res.Token
+	out := map[string]any{
+		"active":     true,
+		"scope":      strings.Join(t.Scopes, " "),
+		"sub":        t.Subject,
+		"iat":        t.CreatedAt.Unix(),
+		"jti":        t.ID,
+		"token_type": "api_key",
+	}
+	if api, err := a.tokens.ResolveAPI(r.Context(), t.APIID); err == nil {
+		out["aud"] = api.Identifier
+	}
+	if !t.ExpiresAt.IsZero() {
+		out["exp"] = t.ExpiresAt.Unix()
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// revoke implements RFC 7009: 200 whether or not the token was known.
+func (a *API) revoke(w http.ResponseWriter, r *http.Request) error {
+	tok, ok := parseOAuthForm(w, r)
+	if !ok {
+		return nil
+	}
+	c := callerFrom(r.Context())
+	if _, err := a.tokens.RevokeSecret(r.Context(), tok, c.apis, "oauth2_revoke", c.actor(r, a)); err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	return nil
+}

@@ -1,0 +1,58 @@
+package httpapi
+
+import "net/http"
+
+// routes registers every endpoint. This is the only place routes live.
+func (a *API) routes() {
+	m := a.cfg.Metrics
+	handle := func(pattern string, h handlerFunc) {
+		a.mux.Handle(pattern, m.instrument(pattern, a.adapt.wrap(h)))
+	}
+	admin := func(h handlerFunc) handlerFunc { return a.authenticate(needAdmin, h) }
+	verifier := func(h handlerFunc) handlerFunc { return a.authenticate(needVerify, h) }
+
+	handle("POST /v1/apis", admin(a.createAPI))
+	handle("GET /v1/apis", admin(a.listAPIs))
+	handle("GET /v1/apis/{id}", admin(a.getAPI))
+	handle("PATCH /v1/apis/{id}", admin(a.updateAPI))
+	handle("DELETE /v1/apis/{id}", admin(a.deleteAPI))
+
+	handle("POST /v1/tokens", admin(a.createToken))
+	handle("GET /v1/tokens", admin(a.listTokens))
+	handle("GET /v1/tokens/{id}", admin(a.getToken))
+	handle("PATCH /v1/tokens/{id}", admin(a.updateToken))
+	handle("DELETE /v1/tokens/{id}", admin(a.revokeToken))
+	handle("POST /v1/tokens/{id}/revoke", admin(a.revokeToken))
+	handle("POST /v1/tokens/{id}/rotate", admin(a.rotateToken))
+	handle("GET /v1/tokens/{id}/usage", admin(a.tokenUsage))
+
+	handle("GET /v1/audit", admin(a.listAudit))
+
+	handle("POST /v1/verify", verifier(a.verify))
+	handle("POST /oauth2/introspect", a.oauthAuth(a.introspect))
+	handle("POST /oauth2/revoke", a.oauthAuth(a.revoke))
+
+	handle("GET /healthz", a.healthz)
+	handle("GET /readyz", a.readyz)
+	a.mux.Handle("GET /metrics", m.Handler())
+
+	// Anything else under our prefixes is a JSON 404, not the mux's text.
+	handle("/v1/", func(w http.ResponseWriter, r *http.Request) error {
+		return errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", r.Method, r.URL.Path)
+	})
+	handle("/", func(w http.ResponseWriter, r *http.Request) error {
+		return errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", r.Method, r.URL.Path)
+	})
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
+	if err := a.store.Ping(r.Context()); err != nil {
+		a.log.Warn("readiness: store unreachable", "err", err)
+		return writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "store unreachable"})
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,166 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokens"
+)
+
+// Config configures the API handler.
+type Config struct {
+	Tokens  *tokens.Service // required
+	Store   store.Store     // required: audit log and readiness
+	Logger  *slog.Logger    // default slog.Default()
+	Metrics *Metrics        // default: a fresh private registry
+	Now     func() time.Time
+
+	// TrustedProxies are the peers whose ClientIPHeader is believed. With
+	// none, the client address is always the connection's.
+	TrustedProxies []netip.Prefix
+	// ClientIPHeader names the header a trusted proxy sets; default
+	// X-Forwarded-For (the rightmost untrusted address is used).
+	ClientIPHeader string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.ClientIPHeader == "" {
+		c.ClientIPHeader = "X-Forwarded-For"
+	}
+	return c
+}
+
+// API is the HTTP handler of Jeton's API.
+type API struct {
+	cfg     Config
+	tokens  *tokens.Service
+	store   store.Store
+	log     *slog.Logger
+	adapt   adapter
+	mux     *http.ServeMux
+	builtin string // id of the jeton API
+	authLog authFailureLimiter
+}
+
+// New returns the handler. The built-in jeton API must exist.
+func New(ctx context.Context, cfg Config) (*API, error) {
+	cfg = cfg.withDefaults()
+	builtin, err := cfg.Tokens.ResolveAPI(ctx, tokens.BuiltinAPIName)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{cfg: cfg, tokens: cfg.Tokens, store: cfg.Store, log: cfg.Logger, builtin: builtin.ID,
+		authLog: authFailureLimiter{seen: map[string]*authFailures{}}}
+	a.adapt = adapter{log: cfg.Logger, onError: func(string) { cfg.Metrics.storeErrors.WithLabelValues("request").Inc() }}
+	a.mux = http.NewServeMux()
+	a.routes()
+	return a, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// clientIP is the address of the client: the connection's peer, or, when
+// the peer is a trusted proxy, the rightmost untrusted address in the
+// configured header.
+func (a *API) clientIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	var peer netip.Addr
+	if err == nil {
+		peer = ap.Addr().Unmap()
+	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		peer, _ = netip.ParseAddr(host)
+	}
+	if len(a.cfg.TrustedProxies) == 0 || !a.trusted(peer) {
+		return peer
+	}
+	values := r.Header.Values(a.cfg.ClientIPHeader)
+	for i := len(values) - 1; i >= 0; i-- {
+		parts := values[i]
+		for parts != "" {
+			var last string
+			if j := strings.LastIndexByte(parts, ','); j >= 0 {
+				last, parts = parts[j+1:], parts[:j]
+			} else {
+				last, parts = parts, ""
+			}
+			addr, err := netip.ParseAddr(strings.TrimSpace(last))
+			if err != nil {
+				return peer // a garbled header is not trusted any further
+			}
+			addr = addr.Unmap()
+			if !a.trusted(addr) {
+				return addr
+			}
+			peer = addr
+		}
+	}
+	return peer
+}
+
+func (a *API) trusted(addr netip.Addr) bool {
+	for _, p := range a.cfg.TrustedProxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// authFailureLimiter keeps failed-authentication audit entries from becoming
+// a write amplifier: at most a few entries per address per minute, each
+// saying how many failures were suppressed before it.
+type authFailureLimiter struct {
+	mu   sync.Mutex
+	seen map[string]*authFailures
+}
+
+type authFailures struct {
+	windowStart time.Time
+	logged      int
+	suppressed  int
+}
+
+const authFailuresPerMinute = 10
+
+// admit reports whether a failure from addr should be audited, and how many
+// were suppressed since the last audited one.
+func (l *authFailureLimiter) admit(addr string, now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.seen[addr]
+	if f == nil {
+		if len(l.seen) > 10000 {
+			clear(l.seen)
+		}
+		f = &authFailures{windowStart: now}
+		l.seen[addr] = f
+	}
+	if now.Sub(f.windowStart) >= time.Minute {
+		f.windowStart, f.logged = now, 0
+	}
+	if f.logged >= authFailuresPerMinute {
+		f.suppressed++
+		return false, 0
+	}
+	f.logged++
+	n := f.suppressed
+	f.suppressed = 0
+	return true, n
+}

@@ -1,0 +1,174 @@
+package tokens
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/ratelimit"
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+)
+
+// record is the immutable, verify-ready form of a stored token. Cached
+// records are shared between goroutines and never modified.
+type record struct {
+	tok           store.Token
+	secretExpires time.Time // grace end of a rotated-out secret, zero if current
+	cidrs         []netip.Prefix
+	rate          ratelimit.Limit
+}
+
+func newRecord(tok store.Token, secretExpires time.Time) *record {
+	r := &record{tok: tok, secretExpires: secretExpires}
+	for _, c := range tok.AllowedCIDRs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			r.cidrs = append(r.cidrs, p.Masked())
+		}
+	}
+	if tok.RateLimit != nil {
+		r.rate = ratelimit.Limit{Rate: tok.RateLimit.Limit, Window: tok.RateLimit.Window}
+	}
+	return r
+}
+
+const cacheShards = 64
+
+// cache maps secret hashes to records (positive entries) or to nil
+// (negative entries, so floods of unknown tokens do not reach the store).
+// Entries expire after a short bound so that a missed invalidation heals.
+type cache struct {
+	shards      [cacheShards]cacheShard
+	ttl, negTTL int64 // nanoseconds
+	perShard    int
+	// gen counts invalidations: a load that started before one must not
+	// insert what it read, since it may predate the change.
+	gen atomic.Uint64
+}
+
+type cacheShard struct {
+	mu sync.RWMutex
+	m  map[tokenfmt.Hash]cacheEntry
+}
+
+type cacheEntry struct {
+	rec     *record // nil: known not to exist
+	expires int64   // Unix nanoseconds
+}
+
+func newCache(size int, ttl, negTTL time.Duration) *cache {
+	c := &cache{ttl: int64(ttl), negTTL: int64(negTTL), perShard: max(size/cacheShards, 16)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[tokenfmt.Hash]cacheEntry)
+	}
+	return c
+}
+
+func (c *cache) shard(h *tokenfmt.Hash) *cacheShard {
+	// The hash is uniformly random: its first byte picks the shard.
+	return &c.shards[int(h[0])%cacheShards]
+}
+
+// get returns the cached entry for h, and whether there was a fresh one.
+func (c *cache) get(h *tokenfmt.Hash, now int64) (*record, bool) {
+	s := c.shard(h)
+	s.mu.RLock()
+	e, ok := s.m[*h]
+	s.mu.RUnlock()
+	if !ok || now >= e.expires {
+		return nil, false
+	}
+	return e.rec, true
+}
+
+// put caches rec (nil for a negative entry) unless an invalidation happened
+// since gen was read.
+func (c *cache) put(h tokenfmt.Hash, rec *record, gen uint64, now int64) {
+	ttl := c.ttl
+	if rec == nil {
+		ttl = c.negTTL
+	}
+	s := c.shard(&h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.gen.Load() != gen {
+		return
+	}
+	if _, exists := s.m[h]; !exists && len(s.m) >= c.perShard {
+		c.evictLocked(s, now)
+	}
+	s.m[h] = cacheEntry{rec: rec, expires: now + ttl}
+}
+
+// evictLocked drops expired entries, then arbitrary ones, until there is room.
+func (c *cache) evictLocked(s *cacheShard, now int64) {
+	for k, e := range s.m {
+		if now >= e.expires {
+			delete(s.m, k)
+		}
+	}
+	for k := range s.m {
+		if len(s.m) < c.perShard {
+			return
+		}
+		delete(s.m, k)
+	}
+}
+
+// invalidate drops the entries of hs (and fences in-flight loads).
+func (c *cache) invalidate(hs ...tokenfmt.Hash) {
+	c.gen.Add(1)
+	for i := range hs {
+		s := c.shard(&hs[i])
+		s.mu.Lock()
+		delete(s.m, hs[i])
+		s.mu.Unlock()
+	}
+}
+
+// invalidateAPI drops every entry of a token of apiID (after an API is
+// deleted). It scans the cache: a rare administrative operation.
+func (c *cache) invalidateAPI(apiID string) {
+	c.gen.Add(1)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for k, e := range s.m {
+			if e.rec != nil && e.rec.tok.APIID == apiID {
+				delete(s.m, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// flight deduplicates concurrent store loads of the same hash.
+type flight struct {
+	mu sync.Mutex
+	m  map[tokenfmt.Hash]*call
+}
+
+type call struct {
+	done chan struct{}
+	rec  *record
+	err  error
+}
+
+func (f *flight) do(h tokenfmt.Hash, load func() (*record, error)) (*record, error) {
+	f.mu.Lock()
+	if c, ok := f.m[h]; ok {
+		f.mu.Unlock()
+		<-c.done
+		return c.rec, c.err
+	}
+	c := &call{done: make(chan struct{})}
+	f.m[h] = c
+	f.mu.Unlock()
+	c.rec, c.err = load()
+	f.mu.Lock()
+	delete(f.m, h)
+	f.mu.Unlock()
+	close(c.done)
+	return c.rec, c.err
+}

@@ -1,0 +1,272 @@
+package tokens
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/store"
+)
+
+// meter counts usage and quota consumption in memory. Nothing here writes
+// to the store; FlushUsage drains the counts in one batched write.
+type meter struct {
+	shards [32]meterShard
+}
+
+type meterShard struct {
+	mu    sync.Mutex
+	usage map[string]*usageCounter
+	quota map[string]*quotaState
+	// staleQuota holds consumption from finished periods or forgotten
+	// states, waiting for the next flush.
+	staleQuota []store.QuotaDelta
+}
+
+type usageCounter struct {
+	hours      []store.UsageHour // the last element is the current hour
+	lastUsedAt time.Time
+	lastUsedIP netip.Addr
+}
+
+type quotaState struct {
+	periodStart time.Time // zero for a quota without refill
+	remaining   int64
+	consumed    int64 // since the last flush
+	amount      int64
+	interval    string
+}
+
+func newMeter() *meter {
+	m := &meter{}
+	for i := range m.shards {
+		m.shards[i].usage = make(map[string]*usageCounter)
+		m.shards[i].quota = make(map[string]*quotaState)
+	}
+	return m
+}
+
+func (m *meter) shard(id string) *meterShard {
+	// IDs end in random base62 characters.
+	var h uint32
+	for i := max(0, len(id)-4); i < len(id); i++ {
+		h = h*31 + uint32(id[i])
+	}
+	return &m.shards[h%uint32(len(m.shards))]
+}
+
+// count records one verification of token id at now.
+func (m *meter) count(id string, now time.Time, ip netip.Addr, allowed bool) {
+	hour := now.UTC().Truncate(time.Hour)
+	s := m.shard(id)
+	s.mu.Lock()
+	c := s.usage[id]
+	if c == nil {
+		c = &usageCounter{hours: make([]store.UsageHour, 0, 1)}
+		s.usage[id] = c
+	}
+	if n := len(c.hours); n == 0 || !c.hours[n-1].Hour.Equal(hour) {
+		c.hours = append(c.hours, store.UsageHour{Hour: hour})
+	}
+	cur := &c.hours[len(c.hours)-1]
+	if allowed {
+		cur.Allowed++
+		if !now.Before(c.lastUsedAt) {
+			c.lastUsedAt, c.lastUsedIP = now, ip
+		}
+	} else {
+		cur.Denied++
+	}
+	s.mu.Unlock()
+}
+
+// periodStart returns the start of the refill period containing now.
+func periodStart(interval string, now time.Time) time.Time {
+	now = now.UTC()
+	switch interval {
+	case store.RefillDaily:
+		return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	case store.RefillMonthly:
+		return time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+	return time.Time{}
+}
+
+// takeQuota consumes one unit of token id's quota and returns what remains
+// and whether the unit was available.
+func (m *meter) takeQuota(id string, q *store.Quota, now time.Time) (int64, bool) {
+	s := m.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.quota[id]
+	if st == nil {
+		st = &quotaState{remaining: q.Remaining, amount: q.RefillAmount, interval: q.RefillInterval, periodStart: q.PeriodStart}
+		if p := periodStart(q.RefillInterval, now); p.After(q.PeriodStart) {
+			st.periodStart, st.remaining = p, q.RefillAmount
+		}
+		s.quota[id] = st
+	} else if p := periodStart(st.interval, now); p.After(st.periodStart) {
+		if st.consumed > 0 {
+			s.staleQuota = append(s.staleQuota, st.delta(id))
+		}
+		st.periodStart, st.remaining, st.consumed = p, st.amount, 0
+	}
+	if st.remaining <= 0 {
+		return 0, false
+	}
+	st.remaining--
+	st.consumed++
+	return st.remaining, true
+}
+
+func (st *quotaState) delta(id string) store.QuotaDelta {
+	return store.QuotaDelta{TokenID: id, PeriodStart: st.periodStart, RefillAmount: st.amount, Consumed: st.consumed}
+}
+
+// forget drops the in-memory state of token id (its settings changed); its
+// unflushed consumption is kept for the next flush.
+func (m *meter) forget(id string) {
+	s := m.shard(id)
+	s.mu.Lock()
+	if st := s.quota[id]; st != nil {
+		if st.consumed > 0 {
+			s.staleQuota = append(s.staleQuota, st.delta(id))
+		}
+		delete(s.quota, id)
+	}
+	s.mu.Unlock()
+}
+
+// drain takes every count since the last drain.
+func (m *meter) drain() ([]store.UsageDelta, []store.QuotaDelta) {
+	var usage []store.UsageDelta
+	var quota []store.QuotaDelta
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		for id, c := range s.usage {
+			d := store.UsageDelta{TokenID: id, Hours: c.hours, LastUsedAt: c.lastUsedAt}
+			if c.lastUsedIP.IsValid() {
+				d.LastUsedIP = c.lastUsedIP.String()
+			}
+			usage = append(usage, d)
+		}
+		clear(s.usage)
+		quota = append(quota, s.staleQuota...)
+		s.staleQuota = nil
+		for id, st := range s.quota {
+			if st.consumed > 0 {
+				quota = append(quota, st.delta(id))
+				st.consumed = 0
+			}
+		}
+		s.mu.Unlock()
+	}
+	return usage, quota
+}
+
+// restore puts counts back after a failed flush so that they are retried.
+func (m *meter) restore(usage []store.UsageDelta, quota []store.QuotaDelta) {
+	for _, d := range usage {
+		s := m.shard(d.TokenID)
+		s.mu.Lock()
+		c := s.usage[d.TokenID]
+		if c == nil {
+			c = &usageCounter{}
+			s.usage[d.TokenID] = c
+		}
+		c.hours = append(d.Hours, c.hours...) // older hours first; the store sums duplicates
+		if d.LastUsedAt.After(c.lastUsedAt) {
+			c.lastUsedAt = d.LastUsedAt
+			c.lastUsedIP, _ = netip.ParseAddr(d.LastUsedIP)
+		}
+		s.mu.Unlock()
+	}
+	for _, q := range quota {
+		s := m.shard(q.TokenID)
+		s.mu.Lock()
+		s.staleQuota = append(s.staleQuota, q)
+		s.mu.Unlock()
+	}
+}
+
+// FlushUsage writes the usage and quota consumption counted since the last
+// flush in one store write. On failure the counts are kept for the next try.
+func (s *Service) FlushUsage(ctx context.Context) error {
+	usage, quota := s.usage.drain()
+	if len(usage) == 0 && len(quota) == 0 {
+		return nil
+	}
+	if err := s.store.RecordUsage(ctx, usage, quota); err != nil {
+		s.usage.restore(usage, quota)
+		return err
+	}
+	return nil
+}
+
+func (s *Service) flushLoop() {
+	t := time.NewTicker(s.cfg.UsageFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := s.FlushUsage(ctx); err != nil {
+				s.cfg.Logger.Error("flush usage", "err", err)
+				if s.cfg.OnStoreError != nil {
+					s.cfg.OnStoreError("flush_usage")
+				}
+			}
+			cancel()
+		}
+	}
+}
+
+// PurgeExpired deletes tokens that expired or were revoked more than the
+// retention period ago, in bounded batches, and returns how many it deleted.
+func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
+	cutoff := s.cfg.Now().Add(-s.cfg.Retention)
+	total := 0
+	for range 1000 { // bounded: at most 1000 batches per run
+		n, err := s.store.PurgeTokens(ctx, cutoff, s.cfg.JanitorBatch)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < s.cfg.JanitorBatch {
+			break
+		}
+		select {
+		case <-s.stop:
+			return total, nil
+		case <-time.After(10 * time.Millisecond): // leave room for other writers
+		}
+	}
+	return total, nil
+}
+
+func (s *Service) janitorLoop() {
+	t := time.NewTicker(s.cfg.JanitorInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			n, err := s.PurgeExpired(ctx)
+			cancel()
+			if err != nil {
+				s.cfg.Logger.Error("janitor", "err", err)
+				if s.cfg.OnStoreError != nil {
+					s.cfg.OnStoreError("janitor")
+				}
+			} else if n > 0 {
+				s.cfg.Logger.Info("janitor deleted expired and revoked tokens", "count", n)
+			}
+		}
+	}
+}
