@@ -1,0 +1,402 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/store/sqlstore"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+)
+
+// clock is a settable fake time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// countingStore counts LookupToken calls to prove what reaches the store.
+type countingStore struct {
+	store.Store
+	lookups atomic.Int64
+}
+
+func (c *countingStore) LookupToken(ctx context.Context, h tokenfmt.Hash) (store.Token, time.Time, error) {
+	c.lookups.Add(1)
+	return c.Store.LookupToken(ctx, h)
+}
+
+type fixture struct {
+	svc   *Service
+	st    *countingStore
+	clock *clock
+	api   store.API
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	db, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "jeton.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	clk := &clock{now: time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC)}
+	cs := &countingStore{Store: db}
+	svc, err := New(context.Background(), Config{Store: cs, Now: clk.Now, UsageFlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(context.Background()) })
+	api, err := svc.CreateAPI(context.Background(), APIParams{Name: "acme", Identifier: "https://acme.test", Scopes: []string{"read", "write"}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{svc: svc, st: cs, clock: clk, api: api}
+}
+
+func (f *fixture) create(t testing.TB, set Settings, expiresIn time.Duration) Created {
+	t.Helper()
+	c, err := f.svc.CreateToken(context.Background(), CreateParams{API: f.api.ID, Settings: set, ExpiresIn: expiresIn}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatalf("CreateToken: %v", err)
+	}
+	return c
+}
+
+func (f *fixture) verify(t testing.TB, req Request) Result {
+	t.Helper()
+	res, err := f.svc.Verify(context.Background(), &req)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	return res
+}
+
+var ip = netip.MustParseAddr("10.1.2.3")
+
+func TestVerifyCodes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	other, err := f.svc.CreateAPI(context.Background(), APIParams{Name: "other", Identifier: "other", Scopes: []string{"read"}}, Actor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := f.create(t, Settings{Scopes: []string{"read"}}, time.Hour)
+	cidr := f.create(t, Settings{AllowedCIDRs: []string{"192.0.2.0/24", "2001:db8::1"}}, 0)
+	good, _ := tokenfmt.Generate("jtp")
+	tests := []struct {
+		name string
+		req  Request
+		want Code
+	}{
+		{"valid", Request{Token: plain.Secret, APIID: f.api.ID, Scopes: []string{"read"}}, Valid},
+		{"valid without api", Request{Token: plain.Secret}, Valid},
+		{"malformed", Request{Token: "jtp_nope"}, Malformed},
+		{"checksum typo", Request{Token: plain.Secret[:10] + flip(plain.Secret[10]) + plain.Secret[11:]}, Malformed},
+		{"unknown", Request{Token: good}, NotFound},
+		{"insufficient scope", Request{Token: plain.Secret, Scopes: []string{"write"}}, InsufficientScope},
+		{"wrong api", Request{Token: plain.Secret, APIID: other.ID}, WrongAPI},
+		{"caller restricted to other api", Request{Token: plain.Secret, AllowedAPIs: []string{other.ID}}, WrongAPI},
+		{"forbidden ip", Request{Token: cidr.Secret, ClientIP: ip}, ForbiddenIP},
+		{"allowed ip", Request{Token: cidr.Secret, ClientIP: netip.MustParseAddr("192.0.2.77")}, Valid},
+		{"allowed ipv6", Request{Token: cidr.Secret, ClientIP: netip.MustParseAddr("2001:db8::1")}, Valid},
+		{"v4-mapped address", Request{Token: cidr.Secret, ClientIP: netip.MustParseAddr("::ffff:192.0.2.1")}, Valid},
+	}
+	for _, tt := range tests {
+		if got := f.verify(t, tt.req).Code; got != tt.want {
+			t.Errorf("%s: code %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func flip(c byte) string {
+	if c == 'a' {
+		return "b"
+	}
+	return "a"
+}
+
+func TestExpiryBoundary(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c := f.create(t, Settings{}, time.Hour)
+	f.clock.Add(time.Hour - time.Millisecond)
+	if got := f.verify(t, Request{Token: c.Secret}).Code; got != Valid {
+		t.Fatalf("1ms before expiry: %v", got)
+	}
+	f.clock.Add(time.Millisecond)
+	if got := f.verify(t, Request{Token: c.Secret}).Code; got != Expired {
+		t.Fatalf("at expiry: %v", got)
+	}
+}
+
+func TestCacheKeepsStoreOffTheHotPath(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c := f.create(t, Settings{}, 0)
+	unknown, _ := tokenfmt.Generate("jtp")
+	for range 100 {
+		f.verify(t, Request{Token: c.Secret})
+		f.verify(t, Request{Token: unknown})
+		f.verify(t, Request{Token: "garbage"})
+	}
+	if n := f.st.lookups.Load(); n != 2 {
+		t.Errorf("%d store lookups for 300 verifications of 2 distinct well-formed tokens, want 2", n)
+	}
+	// Entries expire, so a missed invalidation heals.
+	f.clock.Add(time.Minute)
+	f.verify(t, Request{Token: c.Secret})
+	if n := f.st.lookups.Load(); n != 3 {
+		t.Errorf("stale entry was not reloaded: %d lookups", n)
+	}
+}
+
+func TestSingleFlight(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c := f.create(t, Settings{}, 0)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() { f.verify(t, Request{Token: c.Secret}) })
+	}
+	wg.Wait()
+	if n := f.st.lookups.Load(); n > 2 {
+		t.Errorf("%d store lookups for 50 concurrent verifications of one token", n)
+	}
+}
+
+func TestRevokeIsImmediate(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c := f.create(t, Settings{}, 0)
+	f.verify(t, Request{Token: c.Secret}) // cached
+	if _, err := f.svc.RevokeToken(context.Background(), c.Token.ID, "leaked", Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.verify(t, Request{Token: c.Secret}).Code; got != Revoked {
+		t.Errorf("after revoke: %v", got)
+	}
+}
+
+func TestRotateGrace(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	old := f.create(t, Settings{}, 0)
+	f.verify(t, Request{Token: old.Secret})
+	rot, err := f.svc.RotateToken(context.Background(), old.Token.ID, time.Hour, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rot.Secret == old.Secret || rot.Token.ID != old.Token.ID || !rot.PreviousExpiresAt.Equal(f.clock.Now().Truncate(time.Millisecond).Add(time.Hour)) {
+		t.Fatalf("rotation result: %+v", rot.Token)
+	}
+	for _, s := range []string{old.Secret, rot.Secret} {
+		if got := f.verify(t, Request{Token: s}).Code; got != Valid {
+			t.Errorf("during grace: %v", got)
+		}
+	}
+	f.clock.Add(time.Hour)
+	if got := f.verify(t, Request{Token: old.Secret}).Code; got != Expired {
+		t.Errorf("old secret after grace: %v", got)
+	}
+	if got := f.verify(t, Request{Token: rot.Secret}).Code; got != Valid {
+		t.Errorf("new secret after grace: %v", got)
+	}
+	if _, err := f.svc.RotateToken(context.Background(), old.Token.ID, 8*24*time.Hour, Actor{}); err == nil {
+		t.Errorf("grace over 7 days accepted")
+	}
+}
+
+func TestRateLimitAndQuota(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	rl := &store.RateLimit{Limit: 2, Window: time.Minute}
+	q := &store.Quota{Remaining: 3, RefillAmount: 3, RefillInterval: store.RefillDaily}
+	c := f.create(t, Settings{RateLimit: &rl, Quota: &q}, 0)
+	want := []Code{Valid, Valid, RateLimited}
+	for i, w := range want {
+		if got := f.verify(t, Request{Token: c.Secret}); got.Code != w {
+			t.Fatalf("request %d: %v, want %v", i, got.Code, w)
+		}
+	}
+	f.clock.Add(time.Minute)
+	if got := f.verify(t, Request{Token: c.Secret}); got.Code != Valid || got.Quota != 0 {
+		t.Fatalf("third use: %v, quota %d", got.Code, got.Quota)
+	}
+	f.clock.Add(time.Minute)
+	if got := f.verify(t, Request{Token: c.Secret}).Code; got != QuotaExceeded {
+		t.Fatalf("over quota: %v", got)
+	}
+	// The clock started at 23:00 UTC: an hour later a new day refills.
+	f.clock.Add(time.Hour)
+	if got := f.verify(t, Request{Token: c.Secret}); got.Code != Valid || got.Quota != 2 {
+		t.Fatalf("after daily refill: %v, quota %d", got.Code, got.Quota)
+	}
+	if err := f.svc.FlushUsage(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := f.svc.GetToken(context.Background(), c.Token.ID)
+	if stored.Quota.Remaining != 2 || stored.UseCount != 4 {
+		t.Errorf("flushed quota %d, uses %d; want 2 and 4", stored.Quota.Remaining, stored.UseCount)
+	}
+	hours, err := f.svc.Usage(context.Background(), c.Token.ID, f.clock.Now().Add(-24*time.Hour), f.clock.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allowed, denied int64
+	for _, h := range hours {
+		allowed += h.Allowed
+		denied += h.Denied
+	}
+	if allowed != 4 || denied != 2 || len(hours) != 2 {
+		t.Errorf("usage: %d hours, %d allowed, %d denied; want 2, 4, 2", len(hours), allowed, denied)
+	}
+}
+
+func TestCreateValidation(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	neg := &store.RateLimit{Limit: -1, Window: time.Second}
+	badQuota := &store.Quota{Remaining: 1, RefillAmount: 5, RefillInterval: "hourly"}
+	name := string(make([]byte, 300))
+	tests := []struct {
+		name string
+		p    CreateParams
+		code string
+	}{
+		{"undefined scope", CreateParams{API: f.api.ID, Settings: Settings{Scopes: []string{"admin"}}}, "invalid_scope"},
+		{"duplicate scope", CreateParams{API: f.api.ID, Settings: Settings{Scopes: []string{"read", "read"}}}, "invalid_scope"},
+		{"past expiry", CreateParams{API: f.api.ID, ExpiresAt: f.clock.Now().Add(-time.Second)}, "invalid_expiry"},
+		{"both expiries", CreateParams{API: f.api.ID, ExpiresIn: time.Hour, ExpiresAt: f.clock.Now().Add(time.Hour)}, "invalid_expiry"},
+		{"negative limit", CreateParams{API: f.api.ID, Settings: Settings{RateLimit: &neg}}, "invalid_limit"},
+		{"bad refill", CreateParams{API: f.api.ID, Settings: Settings{Quota: &badQuota}}, "invalid_limit"},
+		{"metadata array", CreateParams{API: f.api.ID, Settings: Settings{Metadata: []byte(`[1]`)}}, "invalid_metadata"},
+		{"metadata too big", CreateParams{API: f.api.ID, Settings: Settings{Metadata: []byte(`{"a":"` + string(make([]byte, 5000)) + `"}`)}}, "invalid_metadata"},
+		{"bad cidr", CreateParams{API: f.api.ID, Settings: Settings{AllowedCIDRs: []string{"10.0.0.0/33"}}}, "invalid_cidr"},
+		{"long name", CreateParams{API: f.api.ID, Settings: Settings{Name: &name}}, "invalid_request"},
+	}
+	for _, tt := range tests {
+		_, err := f.svc.CreateToken(ctx, tt.p, Actor{})
+		var inv *InvalidError
+		if !errors.As(err, &inv) || inv.Code != tt.code {
+			t.Errorf("%s: err %v, want code %s", tt.name, err, tt.code)
+		}
+	}
+	if _, err := f.svc.CreateToken(ctx, CreateParams{API: "nope"}, Actor{}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown api: %v", err)
+	}
+	list, _, _ := f.svc.ListTokens(ctx, store.TokenFilter{})
+	if len(list) != 0 {
+		t.Errorf("%d tokens stored by refused creates", len(list))
+	}
+	// The API's max lifetime applies when no expiry is asked for, and caps one that is.
+	maxTTL := 24 * time.Hour
+	capped, err := f.svc.CreateAPI(ctx, APIParams{Name: "capped", Identifier: "capped", MaxTTL: maxTTL}, Actor{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.svc.CreateToken(ctx, CreateParams{API: capped.Name}, Actor{})
+	if err != nil || !c.Token.ExpiresAt.Equal(f.clock.Now().Add(maxTTL).Truncate(time.Millisecond)) {
+		t.Errorf("default expiry under max_ttl: %v %v", c.Token.ExpiresAt, err)
+	}
+	if _, err := f.svc.CreateToken(ctx, CreateParams{API: capped.Name, ExpiresIn: 48 * time.Hour}, Actor{}); err == nil {
+		t.Errorf("expiry beyond max_ttl accepted")
+	}
+}
+
+func TestVerifyScopesForBuiltinAPI(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	admin, err := f.svc.IssueAdminToken(ctx, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admin.Token.Scopes[0] != ScopeAdmin {
+		t.Fatalf("admin token scopes %v", admin.Token.Scopes)
+	}
+	ok := []string{"verify:" + f.api.ID}
+	if _, err := f.svc.CreateToken(ctx, CreateParams{API: BuiltinAPIName, Settings: Settings{Scopes: ok}}, Actor{}); err != nil {
+		t.Errorf("verify:<existing api>: %v", err)
+	}
+	if _, err := f.svc.CreateToken(ctx, CreateParams{API: BuiltinAPIName, Settings: Settings{Scopes: []string{"verify:api_nope"}}}, Actor{}); err == nil {
+		t.Errorf("verify:<missing api> accepted")
+	}
+	apis, can := CallerAPIs(ok)
+	if !can || len(apis) != 1 || apis[0] != f.api.ID {
+		t.Errorf("CallerAPIs(%v) = %v %v", ok, apis, can)
+	}
+	if apis, can := CallerAPIs([]string{"verify"}); !can || apis != nil {
+		t.Errorf("CallerAPIs(verify) = %v %v", apis, can)
+	}
+	if _, can := CallerAPIs(nil); can {
+		t.Errorf("no scopes may verify")
+	}
+}
+
+func BenchmarkVerifyCacheHit(b *testing.B) {
+	f := newFixture(b)
+	c := f.create(b, Settings{Scopes: []string{"read"}}, 0)
+	req := Request{Token: c.Secret, APIID: f.api.ID, Scopes: []string{"read"}, ClientIP: ip}
+	f.verify(b, req)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if res, _ := f.svc.Verify(ctx, &req); res.Code != Valid {
+			b.Fatal(res.Code)
+		}
+	}
+}
+
+func BenchmarkVerifyCacheHitRateLimited(b *testing.B) {
+	f := newFixture(b)
+	rl := &store.RateLimit{Limit: 1_000_000_000, Window: time.Second}
+	q := &store.Quota{Remaining: 1 << 50}
+	c := f.create(b, Settings{Scopes: []string{"read"}, RateLimit: &rl, Quota: &q}, 0)
+	req := Request{Token: c.Secret, Scopes: []string{"read"}, ClientIP: ip}
+	f.verify(b, req)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if res, _ := f.svc.Verify(ctx, &req); res.Code != Valid {
+			b.Fatal(res.Code)
+		}
+	}
+}
+
+// BenchmarkVerifyCacheMiss measures a store lookup on SQLite: every
+// iteration verifies a different one of 10,000 keys with the cache cleared.
+func BenchmarkVerifyCacheMiss(b *testing.B) {
+	f := newFixture(b)
+	secrets := make([]string, 2000)
+	for i := range secrets {
+		secrets[i] = f.create(b, Settings{}, 0).Secret
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s := secrets[i%len(secrets)]
+		h := tokenfmt.HashOf(s)
+		f.svc.cache.invalidate(h)
+		if res, _ := f.svc.Verify(ctx, &Request{Token: s}); res.Code != Valid {
+			b.Fatal(res.Code)
+		}
+		i++
+	}
+}
