@@ -82,6 +82,11 @@ func (a adapter) wrap(h handlerFunc) http.Handler {
 			}
 		}()
 		if err := h(w, r); err != nil {
+			if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+				// The client went away; nobody is left to answer.
+				a.log.Debug("client gone", "route", r.Pattern, "err", err)
+				return
+			}
 			pe := publicError(err)
 			if pe.Status >= 500 {
 				a.log.Error("request failed", "route", r.Pattern, "err", err)

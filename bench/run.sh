@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Load benchmark for Jeton. See bench/README.md.
+#
+# Builds jeton and the helpers into a temporary directory, starts the baseline
+# server and `jeton serve` on a temporary SQLite store (both on 127.0.0.1),
+# creates an API and $KEYS keys, then runs wrk with identical settings against
+#   (a) the baseline server      (the ceiling of this machine)
+#   (b) POST /v1/verify          (random valid keys)
+#   (c) POST /oauth2/introspect  (random valid keys)
+#   (d) POST /v1/tokens          (durable creates)
+# and prints req/s, p50, p99 and each as a ratio of (a), against the targets.
+# The same table goes to bench/out/results.md, with the raw wrk output and the
+# server's log next to it.
+#
+# Environment (all optional):
+#   DURATION=15s     wrk -d for each run
+#   CONNECTIONS=32   wrk -c
+#   THREADS=2        wrk -t
+#   KEYS=10000       keys created before the runs
+#   SEED_WORKERS=32  concurrent creates while seeding
+#   WRK_TIMEOUT=2s   wrk --timeout (slower answers count as errors)
+#   STRICT=1         also exit non-zero when a run is BELOW its target
+#   JETON_BIN=PATH   use this jeton binary instead of building ./cmd/jeton
+#
+# Exit status: 0 when every run completed without failed requests (whether or
+# not the targets were met, unless STRICT=1), 1 on any failure, including
+# failed requests during a run, which make its figures meaningless.
+set -euo pipefail
+
+DURATION=${DURATION:-15s}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+KEYS=${KEYS:-10000}
+SEED_WORKERS=${SEED_WORKERS:-32}
+WRK_TIMEOUT=${WRK_TIMEOUT:-2s}
+STRICT=${STRICT:-0}
+JETON_BIN=${JETON_BIN:-}
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+OUT_DIR="$BENCH_DIR/out"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] FAIL: %s\n' "$*" >&2; exit 1; }
+
+# seconds DURATION: wrk's duration syntax (15, 15s, 2m, 1h) in whole seconds.
+seconds() {
+	local d=$1
+	case $d in
+	*[0-9]) echo "$d" ;;
+	*s) echo "${d%s}" ;;
+	*m) echo $((${d%m} * 60)) ;;
+	*h) echo $((${d%h} * 3600)) ;;
+	*) return 1 ;;
+	esac
+}
+
+for v in CONNECTIONS THREADS KEYS SEED_WORKERS; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, not '${!v}'"
+done
+dur_s=$(seconds "$DURATION" 2>/dev/null) && [[ $dur_s =~ ^[1-9][0-9]*$ ]] ||
+	die "DURATION must look like 15s, 2m or 15, not '$DURATION'"
+((CONNECTIONS >= THREADS)) || die "CONNECTIONS ($CONNECTIONS) must be >= THREADS ($THREADS)"
+
+# --- processes we start, killed on exit -------------------------------------
+
+tmp=""
+pids=()
+server_pid=""
+cleanup() {
+	local rc=$? pid i
+	trap - EXIT INT TERM
+	for pid in "${pids[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${pids[@]}"; do
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "process $pid did not stop after SIGTERM; killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		wait "$pid" 2>/dev/null || true
+	done
+	if [[ -n $tmp && -d $tmp ]]; then
+		[[ -f $tmp/jeton.log ]] && cp "$tmp/jeton.log" "$OUT_DIR/jeton.log" 2>/dev/null || true
+		[[ -f $tmp/baseline.log ]] && cp "$tmp/baseline.log" "$OUT_DIR/baseline.log" 2>/dev/null || true
+		rm -rf "$tmp"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# forget PID: drops PID from the processes to kill on exit.
+forget() {
+	local keep=() p
+	for p in "${pids[@]}"; do
+		[[ $p == "$1" ]] || keep+=("$p")
+	done
+	pids=(${keep[@]+"${keep[@]}"})
+}
+
+# run_bg TIMEOUT_SECONDS CMD...: runs CMD in the background under timeout(1)
+# and waits for it, so that a signal to this script is handled at once and
+# the child is killed by cleanup. Returns CMD's status.
+run_bg() {
+	local limit=$1 pid rc=0
+	shift
+	timeout -k 5 "$limit" "$@" &
+	pid=$!
+	pids+=("$pid")
+	wait "$pid" || rc=$?
+	forget "$pid"
+	return "$rc"
+}
+
+# --- wrk --------------------------------------------------------------------
+
+as_root() {
+	if ((EUID == 0)); then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo -n "$@"
+	else
+		return 1
+	fi
+}
+
+if ! command -v wrk >/dev/null; then
+	log "wrk is missing; installing it from Debian's packages"
+	export DEBIAN_FRONTEND=noninteractive
+	if ! as_root timeout 300 apt-get install -y wrk; then
+		as_root timeout 300 apt-get update &&
+			as_root timeout 300 apt-get install -y wrk ||
+			die "could not install wrk (apt-get install -y wrk)"
+	fi
+	command -v wrk >/dev/null || die "wrk is still missing after apt-get install"
+fi
+
+# --- build ------------------------------------------------------------------
+
+mkdir -p "$OUT_DIR"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/jeton-bench.XXXXXX")
+log "building into $tmp"
+(
+	cd "$ROOT"
+	if [[ -n $JETON_BIN ]]; then
+		cp "$JETON_BIN" "$tmp/jeton"
+	else
+		go build -o "$tmp/jeton" ./cmd/jeton
+	fi
+	go build -o "$tmp/baseline" ./bench/baseline
+	go build -o "$tmp/seed" ./bench/seed
+) || die "build failed"
+
+# --- servers ----------------------------------------------------------------
+
+# port_free PORT: nothing accepts connections on 127.0.0.1:PORT.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_port [EXCLUDED]: a free port below the usual ephemeral range, so that
+# it cannot clash with wrk's own client ports.
+pick_port() {
+	local p i
+	for ((i = 0; i < 200; i++)); do
+		p=$((20000 + RANDOM % 12000))
+		[[ $p == "${1:-}" ]] && continue
+		port_free "$p" && { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# healthy PORT: GET /healthz answers 200.
+healthy() {
+	local line
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nConnection: close\r\n\r\n' "$1" >&3
+		IFS= read -r -t 2 line <&3 || exit 1
+		[[ $line == "HTTP/1."?" 200"* ]]
+	) 2>/dev/null
+}
+
+# wait_healthy NAME PID PORT: bounded wait (30 s) for the server to be up.
+wait_healthy() {
+	local name=$1 pid=$2 port=$3 i
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (log: $OUT_DIR/$name.log)"
+		healthy "$port" && return 0
+		sleep 0.2
+	done
+	die "$name did not answer GET /healthz on 127.0.0.1:$port within 30s"
+}
+
+base_port=$(pick_port) || die "no free port"
+jeton_port=$(pick_port "$base_port") || die "no free port"
+db="$tmp/jeton.db"
+
+log "starting baseline on 127.0.0.1:$base_port"
+"$tmp/baseline" -addr "127.0.0.1:$base_port" >"$tmp/baseline.log" 2>&1 &
+pids+=("$!")
+wait_healthy baseline "$!" "$base_port"
+
+log "bootstrapping $db"
+JETON_TOKEN=$(timeout 60 "$tmp/jeton" admin bootstrap --db "$db" 2>>"$tmp/jeton.log") ||
+	die "jeton admin bootstrap failed (log: $OUT_DIR/jeton.log)"
+JETON_TOKEN=$(printf '%s' "$JETON_TOKEN" | tr -d '[:space:]')
+[[ -n $JETON_TOKEN ]] || die "jeton admin bootstrap printed no token"
+export JETON_TOKEN
+
+log "starting jeton serve on 127.0.0.1:$jeton_port"
+"$tmp/jeton" serve --addr "127.0.0.1:$jeton_port" --db "$db" >>"$tmp/jeton.log" 2>&1 &
+server_pid=$!
+pids+=("$server_pid")
+wait_healthy jeton "$server_pid" "$jeton_port"
+
+# --- seed -------------------------------------------------------------------
+
+log "seeding $KEYS keys"
+seed_out="$tmp/seed.txt"
+run_bg 900 "$tmp/seed" -server "http://127.0.0.1:$jeton_port" -token "$JETON_TOKEN" \
+	-n "$KEYS" -c "$SEED_WORKERS" -out "$tmp" >"$seed_out" ||
+	{ cat "$seed_out" >&2; die "seeding failed"; }
+cat "$seed_out" >&2
+seed_summary=$(grep 'created [0-9]* keys' "$seed_out" | sed 's/^seed: //' || true)
+
+export BENCH_DIR KEYS_FILE="$tmp/keys.txt" API_ID_FILE="$tmp/api_id.txt"
+
+# --- wrk runs ---------------------------------------------------------------
+
+names=(baseline verify introspect create)
+declare -A url=(
+	[baseline]="http://127.0.0.1:$base_port/v1/verify"
+	[verify]="http://127.0.0.1:$jeton_port/v1/verify"
+	[introspect]="http://127.0.0.1:$jeton_port/oauth2/introspect"
+	[create]="http://127.0.0.1:$jeton_port/v1/tokens"
+)
+declare -A label=(
+	[baseline]="(a) baseline net/http"
+	[verify]="(b) POST /v1/verify"
+	[introspect]="(c) POST /oauth2/introspect"
+	[create]="(d) POST /v1/tokens"
+)
+declare -A target=([baseline]="" [verify]=0.70 [introspect]=0.60 [create]=0.15)
+declare -A rps p50 p99 failed
+
+# field NAME LINE: the value of NAME=... in a BENCH line.
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+problems=()
+for name in "${names[@]}"; do
+	out="$OUT_DIR/wrk-$name.txt"
+	log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION: ${label[$name]} (${url[$name]})"
+	rc=0
+	run_bg $((dur_s + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" \
+		--timeout "$WRK_TIMEOUT" --latency -s "$BENCH_DIR/$name.lua" "${url[$name]}" \
+		>"$out" 2>&1 || rc=$?
+	sed 's/^/    /' "$out" >&2
+	line=$(grep '^BENCH ' "$out" | tail -n 1 || true)
+	if ((rc != 0)) || [[ -z $line ]]; then
+		die "wrk failed for $name (status $rc); output in $out"
+	fi
+	rps[$name]=$(field rps "$line")
+	p50[$name]=$(field p50_us "$line")
+	p99[$name]=$(field p99_us "$line")
+	n_bad=$(field non2xx "$line")
+	n_odd=$(field unexpected "$line")
+	n_sock=0
+	for f in connect read write timeout; do
+		n_sock=$((n_sock + $(field "$f" "$line")))
+	done
+	# wrk's own count of 4xx/5xx, for the record.
+	n_wrk=$(sed -n 's/^ *Non-2xx or 3xx responses: *\([0-9]*\).*/\1/p' "$out")
+	n_wrk=${n_wrk:-0}
+	failed[$name]=$((n_bad + n_odd + n_sock))
+	if ((failed[$name] > 0 || n_wrk > 0)); then
+		problems+=("${label[$name]}: ${n_bad} non-2xx, ${n_odd} 2xx with an unexpected body, ${n_sock} socket errors/timeouts (wrk: ${n_wrk} non-2xx or 3xx) out of $(field requests "$line") requests; see $out")
+		failed[$name]=$((failed[$name] > n_wrk ? failed[$name] : n_wrk))
+	fi
+	if [[ -n $server_pid ]] && ! kill -0 "$server_pid" 2>/dev/null; then
+		die "jeton serve died during the $name run (log: $OUT_DIR/jeton.log)"
+	fi
+	sleep 1
+done
+
+# --- report -----------------------------------------------------------------
+
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
+
+below=0
+table() {
+	local name ratio result tgt
+	printf '| run | req/s | p50 | p99 | vs (a) | target | result |\n'
+	printf '|---|---:|---:|---:|---:|---:|---|\n'
+	for name in "${names[@]}"; do
+		ratio=$(awk -v a="${rps[$name]}" -v b="${rps[baseline]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+		tgt=${target[$name]}
+		if ((failed[$name] > 0)); then
+			result="INVALID (${failed[$name]} failed)"
+		elif [[ -z $tgt ]]; then
+			result="-"
+		elif awk -v r="${rps[$name]}" -v b="${rps[baseline]}" -v t="$tgt" 'BEGIN { exit !(r / b >= t) }'; then
+			result="PASS"
+		else
+			result="BELOW"
+		fi
+		tgt=${tgt:+>= $tgt}
+		printf '| %s | %.0f | %s | %s | %s | %s | %s |\n' "${label[$name]}" "${rps[$name]}" \
+			"$(ms "${p50[$name]}")" "$(ms "${p99[$name]}")" "$ratio" "${tgt:--}" "$result"
+	done
+}
+tbl=$(table)
+if grep -q '| BELOW |$' <<<"$tbl"; then
+	below=1
+fi
+
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null || true) ]]; then
+	commit+=" (dirty)"
+fi
+cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+# wrk -v prints its version and usage, and exits 1.
+wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $2 }')
+go_version=$(go version | awk '{ print $3 }')
+
+{
+	printf '# Jeton load benchmark results\n\n'
+	printf -- '- date: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	printf -- '- commit: %s\n' "$commit"
+	printf -- '- machine: %s CPUs (%s), %s\n' "$(nproc)" "${cpu:-unknown CPU}" "$(uname -sm)"
+	printf -- '- %s, wrk %s\n' "$go_version" "$wrk_version"
+	printf -- '- wrk: -t%s -c%s -d%s --timeout %s, same settings for every run\n' \
+		"$THREADS" "$CONNECTIONS" "$DURATION" "$WRK_TIMEOUT"
+	printf -- '- store: SQLite (temporary file); %s keys seeded: %s\n' "$KEYS" "${seed_summary:-?}"
+	printf '\n%s\n' "$tbl"
+	if ((${#problems[@]} > 0)); then
+		printf '\n**Failed requests — the figures of these runs are meaningless:**\n\n'
+		printf -- '- %s\n' "${problems[@]}"
+	fi
+} >"$OUT_DIR/results.md"
+
+printf '\n%s\n\n' "$tbl"
+if ((${#problems[@]} > 0)); then
+	printf 'FAILED REQUESTS (figures of these runs are meaningless):\n' >&2
+	printf '  - %s\n' "${problems[@]}" >&2
+fi
+log "results written to $OUT_DIR/results.md"
+
+((${#problems[@]} == 0)) || exit 1
+if ((below)) && [[ $STRICT == 1 ]]; then
+	log "STRICT=1 and a run is BELOW its target"
+	exit 1
+fi
+exit 0

@@ -1,0 +1,415 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/store/sqlstore"
+	"github.com/jetonhq/jeton/internal/tokens"
+)
+
+type env struct {
+	srv    *httptest.Server
+	db     *sqlstore.DB
+	svc    *tokens.Service
+	admin  string
+	apiID  string
+	key    string // a key of apiID with scope repos:read
+	keyID  string
+	verify string // a jeton token with only the verify scope
+}
+
+func newEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "jeton.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc, err := tokens.New(ctx, tokens.Config{Store: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(ctx) })
+	admin, err := svc.IssueAdminToken(ctx, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tokens, cfg.Store, cfg.Logger = svc, db, slog.New(slog.DiscardHandler)
+	api, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	e := &env{srv: srv, db: db, svc: svc, admin: admin.Secret}
+	var a apiJSON
+	e.mustDo(t, "POST", "/v1/apis", e.admin, `{"name":"acme","identifier":"https://api.acme.test","scopes":["repos:read","repos:write"]}`, 201, &a)
+	e.apiID = a.ID
+	var k tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme","name":"ci","subject":"cus_1","scopes":["repos:read"]}`, 201, &k)
+	e.key, e.keyID = k.Token, k.ID
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"jeton","name":"rs","scopes":["verify"]}`, 201, &k)
+	e.verify = k.Token
+	return e
+}
+
+func (e *env) do(t *testing.T, method, path, token, body string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func (e *env) mustDo(t *testing.T, method, path, token, body string, status int, out any) {
+	t.Helper()
+	resp, b := e.do(t, method, path, token, body)
+	if resp.StatusCode != status {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, status, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
+		}
+	}
+}
+
+// snapshot is everything a bad request must leave unchanged.
+func (e *env) snapshot(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	apis, _ := e.db.ListAPIs(ctx)
+	toks, _, _ := e.db.ListTokens(ctx, store.TokenFilter{Limit: 1000})
+	b, _ := json.Marshal(struct {
+		A []store.API
+		T []store.Token
+	}{apis, toks})
+	return string(b)
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	long := strings.Repeat("a", MaxBodyBytes+1)
+	tests := []struct {
+		name, method, path, token, body string
+		status                          int
+		code                            string
+	}{
+		{"malformed json", "POST", "/v1/tokens", "admin", `{"api":`, 400, "malformed_json"},
+		{"not an object", "POST", "/v1/tokens", "admin", `[1,2]`, 400, "malformed_json"},
+		{"trailing data", "POST", "/v1/tokens", "admin", `{"api":"acme"} {}`, 400, "malformed_json"},
+		{"empty body", "POST", "/v1/apis", "admin", ``, 400, "malformed_json"},
+		{"unknown field", "POST", "/v1/tokens", "admin", `{"api":"acme","scopez":["x"]}`, 400, "unknown_field"},
+		{"wrong type", "POST", "/v1/tokens", "admin", `{"api":"acme","expires_in":"soon"}`, 400, "invalid_request"},
+		{"oversize body", "POST", "/v1/tokens", "admin", `{"api":"acme","name":"` + long + `"}`, 413, "body_too_large"},
+		{"missing auth", "POST", "/v1/tokens", "", `{"api":"acme"}`, 401, "unauthorized"},
+		{"garbage auth", "POST", "/v1/tokens", "garbage", `{"api":"acme"}`, 401, "unauthorized"},
+		{"key of another api as admin", "POST", "/v1/tokens", "key", `{"api":"acme"}`, 401, "unauthorized"},
+		{"verify scope on admin route", "POST", "/v1/tokens", "verify", `{"api":"acme"}`, 403, "forbidden"},
+		{"unknown token id", "GET", "/v1/tokens/tok_nope", "admin", ``, 404, "not_found"},
+		{"revoke unknown id", "DELETE", "/v1/tokens/tok_nope", "admin", ``, 404, "not_found"},
+		{"unknown api", "POST", "/v1/tokens", "admin", `{"api":"nope"}`, 400, "invalid_request"},
+		{"missing api", "POST", "/v1/tokens", "admin", `{"name":"x"}`, 400, "invalid_request"},
+		{"invalid prefix", "POST", "/v1/apis", "admin", `{"name":"b","identifier":"b","key_prefix":"bad-prefix"}`, 400, "invalid_prefix"},
+		{"scope not defined", "POST", "/v1/tokens", "admin", `{"api":"acme","scopes":["admin"]}`, 400, "invalid_scope"},
+		{"expiry in the past", "POST", "/v1/tokens", "admin", `{"api":"acme","expires_at":"2001-01-01T00:00:00Z"}`, 400, "invalid_expiry"},
+		{"negative expires_in", "POST", "/v1/tokens", "admin", `{"api":"acme","expires_in":-5}`, 400, "invalid_expiry"},
+		{"negative rate limit", "POST", "/v1/tokens", "admin", `{"api":"acme","rate_limit":{"limit":-1,"window":60}}`, 400, "invalid_limit"},
+		{"negative quota", "POST", "/v1/tokens", "admin", `{"api":"acme","quota":{"remaining":-1}}`, 400, "invalid_limit"},
+		{"bad refill interval", "POST", "/v1/tokens", "admin", `{"api":"acme","quota":{"remaining":1,"refill":{"amount":1,"interval":"hourly"}}}`, 400, "invalid_limit"},
+		{"metadata not object", "POST", "/v1/tokens", "admin", `{"api":"acme","metadata":"x"}`, 400, "invalid_metadata"},
+		{"bad cidr", "POST", "/v1/tokens", "admin", `{"api":"acme","allowed_cidrs":["nope"]}`, 400, "invalid_cidr"},
+		{"duplicate api name", "POST", "/v1/apis", "admin", `{"name":"acme","identifier":"other"}`, 409, "conflict"},
+		{"delete api in use", "DELETE", "/v1/apis/acme", "admin", ``, 409, "api_in_use"},
+		{"delete builtin", "DELETE", "/v1/apis/jeton?force=true", "admin", ``, 409, "conflict"},
+		{"bad force flag", "DELETE", "/v1/apis/acme?force=maybe", "admin", ``, 400, "invalid_request"},
+		{"grace too long", "POST", "/v1/tokens/KEYID/rotate", "admin", `{"grace_period":999999999}`, 400, "invalid_request"},
+		{"update scope not defined", "PATCH", "/v1/tokens/KEYID", "admin", `{"scopes":["nope"]}`, 400, "invalid_scope"},
+		{"bad list limit", "GET", "/v1/tokens?limit=0", "admin", ``, 400, "invalid_request"},
+		{"bad usage range", "GET", "/v1/tokens/KEYID/usage?from=yesterday", "admin", ``, 400, "invalid_request"},
+		{"verify without token", "POST", "/v1/verify", "admin", `{"api":"acme"}`, 400, "invalid_request"},
+		{"verify unknown api", "POST", "/v1/verify", "admin", `{"token":"x","api":"nope"}`, 400, "invalid_request"},
+		{"unknown route", "GET", "/v1/nothing", "admin", ``, 404, "not_found"},
+	}
+	tokenFor := map[string]string{"admin": e.admin, "key": e.key, "verify": e.verify, "garbage": "jtp_garbage", "": ""}
+	before := e.snapshot(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, b := e.do(t, tt.method, strings.ReplaceAll(tt.path, "KEYID", e.keyID), tokenFor[tt.token], tt.body)
+			var got struct {
+				Error struct{ Code, Message string }
+			}
+			json.Unmarshal(b, &got)
+			if resp.StatusCode != tt.status || got.Error.Code != tt.code || got.Error.Message == "" {
+				t.Errorf("status %d code %q (%s), want %d %q", resp.StatusCode, got.Error.Code, b, tt.status, tt.code)
+			}
+			if resp.StatusCode == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+				t.Errorf("401 without WWW-Authenticate")
+			}
+			if strings.Contains(string(b), e.admin) || strings.Contains(string(b), e.key) {
+				t.Errorf("error response leaks a secret: %s", b)
+			}
+		})
+	}
+	if after := e.snapshot(t); after != before {
+		t.Errorf("bad requests changed the store")
+	}
+}
+
+func TestVerifyEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	var res verifyResponse
+	e.mustDo(t, "POST", "/v1/verify", e.verify, `{"token":"`+e.key+`","api":"https://api.acme.test","scopes":["repos:read"]}`, 200, &res)
+	if !res.Valid || res.Code != "valid" || res.Token == nil || res.Token.Subject != "cus_1" || res.Token.ID != e.keyID {
+		t.Errorf("valid key: %+v", res)
+	}
+	cases := map[string]string{
+		`{"token":"jtp_xyz"}`: "malformed",
+		`{"token":"` + e.key + `","scopes":["repos:write"]}`: "insufficient_scope",
+		`{"token":"` + e.key + `","api":"jeton"}`:             "wrong_api",
+	}
+	for body, want := range cases {
+		var r verifyResponse
+		e.mustDo(t, "POST", "/v1/verify", e.verify, body, 200, &r)
+		if r.Valid || r.Code != want {
+			t.Errorf("%s: %+v, want %s", body, r, want)
+		}
+	}
+	// A verify key restricted to another API cannot probe acme's keys.
+	var other apiJSON
+	e.mustDo(t, "POST", "/v1/apis", e.admin, `{"name":"other","identifier":"other"}`, 201, &other)
+	var rk tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"jeton","scopes":["verify:`+other.ID+`"]}`, 201, &rk)
+	var r verifyResponse
+	e.mustDo(t, "POST", "/v1/verify", rk.Token, `{"token":"`+e.key+`"}`, 200, &r)
+	if r.Code != "wrong_api" || r.Token != nil {
+		t.Errorf("restricted caller: %+v", r)
+	}
+	e.mustDo(t, "POST", "/v1/verify", rk.Token, `{"token":"`+e.key+`","api":"acme"}`, 403, nil)
+	// Revocation is immediate.
+	e.mustDo(t, "DELETE", "/v1/tokens/"+e.keyID, e.admin, `{"reason":"leaked"}`, 200, nil)
+	e.mustDo(t, "POST", "/v1/verify", e.verify, `{"token":"`+e.key+`"}`, 200, &r)
+	if r.Code != "revoked" || r.Token != nil {
+		t.Errorf("after revoke: %+v", r)
+	}
+}
+
+func TestTrustedProxyHeader(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	var k tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme","allowed_cidrs":["203.0.113.0/24"]}`, 201, &k)
+	check := func(xff, want string) {
+		t.Helper()
+		_, b := e.do(t, "POST", "/v1/verify", e.verify, `{"token":"`+k.Token+`"}`, "X-Forwarded-For", xff)
+		var r verifyResponse
+		json.Unmarshal(b, &r)
+		if r.Code != want {
+			t.Errorf("X-Forwarded-For %q: %s, want %s", xff, r.Code, want)
+		}
+	}
+	check("203.0.113.9", "valid")
+	check("198.51.100.1", "forbidden_ip")
+	// A client cannot spoof by prepending: the rightmost untrusted address counts.
+	check("203.0.113.9, 198.51.100.1", "forbidden_ip")
+	check("garbage", "forbidden_ip") // falls back to the proxy's own address
+	// Without trusted proxies the header is ignored.
+	e2 := newEnv(t, Config{})
+	e2.mustDo(t, "POST", "/v1/tokens", e2.admin, `{"api":"acme","allowed_cidrs":["203.0.113.0/24"]}`, 201, &k)
+	_, b := e2.do(t, "POST", "/v1/verify", e2.verify, `{"token":"`+k.Token+`"}`, "X-Forwarded-For", "203.0.113.9")
+	if !strings.Contains(string(b), "forbidden_ip") {
+		t.Errorf("untrusted X-Forwarded-For was believed: %s", b)
+	}
+}
+
+func TestIntrospectAndRevoke(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	form := func(path, token, value string) (*http.Response, map[string]any) {
+		resp, b := e.do(t, "POST", path, token, url.Values{"token": {value}}.Encode(), "Content-Type", "application/x-www-form-urlencoded")
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		return resp, m
+	}
+	resp, m := form("/oauth2/introspect", e.verify, e.key)
+	if resp.StatusCode != 200 || m["active"] != true || m["sub"] != "cus_1" || m["scope"] != "repos:read" || m["aud"] != "https://api.acme.test" || m["jti"] != e.keyID {
+		t.Errorf("introspect valid key: %d %v", resp.StatusCode, m)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("introspection response is cacheable")
+	}
+	for _, v := range []string{"garbage", "jtp_" + strings.Repeat("0", 49)} {
+		if _, m := form("/oauth2/introspect", e.verify, v); len(m) != 1 || m["active"] != false {
+			t.Errorf("introspect %q: %v (must be exactly active:false)", v, m)
+		}
+	}
+	resp, m = form("/oauth2/introspect", "", e.key)
+	if resp.StatusCode != 401 || m["error"] != "invalid_token" || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("unauthenticated introspect: %d %v", resp.StatusCode, m)
+	}
+	resp, _ = e.do(t, "POST", "/oauth2/introspect", e.verify, `{"token":"x"}`, "Content-Type", "application/json")
+	if resp.StatusCode != 400 {
+		t.Errorf("JSON introspect body: %d", resp.StatusCode)
+	}
+	if resp, _ := form("/oauth2/revoke", e.verify, "jtp_unknown"); resp.StatusCode != 200 {
+		t.Errorf("revoke unknown: %d", resp.StatusCode)
+	}
+	if resp, _ := form("/oauth2/revoke", e.verify, e.key); resp.StatusCode != 200 {
+		t.Errorf("revoke: %d", resp.StatusCode)
+	}
+	if _, m := form("/oauth2/introspect", e.verify, e.key); m["active"] != false {
+		t.Errorf("revoked key still active: %v", m)
+	}
+}
+
+func TestTokenLifecycle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	var rot tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens/"+e.keyID+"/rotate", e.admin, `{"grace_period":3600}`, 200, &rot)
+	if rot.Token == "" || rot.Token == e.key || rot.PreviousExpiresAt == nil {
+		t.Fatalf("rotate: %+v", rot)
+	}
+	for _, k := range []string{e.key, rot.Token} {
+		var r verifyResponse
+		e.mustDo(t, "POST", "/v1/verify", e.verify, `{"token":"`+k+`"}`, 200, &r)
+		if !r.Valid {
+			t.Errorf("during grace: %+v", r)
+		}
+	}
+	var got tokenJSON
+	e.mustDo(t, "GET", "/v1/tokens/"+e.keyID, e.admin, ``, 200, &got)
+	if got.Token != "" || got.Hint != rot.Hint {
+		t.Errorf("GET shows secret %q or stale hint %q", got.Token, got.Hint)
+	}
+	var upd tokenJSON
+	e.mustDo(t, "PATCH", "/v1/tokens/"+e.keyID, e.admin, `{"name":"renamed","scopes":["repos:read","repos:write"],"metadata":{"a":1},"rate_limit":{"limit":10,"window":60}}`, 200, &upd)
+	if upd.Name != "renamed" || len(upd.Scopes) != 2 || upd.RateLimit == nil || upd.RateLimit.Limit != 10 || string(upd.Metadata) != `{"a":1}` {
+		t.Errorf("update: %+v", upd)
+	}
+	var r verifyResponse
+	e.mustDo(t, "POST", "/v1/verify", e.verify, `{"token":"`+rot.Token+`","scopes":["repos:write"]}`, 200, &r)
+	if !r.Valid || r.RateLimit == nil || r.RateLimit.Remaining != 9 {
+		t.Errorf("update not applied at once: %+v", r)
+	}
+	e.mustDo(t, "PATCH", "/v1/tokens/"+e.keyID, e.admin, `{"rate_limit":null}`, 200, &upd)
+	if upd.RateLimit != nil {
+		t.Errorf("rate_limit null did not clear the limit")
+	}
+	var list struct {
+		Tokens     []tokenJSON `json:"tokens"`
+		NextCursor string      `json:"next_cursor"`
+	}
+	e.mustDo(t, "GET", "/v1/tokens?api=acme&limit=1", e.admin, ``, 200, &list)
+	if len(list.Tokens) != 1 || list.NextCursor != "" || strings.Contains(toJSON(list), e.key) {
+		t.Errorf("list: %+v", list)
+	}
+	var usage struct {
+		TotalUses int64 `json:"total_uses"`
+		Hours     []struct{ Allowed, Denied int64 }
+	}
+	e.mustDo(t, "GET", "/v1/tokens/"+e.keyID+"/usage", e.admin, ``, 200, &usage)
+	if usage.TotalUses != 3 || len(usage.Hours) != 1 || usage.Hours[0].Allowed != 3 {
+		t.Errorf("usage: %+v", usage)
+	}
+	var audit struct {
+		Events []auditJSON `json:"events"`
+	}
+	e.mustDo(t, "GET", "/v1/audit?target="+e.keyID, e.admin, ``, 200, &audit)
+	var actions []string
+	for _, ev := range audit.Events {
+		actions = append(actions, ev.Action)
+	}
+	if strings.Join(actions, ",") != "token.update,token.update,token.rotate,token.create" {
+		t.Errorf("audit actions %v", actions)
+	}
+	all := toJSON(audit)
+	if strings.Contains(all, e.key) || strings.Contains(all, rot.Token) {
+		t.Errorf("audit log contains a secret")
+	}
+}
+
+func TestAuthFailuresAreAuditedAndBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	for range 30 {
+		e.do(t, "GET", "/v1/apis", "jtp_garbage", ``)
+	}
+	// Auditing runs in the background; wait for it without sleeping blindly.
+	var n int
+	for range 200 {
+		evs, _, _ := e.db.ListAudit(context.Background(), store.AuditFilter{Action: "auth.failure"})
+		if n = len(evs); n >= authFailuresPerMinute {
+			break
+		}
+		e.do(t, "GET", "/healthz", "", ``)
+	}
+	if n != authFailuresPerMinute {
+		t.Errorf("%d auth.failure events for 30 failures, want %d (bounded)", n, authFailuresPerMinute)
+	}
+}
+
+func toJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func FuzzVerifyRequest(f *testing.F) {
+	f.Add([]byte(`{"token":"jtp_x","scopes":["a"],"api":"acme"}`))
+	f.Add([]byte(`{"token":1}`))
+	f.Add([]byte(`{"token":"a"} x`))
+	f.Add([]byte(`{"scopes":[null]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req VerifyRequest
+		err := DecodeStrict(body, &req)
+		if err == nil {
+			return
+		}
+		var he *Error
+		if !asError(err, &he) || he.Status != 400 || he.Code == "" || he.Message == "" {
+			t.Fatalf("DecodeStrict(%q) = %v, want a 400 with a code", body, err)
+		}
+	})
+}
+
+func asError(err error, target **Error) bool {
+	e, ok := err.(*Error)
+	*target = e
+	return ok
+}
+
+func FuzzBearer(f *testing.F) {
+	f.Add("Bearer jtp_abc")
+	f.Add("bearer  x")
+	f.Add("Basic abc")
+	f.Fuzz(func(t *testing.T, h string) {
+		tok, ok := bearer(h)
+		if ok && (tok == "" || strings.ContainsAny(tok, " \t") || len(tok) > 4096) {
+			t.Fatalf("bearer(%q) = %q", h, tok)
+		}
+	})
+}
