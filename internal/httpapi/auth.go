@@ -9,8 +9,6 @@ import (
 	"github.com/jetonhq/jeton/internal/tokens"
 )
 
-type callerKey struct{}
-
 // caller is an authenticated client of the API.
 type caller struct {
 	token *store.Token
@@ -19,10 +17,8 @@ type caller struct {
 	apis []string
 }
 
-func callerFrom(ctx context.Context) *caller {
-	c, _ := ctx.Value(callerKey{}).(*caller)
-	return c
-}
+// authedFunc is a handler that runs for an authenticated caller.
+type authedFunc func(w http.ResponseWriter, r *http.Request, c *caller) error
 
 func (c *caller) actor(r *http.Request, a *API) tokens.Actor {
 	return tokens.Actor{ID: c.token.ID, RemoteAddr: a.clientIP(r).String()}
@@ -52,7 +48,7 @@ const (
 // authenticate is the one authentication check of the API: it verifies the
 // bearer token as a token of the built-in jeton API, audits failures, and
 // puts the caller in the request context.
-func (a *API) authenticate(n need, next handlerFunc) handlerFunc {
+func (a *API) authenticate(n need, next authedFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		h := r.Header.Get("Authorization")
 		tok, ok := bearer(h)
@@ -88,7 +84,7 @@ func (a *API) authenticate(n need, next handlerFunc) handlerFunc {
 			a.auditAuthFailure(r, res.Token.ID, "insufficient_scope")
 			return errorf(http.StatusForbidden, "forbidden", "this token lacks the scope for %s %s", r.Method, r.URL.Path)
 		}
-		return next(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
+		return next(w, r, c)
 	}
 }
 

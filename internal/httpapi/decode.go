@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -16,7 +17,9 @@ const MaxBodyBytes = 64 << 10
 // fields, trailing data and bodies over MaxBodyBytes. An empty body is an
 // empty object when allowEmpty.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer putBuf(buf)
+	body, err := readBody(w, r, buf)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -31,6 +34,23 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 		return errorf(http.StatusBadRequest, "malformed_json", "request body must be a JSON object")
 	}
 	return DecodeStrict(body, v)
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= MaxBodyBytes {
+		b.Reset()
+		bufPool.Put(b)
+	}
+}
+
+// readBody reads r's body, at most MaxBodyBytes, into buf and returns its
+// bytes (valid until buf is reused).
+func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) ([]byte, error) {
+	buf.Reset()
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	return buf.Bytes(), err
 }
 
 // DecodeStrict decodes one JSON value from body into v with the rules of

@@ -28,7 +28,7 @@ func (o *optional[T]) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, o.Value)
 }
 
-func (a *API) createAPI(w http.ResponseWriter, r *http.Request) error {
+func (a *API) createAPI(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		Name       string   `json:"name"`
 		Identifier string   `json:"identifier"`
@@ -41,14 +41,14 @@ func (a *API) createAPI(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	api, err := a.tokens.CreateAPI(r.Context(), tokens.APIParams{Name: req.Name, Identifier: req.Identifier, Scopes: req.Scopes,
-		KeyPrefix: req.KeyPrefix, DefaultTTL: seconds(req.DefaultTTL), MaxTTL: seconds(req.MaxTTL)}, callerFrom(r.Context()).actor(r, a))
+		KeyPrefix: req.KeyPrefix, DefaultTTL: seconds(req.DefaultTTL), MaxTTL: seconds(req.MaxTTL)}, c.actor(r, a))
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, toAPIJSON(&api))
 }
 
-func (a *API) listAPIs(w http.ResponseWriter, r *http.Request) error {
+func (a *API) listAPIs(w http.ResponseWriter, r *http.Request, c *caller) error {
 	list, err := a.tokens.ListAPIs(r.Context())
 	if err != nil {
 		return err
@@ -60,7 +60,7 @@ func (a *API) listAPIs(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"apis": out})
 }
 
-func (a *API) getAPI(w http.ResponseWriter, r *http.Request) error {
+func (a *API) getAPI(w http.ResponseWriter, r *http.Request, c *caller) error {
 	api, err := a.tokens.ResolveAPI(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -68,7 +68,7 @@ func (a *API) getAPI(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, toAPIJSON(api))
 }
 
-func (a *API) updateAPI(w http.ResponseWriter, r *http.Request) error {
+func (a *API) updateAPI(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		Name       *string  `json:"name"`
 		AddScopes  []string `json:"add_scopes"`
@@ -91,14 +91,14 @@ func (a *API) updateAPI(w http.ResponseWriter, r *http.Request) error {
 		d := seconds(*req.MaxTTL)
 		u.MaxTTL = &d
 	}
-	upd, err := a.tokens.UpdateAPI(r.Context(), api.ID, u, callerFrom(r.Context()).actor(r, a))
+	upd, err := a.tokens.UpdateAPI(r.Context(), api.ID, u, c.actor(r, a))
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, toAPIJSON(&upd))
 }
 
-func (a *API) deleteAPI(w http.ResponseWriter, r *http.Request) error {
+func (a *API) deleteAPI(w http.ResponseWriter, r *http.Request, c *caller) error {
 	force, err := boolQuery(r, "force")
 	if err != nil {
 		return err
@@ -107,7 +107,7 @@ func (a *API) deleteAPI(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.tokens.DeleteAPI(r.Context(), api.ID, force, callerFrom(r.Context()).actor(r, a)); err != nil {
+	if err := a.tokens.DeleteAPI(r.Context(), api.ID, force, c.actor(r, a)); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -165,7 +165,7 @@ func (s *settingsJSON) settings() (tokens.Settings, error) {
 	return out, nil
 }
 
-func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
+func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		API       string     `json:"api"`
 		ExpiresIn int64      `json:"expires_in"`
@@ -189,19 +189,19 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if req.ExpiresAt != nil {
 		p.ExpiresAt = *req.ExpiresAt
 	}
-	c, err := a.tokens.CreateToken(r.Context(), p, callerFrom(r.Context()).actor(r, a))
+	created, err := a.tokens.CreateToken(r.Context(), p, c.actor(r, a))
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf(http.StatusBadRequest, "invalid_request", "api %q does not exist", req.API)
 	}
 	if err != nil {
 		return err
 	}
-	out := toTokenJSON(&c.Token)
-	out.Token = c.Secret
+	out := toTokenJSON(&created.Token)
+	out.Token = created.Secret
 	return writeJSON(w, http.StatusCreated, out)
 }
 
-func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
+func (a *API) listTokens(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	f := store.TokenFilter{Subject: q.Get("subject"), After: q.Get("cursor")}
 	if ref := q.Get("api"); ref != "" {
@@ -229,7 +229,7 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{"tokens": out, "next_cursor": next})
 }
 
-func (a *API) getToken(w http.ResponseWriter, r *http.Request) error {
+func (a *API) getToken(w http.ResponseWriter, r *http.Request, c *caller) error {
 	t, err := a.tokens.GetToken(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -237,7 +237,7 @@ func (a *API) getToken(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, toTokenJSON(&t))
 }
 
-func (a *API) updateToken(w http.ResponseWriter, r *http.Request) error {
+func (a *API) updateToken(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req settingsJSON
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return err
@@ -246,14 +246,14 @@ func (a *API) updateToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := a.tokens.UpdateToken(r.Context(), r.PathValue("id"), set, callerFrom(r.Context()).actor(r, a))
+	t, err := a.tokens.UpdateToken(r.Context(), r.PathValue("id"), set, c.actor(r, a))
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, toTokenJSON(&t))
 }
 
-func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) error {
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		Reason string `json:"reason"`
 	}
@@ -263,14 +263,14 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	if req.Reason == "" {
 		req.Reason = r.URL.Query().Get("reason")
 	}
-	t, err := a.tokens.RevokeToken(r.Context(), r.PathValue("id"), req.Reason, callerFrom(r.Context()).actor(r, a))
+	t, err := a.tokens.RevokeToken(r.Context(), r.PathValue("id"), req.Reason, c.actor(r, a))
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, toTokenJSON(&t))
 }
 
-func (a *API) rotateToken(w http.ResponseWriter, r *http.Request) error {
+func (a *API) rotateToken(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
 		GracePeriod int64 `json:"grace_period"`
 	}
@@ -281,13 +281,13 @@ func (a *API) rotateToken(w http.ResponseWriter, r *http.Request) error {
 	if req.GracePeriod < 0 || req.GracePeriod > int64(tokens.MaxGracePeriod/time.Second) {
 		grace = -1
 	}
-	c, err := a.tokens.RotateToken(r.Context(), r.PathValue("id"), grace, callerFrom(r.Context()).actor(r, a))
+	rotated, err := a.tokens.RotateToken(r.Context(), r.PathValue("id"), grace, c.actor(r, a))
 	if err != nil {
 		return err
 	}
-	out := toTokenJSON(&c.Token)
-	out.Token = c.Secret
-	out.PreviousExpiresAt = timePtr(c.PreviousExpiresAt)
+	out := toTokenJSON(&rotated.Token)
+	out.Token = rotated.Secret
+	out.PreviousExpiresAt = timePtr(rotated.PreviousExpiresAt)
 	return writeJSON(w, http.StatusOK, out)
 }
 
@@ -303,7 +303,7 @@ func timeQuery(r *http.Request, name string, def time.Time) (time.Time, error) {
 	return t, nil
 }
 
-func (a *API) tokenUsage(w http.ResponseWriter, r *http.Request) error {
+func (a *API) tokenUsage(w http.ResponseWriter, r *http.Request, c *caller) error {
 	now := a.cfg.Now()
 	to, err := timeQuery(r, "to", now)
 	if err != nil {
@@ -341,7 +341,7 @@ func (a *API) tokenUsage(w http.ResponseWriter, r *http.Request) error {
 		"last_used_at": timePtr(t.LastUsedAt), "last_used_ip": t.LastUsedIP, "hours": out})
 }
 
-func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
+func (a *API) listAudit(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
 	f := store.AuditFilter{Action: q.Get("action"), Actor: q.Get("actor"), Target: q.Get("target")}
 	var err error
@@ -382,7 +382,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 
 // resolveVerifyAPI turns the api named in a verify request into an id the
 // caller may verify.
-func (a *API) resolveVerifyAPI(r *http.Request, ref string) (string, error) {
+func (a *API) resolveVerifyAPI(r *http.Request, c *caller, ref string) (string, error) {
 	if ref == "" {
 		return "", nil
 	}
@@ -393,13 +393,13 @@ func (a *API) resolveVerifyAPI(r *http.Request, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if c := callerFrom(r.Context()); c.apis != nil && !tokens.ContainsAPI(c.apis, api.ID) {
+	if c.apis != nil && !tokens.ContainsAPI(c.apis, api.ID) {
 		return "", errorf(http.StatusForbidden, "forbidden", "this token may not verify tokens of api %q", ref)
 	}
 	return api.ID, nil
 }
 
-func (a *API) verify(w http.ResponseWriter, r *http.Request) error {
+func (a *API) verify(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req VerifyRequest
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return err
@@ -407,30 +407,18 @@ func (a *API) verify(w http.ResponseWriter, r *http.Request) error {
 	if req.Token == "" {
 		return errorf(http.StatusBadRequest, "invalid_request", "token is required")
 	}
-	apiID, err := a.resolveVerifyAPI(r, req.API)
+	apiID, err := a.resolveVerifyAPI(r, c, req.API)
 	if err != nil {
 		return err
 	}
 	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: req.Token, APIID: apiID, Scopes: req.Scopes,
-		ClientIP: a.clientIP(r), AllowedAPIs: callerFrom(r.Context()).apis})
+		ClientIP: a.clientIP(r), AllowedAPIs: c.apis})
 	if err != nil {
 		return err
 	}
-	out := verifyResponse{Valid: res.Code == tokens.Valid, Code: res.Code.String()}
-	if t := res.Token; t != nil {
-		out.Token = &verifyTokenJSON{ID: t.ID, API: t.APIID, Subject: t.Subject, Scopes: t.Scopes, ExpiresAt: timePtr(t.ExpiresAt), Metadata: t.Metadata}
-		if out.Token.Metadata == nil {
-			out.Token.Metadata = json.RawMessage("{}")
-		}
+	if d := res.RateLimit; d != nil && !d.Allowed {
+		w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(d.RetryAfter), 10))
 	}
-	if d := res.RateLimit; d != nil {
-		out.RateLimit = &verifyRateJSON{Limit: d.Limit, Remaining: d.Remaining, Reset: int64((d.Reset + time.Second - 1) / time.Second)}
-		if !d.Allowed {
-			w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
-		}
-	}
-	if res.HasQuota {
-		out.Quota = &verifyQuotaJSON{Remaining: res.Quota}
-	}
-	return writeJSON(w, http.StatusOK, out)
+	var buf [1024]byte // most answers fit; large metadata grows onto the heap
+	return writeRaw(w, http.StatusOK, appendVerifyResponse(buf[:0], &res))
 }

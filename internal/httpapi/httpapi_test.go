@@ -191,9 +191,9 @@ func TestVerifyEndpoint(t *testing.T) {
 		t.Errorf("valid key: %+v", res)
 	}
 	cases := map[string]string{
-		`{"token":"jtp_xyz"}`: "malformed",
+		`{"token":"jtp_xyz"}`:                                "malformed",
 		`{"token":"` + e.key + `","scopes":["repos:write"]}`: "insufficient_scope",
-		`{"token":"` + e.key + `","api":"jeton"}`:             "wrong_api",
+		`{"token":"` + e.key + `","api":"jeton"}`:            "wrong_api",
 	}
 	for body, want := range cases {
 		var r verifyResponse

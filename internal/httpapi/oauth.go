@@ -24,7 +24,7 @@ func writeOAuthError(w http.ResponseWriter, status int, code, desc string) bool 
 // oauthAuth authenticates the protected resource calling introspection or
 // revocation with the same check as the admin API, but answers in the
 // OAuth error format.
-func (a *API) oauthAuth(next handlerFunc) handlerFunc {
+func (a *API) oauthAuth(next authedFunc) handlerFunc {
 	inner := a.authenticate(needVerify, next)
 	return func(w http.ResponseWriter, r *http.Request) error {
 		err := inner(w, r)
@@ -70,12 +70,11 @@ func parseOAuthForm(w http.ResponseWriter, r *http.Request) (token string, ok bo
 
 // introspect implements RFC 7662. Anything that would not verify as valid is
 // {"active": false}, with no detail.
-func (a *API) introspect(w http.ResponseWriter, r *http.Request) error {
+func (a *API) introspect(w http.ResponseWriter, r *http.Request, c *caller) error {
 	tok, ok := parseOAuthForm(w, r)
 	if !ok {
 		return nil
 	}
-	c := callerFrom(r.Context())
 	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, ClientIP: a.clientIP(r), AllowedAPIs: c.apis})
 	if err != nil {
 		return err
@@ -83,31 +82,20 @@ func (a *API) introspect(w http.ResponseWriter, r *http.Request) error {
 	if res.Code != tokens.Valid {
 		return writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 	}
-	t := res.Token
-	out := map[string]any{
-		"active":     true,
-		"scope":      strings.Join(t.Scopes, " "),
-		"sub":        t.Subject,
-		"iat":        t.CreatedAt.Unix(),
-		"jti":        t.ID,
-		"token_type": "api_key",
+	var aud string
+	if api, err := a.tokens.ResolveAPI(r.Context(), res.Token.APIID); err == nil {
+		aud = api.Identifier
 	}
-	if api, err := a.tokens.ResolveAPI(r.Context(), t.APIID); err == nil {
-		out["aud"] = api.Identifier
-	}
-	if !t.ExpiresAt.IsZero() {
-		out["exp"] = t.ExpiresAt.Unix()
-	}
-	return writeJSON(w, http.StatusOK, out)
+	var buf [512]byte
+	return writeRaw(w, http.StatusOK, appendIntrospection(buf[:0], res.Token, aud))
 }
 
 // revoke implements RFC 7009: 200 whether or not the token was known.
-func (a *API) revoke(w http.ResponseWriter, r *http.Request) error {
+func (a *API) revoke(w http.ResponseWriter, r *http.Request, c *caller) error {
 	tok, ok := parseOAuthForm(w, r)
 	if !ok {
 		return nil
 	}
-	c := callerFrom(r.Context())
 	if _, err := a.tokens.RevokeSecret(r.Context(), tok, c.apis, "oauth2_revoke", c.actor(r, a)); err != nil {
 		return err
 	}

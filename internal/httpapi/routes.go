@@ -8,8 +8,8 @@ func (a *API) routes() {
 	handle := func(pattern string, h handlerFunc) {
 		a.mux.Handle(pattern, m.instrument(pattern, a.adapt.wrap(h)))
 	}
-	admin := func(h handlerFunc) handlerFunc { return a.authenticate(needAdmin, h) }
-	verifier := func(h handlerFunc) handlerFunc { return a.authenticate(needVerify, h) }
+	admin := func(h authedFunc) handlerFunc { return a.authenticate(needAdmin, h) }
+	verifier := func(h authedFunc) handlerFunc { return a.authenticate(needVerify, h) }
 
 	handle("POST /v1/apis", admin(a.createAPI))
 	handle("GET /v1/apis", admin(a.listAPIs))

@@ -58,7 +58,7 @@ func (db *DB) CreateAPI(ctx context.Context, a store.API, ev store.AuditEvent) e
 		if err != nil {
 			return db.wrapUnique(err, "create api")
 		}
-		return appendAudit(ctx, tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -117,7 +117,7 @@ func (db *DB) UpdateAPI(ctx context.Context, id string, update func(*store.API) 
 			return db.wrapUnique(err, "update api")
 		}
 		out = a
-		return appendAudit(ctx, tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 	return out, err
 }
@@ -167,7 +167,7 @@ func (db *DB) DeleteAPI(ctx context.Context, id string, force bool, now time.Tim
 				return fmt.Errorf("sqlstore: delete api: %w", err)
 			}
 		}
-		return appendAudit(ctx, tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 	return hashes, err
 }

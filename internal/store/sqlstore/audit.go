@@ -12,11 +12,18 @@ import (
 	"github.com/jetonhq/jeton/internal/store"
 )
 
+const (
+	claimAuditSQL  = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+	insertAuditSQL = `INSERT INTO audit_events (seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	advanceAuditSQL = "UPDATE audit_head SET hash = $1 WHERE id = 1"
+)
+
 // appendAudit appends ev to the hash chain inside tx. Claiming the next
 // sequence number updates the single audit_head row first, which holds a row
 // lock on PostgreSQL until commit: appends from every node are serialised
 // and the chain never forks. An event without an Action records nothing.
-func appendAudit(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) error {
+func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) error {
 	if ev.Action == "" {
 		return nil
 	}
@@ -27,16 +34,15 @@ func appendAudit(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) error {
 	if ev.ID == "" {
 		ev.ID = ids.New(ids.Event, ev.Time)
 	}
-	if err := tx.QueryRowContext(ctx, "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").Scan(&ev.Seq, &ev.PrevHash); err != nil {
+	if err := db.txQueryRow(ctx, tx, claimAuditSQL).Scan(&ev.Seq, &ev.PrevHash); err != nil {
 		return fmt.Errorf("sqlstore: audit: claim sequence: %w", err)
 	}
 	ev.Hash = ev.ChainHash(ev.PrevHash)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_events (seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+	if _, err := db.txExec(ctx, tx, insertAuditSQL,
 		ev.Seq, ev.ID, ms(ev.Time), ev.Actor, ev.Action, ev.Target, ev.RemoteAddr, string(ev.Details), ev.PrevHash, ev.Hash); err != nil {
 		return fmt.Errorf("sqlstore: audit: insert: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE audit_head SET hash = $1 WHERE id = 1", ev.Hash); err != nil {
+	if _, err := db.txExec(ctx, tx, advanceAuditSQL, ev.Hash); err != nil {
 		return fmt.Errorf("sqlstore: audit: advance head: %w", err)
 	}
 	return nil
@@ -47,7 +53,7 @@ func (db *DB) AppendAudit(ctx context.Context, ev store.AuditEvent) error {
 	if ev.Action == "" {
 		return fmt.Errorf("sqlstore: append audit: empty action")
 	}
-	return db.update(ctx, func(tx *sql.Tx) error { return appendAudit(ctx, tx, ev) })
+	return db.update(ctx, func(tx *sql.Tx) error { return db.appendAudit(ctx, tx, ev) })
 }
 
 const auditColumns = "seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash"

@@ -196,7 +196,7 @@ func TestWriteAfterCloseFails(t *testing.T) {
 }
 
 func BenchmarkCreateTokenParallel(b *testing.B) {
-	db := openSQLiteT(b, filepath.Join(b.TempDir(), "jeton.db"))
+	db, _ := Open(context.Background(), filepath.Join(b.TempDir(), "jeton.db"), Options{SQLiteSynchronous: "FULL"})
 	defer db.Close()
 	ctx := context.Background()
 	now := time.Now()

@@ -85,6 +85,8 @@ func tokenArgs(t *store.Token) []any {
 		nullMS(t.RotatedAt), nullMS(t.LastUsedAt), t.LastUsedIP, t.UseCount}
 }
 
+const insertSecretSQL = "INSERT INTO token_secrets (hash, token_id, expires_at) VALUES ($1, $2, NULL)"
+
 var (
 	insertTokenSQL = "INSERT INTO tokens (" + strings.ReplaceAll(tokenColumns, "t.", "") + ") VALUES (" + placeholders(1, 23) + ")"
 	updateTokenSQL = func() string {
@@ -111,13 +113,13 @@ func placeholders(from, to int) string {
 // CreateToken implements store.Store.
 func (db *DB) CreateToken(ctx context.Context, t store.Token, secret tokenfmt.Hash, ev store.AuditEvent) error {
 	return db.update(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, insertTokenSQL, tokenArgs(&t)...); err != nil {
+		if _, err := db.txExec(ctx, tx, insertTokenSQL, tokenArgs(&t)...); err != nil {
 			return db.wrapUnique(err, "create token")
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO token_secrets (hash, token_id, expires_at) VALUES ($1, $2, NULL)", secret[:], t.ID); err != nil {
+		if _, err := db.txExec(ctx, tx, insertSecretSQL, secret[:], t.ID); err != nil {
 			return db.wrapUnique(err, "create token secret")
 		}
-		return appendAudit(ctx, tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 }
 
@@ -195,7 +197,7 @@ func (db *DB) ListTokens(ctx context.Context, f store.TokenFilter) ([]store.Toke
 
 // lockToken reads a token for update inside tx.
 func (db *DB) lockToken(ctx context.Context, tx *sql.Tx, id string) (store.Token, error) {
-	t, err := scanToken(tx.QueryRowContext(ctx, "SELECT "+tokenColumns+" FROM tokens t WHERE t.id = $1"+db.d.forUpdate, id))
+	t, err := scanToken(db.txQueryRow(ctx, tx, "SELECT "+tokenColumns+" FROM tokens t WHERE t.id = $1"+db.d.forUpdate, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, fmt.Errorf("sqlstore: token %s: %w", id, store.ErrNotFound)
 	}
@@ -230,14 +232,14 @@ func (db *DB) UpdateToken(ctx context.Context, id string, update func(*store.Tok
 			return err
 		}
 		t.ID = id
-		if _, err := tx.ExecContext(ctx, updateTokenSQL, tokenArgs(&t)...); err != nil {
+		if _, err := db.txExec(ctx, tx, updateTokenSQL, tokenArgs(&t)...); err != nil {
 			return fmt.Errorf("sqlstore: update token: %w", err)
 		}
 		if hashes, err = tokenHashes(ctx, tx, id); err != nil {
 			return err
 		}
 		out = t
-		return appendAudit(ctx, tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 	return out, hashes, err
 }
@@ -256,27 +258,27 @@ func (db *DB) RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hi
 		}
 		// Older rotated-out secrets go; the current one becomes the
 		// previous one, valid until graceUntil (or dropped if no grace).
-		if _, err := tx.ExecContext(ctx, "DELETE FROM token_secrets WHERE token_id = $1 AND expires_at IS NOT NULL", id); err != nil {
+		if _, err := db.txExec(ctx, tx, "DELETE FROM token_secrets WHERE token_id = $1 AND expires_at IS NOT NULL", id); err != nil {
 			return fmt.Errorf("sqlstore: rotate token: %w", err)
 		}
 		if graceUntil.After(now) {
-			_, err = tx.ExecContext(ctx, "UPDATE token_secrets SET expires_at = $2 WHERE token_id = $1 AND expires_at IS NULL", id, ms(graceUntil))
+			_, err = db.txExec(ctx, tx, "UPDATE token_secrets SET expires_at = $2 WHERE token_id = $1 AND expires_at IS NULL", id, ms(graceUntil))
 		} else {
-			_, err = tx.ExecContext(ctx, "DELETE FROM token_secrets WHERE token_id = $1", id)
+			_, err = db.txExec(ctx, tx, "DELETE FROM token_secrets WHERE token_id = $1", id)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: rotate token: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO token_secrets (hash, token_id, expires_at) VALUES ($1, $2, NULL)", next[:], id); err != nil {
+		if _, err := db.txExec(ctx, tx, insertSecretSQL, next[:], id); err != nil {
 			return db.wrapUnique(err, "rotate token")
 		}
 		t.Hint, t.RotatedAt, t.UpdatedAt = hint, fromMS(ms(now)), fromMS(ms(now))
-		if _, err := tx.ExecContext(ctx, "UPDATE tokens SET hint = $2, rotated_at = $3, updated_at = $3 WHERE id = $1", id, hint, ms(now)); err != nil {
+		if _, err := db.txExec(ctx, tx, "UPDATE tokens SET hint = $2, rotated_at = $3, updated_at = $3 WHERE id = $1", id, hint, ms(now)); err != nil {
 			return fmt.Errorf("sqlstore: rotate token: %w", err)
 		}
 		out = t
 		changed = append(changed, next)
-		return appendAudit(ctx, tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 	return out, changed, err
 }
@@ -298,10 +300,10 @@ func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time,
 			return nil // already revoked: nothing changes, nothing to audit
 		}
 		out.RevokedAt, out.RevokeReason, out.UpdatedAt = fromMS(ms(now)), reason, fromMS(ms(now))
-		if _, err := tx.ExecContext(ctx, "UPDATE tokens SET revoked_at = $2, revoke_reason = $3, updated_at = $2 WHERE id = $1", id, ms(now), reason); err != nil {
+		if _, err := db.txExec(ctx, tx, "UPDATE tokens SET revoked_at = $2, revoke_reason = $3, updated_at = $2 WHERE id = $1", id, ms(now), reason); err != nil {
 			return fmt.Errorf("sqlstore: revoke token: %w", err)
 		}
-		return appendAudit(ctx, tx, ev)
+		return db.appendAudit(ctx, tx, ev)
 	})
 	return out, hashes, err
 }
@@ -335,13 +337,13 @@ func (db *DB) PurgeTokens(ctx context.Context, cutoff time.Time, limit int) (int
 				"DELETE FROM token_secrets WHERE token_id IN " + in,
 				"DELETE FROM tokens WHERE id IN " + in,
 			} {
-				if _, err := tx.ExecContext(ctx, q, victims...); err != nil {
+				if _, err := db.txExec(ctx, tx, q, victims...); err != nil {
 					return fmt.Errorf("sqlstore: purge tokens: %w", err)
 				}
 			}
 		}
 		n = len(victims)
-		if _, err := tx.ExecContext(ctx, "DELETE FROM token_secrets WHERE expires_at IS NOT NULL AND expires_at < $1", ms(cutoff)); err != nil {
+		if _, err := db.txExec(ctx, tx, "DELETE FROM token_secrets WHERE expires_at IS NOT NULL AND expires_at < $1", ms(cutoff)); err != nil {
 			return fmt.Errorf("sqlstore: purge rotated secrets: %w", err)
 		}
 		return nil

@@ -9,6 +9,17 @@ import (
 	"github.com/jetonhq/jeton/internal/store"
 )
 
+const (
+	usageUpsertSQL = `INSERT INTO token_usage (token_id, hour, allowed, denied)
+		SELECT $1, CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT) WHERE EXISTS (SELECT 1 FROM tokens WHERE id = $1)
+		ON CONFLICT (token_id, hour) DO UPDATE SET allowed = token_usage.allowed + excluded.allowed,
+			denied = token_usage.denied + excluded.denied`
+	lastUseSQL = `UPDATE tokens SET use_count = use_count + $2,
+		last_used_ip = CASE WHEN last_used_at IS NULL OR last_used_at <= $3 THEN $4 ELSE last_used_ip END,
+		last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $3 THEN $3 ELSE last_used_at END
+		WHERE id = $1`
+)
+
 // RecordUsage implements store.Store. All deltas are written in one
 // transaction; rows for tokens that were deleted meanwhile are skipped.
 func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota []store.QuotaDelta) error {
@@ -20,10 +31,7 @@ func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota [
 			var allowed int64
 			for _, h := range u.Hours {
 				allowed += h.Allowed
-				if _, err := tx.ExecContext(ctx, `INSERT INTO token_usage (token_id, hour, allowed, denied)
-					SELECT $1, CAST($2 AS BIGINT), CAST($3 AS BIGINT), CAST($4 AS BIGINT) WHERE EXISTS (SELECT 1 FROM tokens WHERE id = $1)
-					ON CONFLICT (token_id, hour) DO UPDATE SET allowed = token_usage.allowed + excluded.allowed,
-						denied = token_usage.denied + excluded.denied`,
+				if _, err := db.txExec(ctx, tx, usageUpsertSQL,
 					u.TokenID, ms(h.Hour), h.Allowed, h.Denied); err != nil {
 					return fmt.Errorf("sqlstore: record usage: %w", err)
 				}
@@ -31,10 +39,7 @@ func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota [
 			if u.LastUsedAt.IsZero() && allowed == 0 {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE tokens SET use_count = use_count + $2,
-				last_used_ip = CASE WHEN last_used_at IS NULL OR last_used_at <= $3 THEN $4 ELSE last_used_ip END,
-				last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $3 THEN $3 ELSE last_used_at END
-				WHERE id = $1`, u.TokenID, allowed, ms(u.LastUsedAt), u.LastUsedIP); err != nil {
+			if _, err := db.txExec(ctx, tx, lastUseSQL, u.TokenID, allowed, ms(u.LastUsedAt), u.LastUsedIP); err != nil {
 				return fmt.Errorf("sqlstore: record last use: %w", err)
 			}
 		}
@@ -46,14 +51,14 @@ func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota [
 			if !q.PeriodStart.IsZero() {
 				period = ms(q.PeriodStart)
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE tokens SET
+			if _, err := db.txExec(ctx, tx, `UPDATE tokens SET
 				quota_remaining = CASE WHEN quota_period_start < $2 THEN CAST($3 AS BIGINT) - CAST($4 AS BIGINT) ELSE quota_remaining - CAST($4 AS BIGINT) END,
 				quota_period_start = $2
 				WHERE id = $1 AND quota_remaining IS NOT NULL AND quota_period_start <= $2`,
 				q.TokenID, period, q.RefillAmount, q.Consumed); err != nil {
 				return fmt.Errorf("sqlstore: record quota: %w", err)
 			}
-			if _, err := tx.ExecContext(ctx, "UPDATE tokens SET quota_remaining = 0 WHERE id = $1 AND quota_remaining < 0", q.TokenID); err != nil {
+			if _, err := db.txExec(ctx, tx, "UPDATE tokens SET quota_remaining = 0 WHERE id = $1 AND quota_remaining < 0", q.TokenID); err != nil {
 				return fmt.Errorf("sqlstore: record quota: %w", err)
 			}
 		}
