@@ -21,12 +21,13 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) 
 	defer putBuf(buf)
 	body, err := readBody(w, r, buf)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is over %d bytes", MaxBodyBytes)
-		}
-		return errorf(http.StatusBadRequest, "malformed_json", "could not read the request body")
+		return err
 	}
+	return decodeBody(body, v, allowEmpty)
+}
+
+// decodeBody is decodeJSON for a body already read.
+func decodeBody(body []byte, v any, allowEmpty bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		if allowEmpty {
 			return nil
@@ -46,11 +47,17 @@ func putBuf(b *bytes.Buffer) {
 }
 
 // readBody reads r's body, at most MaxBodyBytes, into buf and returns its
-// bytes (valid until buf is reused).
+// bytes (valid until buf is reused), or a public error.
 func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) ([]byte, error) {
 	buf.Reset()
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	return buf.Bytes(), err
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body is over %d bytes", MaxBodyBytes)
+		}
+		return nil, errorf(http.StatusBadRequest, "malformed_json", "could not read the request body")
+	}
+	return buf.Bytes(), nil
 }
 
 // DecodeStrict decodes one JSON value from body into v with the rules of

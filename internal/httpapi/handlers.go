@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -401,8 +402,16 @@ func (a *API) resolveVerifyAPI(r *http.Request, c *caller, ref string) (string, 
 
 func (a *API) verify(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req VerifyRequest
-	if err := decodeJSON(w, r, &req, false); err != nil {
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer putBuf(buf)
+	body, err := readBody(w, r, buf)
+	if err != nil {
 		return err
+	}
+	if !decodeVerifyFast(body, &req) {
+		if err := decodeBody(body, &req, false); err != nil {
+			return err
+		}
 	}
 	if req.Token == "" {
 		return errorf(http.StatusBadRequest, "invalid_request", "token is required")
@@ -419,6 +428,6 @@ func (a *API) verify(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if d := res.RateLimit; d != nil && !d.Allowed {
 		w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(d.RetryAfter), 10))
 	}
-	var buf [1024]byte // most answers fit; large metadata grows onto the heap
-	return writeRaw(w, http.StatusOK, appendVerifyResponse(buf[:0], &res))
+	var out [1024]byte // most answers fit; large metadata grows onto the heap
+	return writeRaw(w, http.StatusOK, appendVerifyResponse(out[:0], &res))
 }

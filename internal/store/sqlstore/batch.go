@@ -18,6 +18,8 @@ type batcher struct {
 	quit     chan struct{}
 	done     chan struct{}
 	once     sync.Once
+	// prepared returns the statement prepared for query on the writer, or nil.
+	prepared func(query string) *sql.Stmt
 }
 
 type writeReq struct {
@@ -26,8 +28,9 @@ type writeReq struct {
 	done chan error
 }
 
-func newBatcher(db *sql.DB, maxBatch int) *batcher {
+func newBatcher(db *sql.DB, maxBatch int, prepared func(string) *sql.Stmt) *batcher {
 	b := &batcher{
+		prepared: prepared,
 		db:       db,
 		maxBatch: maxBatch,
 		reqs:     make(chan *writeReq, maxBatch),
@@ -127,7 +130,7 @@ func (b *batcher) commit(batch []*writeReq) {
 			errs[i] = err // the caller gave up before its write started
 			continue
 		}
-		errs[i] = runSavepoint(tx, r)
+		errs[i] = b.runSavepoint(tx, r)
 	}
 	if err := tx.Commit(); err != nil {
 		err = fmt.Errorf("sqlstore: commit: %w", err)
@@ -140,8 +143,24 @@ func (b *batcher) commit(batch []*writeReq) {
 	}
 }
 
-func runSavepoint(tx *sql.Tx, r *writeReq) (err error) {
-	if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+func (b *batcher) exec(tx *sql.Tx, query string) error {
+	var err error
+	if st := b.prepared(query); st != nil {
+		_, err = tx.Stmt(st).Exec()
+	} else {
+		_, err = tx.Exec(query)
+	}
+	return err
+}
+
+const (
+	savepointSQL  = "SAVEPOINT w"
+	rollbackToSQL = "ROLLBACK TO w"
+	releaseSQL    = "RELEASE w"
+)
+
+func (b *batcher) runSavepoint(tx *sql.Tx, r *writeReq) (err error) {
+	if err := b.exec(tx, savepointSQL); err != nil {
 		return fmt.Errorf("sqlstore: savepoint: %w", err)
 	}
 	defer func() {
@@ -149,11 +168,11 @@ func runSavepoint(tx *sql.Tx, r *writeReq) (err error) {
 			err = fmt.Errorf("sqlstore: write panicked: %v", p)
 		}
 		if err != nil {
-			if _, rbErr := tx.Exec("ROLLBACK TO w"); rbErr != nil {
+			if rbErr := b.exec(tx, rollbackToSQL); rbErr != nil {
 				err = fmt.Errorf("%w (rollback to savepoint: %v)", err, rbErr)
 			}
 		}
-		if _, relErr := tx.Exec("RELEASE w"); relErr != nil && err == nil {
+		if relErr := b.exec(tx, releaseSQL); relErr != nil && err == nil {
 			err = fmt.Errorf("sqlstore: release savepoint: %w", relErr)
 		}
 	}()

@@ -176,7 +176,7 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
 	db := &DB{d: sqliteDialect, read: read, write: write, closed: make(chan struct{})}
-	db.batch = newBatcher(write, opts.MaxBatch)
+	db.batch = newBatcher(write, opts.MaxBatch, func(q string) *sql.Stmt { return db.prepared(context.Background(), q) })
 	return db, nil
 }
 
@@ -303,7 +303,7 @@ func (db *DB) prepared(_ context.Context, query string) *sql.Stmt {
 // only writer connection.
 var hotStatements = []string{
 	insertTokenSQL, insertSecretSQL, claimAuditSQL, insertAuditSQL, advanceAuditSQL,
-	usageUpsertSQL, lastUseSQL,
+	usageUpsertSQL, lastUseSQL, savepointSQL, rollbackToSQL, releaseSQL,
 }
 
 func (db *DB) prepareHot(ctx context.Context) error {

@@ -1,0 +1,141 @@
+package httpapi
+
+// decodeVerifyFast parses the common shape of a verify body without
+// reflection: one object whose members are "token", "api" (plain strings)
+// and "scopes" (an array of plain strings), each at most once. A plain
+// string has only printable ASCII and no escapes. For anything else it
+// reports false and the caller uses DecodeStrict, which is the
+// specification; FuzzVerifyFastDecode proves the two agree wherever the
+// fast path answers.
+func decodeVerifyFast(b []byte, req *VerifyRequest) bool {
+	p := parser{b: b}
+	p.ws()
+	if !p.byte('{') {
+		return false
+	}
+	p.ws()
+	var seenToken, seenAPI, seenScopes bool
+	if p.peek() == '}' {
+		p.i++
+	} else {
+		for {
+			key, ok := p.str()
+			if !ok {
+				return false
+			}
+			p.ws()
+			if !p.byte(':') {
+				return false
+			}
+			p.ws()
+			switch key {
+			case "token":
+				if seenToken {
+					return false
+				}
+				seenToken = true
+				if req.Token, ok = p.str(); !ok {
+					return false
+				}
+			case "api":
+				if seenAPI {
+					return false
+				}
+				seenAPI = true
+				if req.API, ok = p.str(); !ok {
+					return false
+				}
+			case "scopes":
+				if seenScopes || !p.byte('[') {
+					return false
+				}
+				seenScopes = true
+				req.Scopes = []string{}
+				p.ws()
+				if p.peek() == ']' {
+					p.i++
+					break
+				}
+				for {
+					s, ok := p.str()
+					if !ok {
+						return false
+					}
+					req.Scopes = append(req.Scopes, s)
+					p.ws()
+					if p.byte(']') {
+						break
+					}
+					if !p.byte(',') {
+						return false
+					}
+					p.ws()
+				}
+			default:
+				return false
+			}
+			p.ws()
+			if p.byte('}') {
+				break
+			}
+			if !p.byte(',') {
+				return false
+			}
+			p.ws()
+		}
+	}
+	p.ws()
+	return p.i == len(p.b)
+}
+
+type parser struct {
+	b []byte
+	i int
+}
+
+func (p *parser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) peek() byte {
+	if p.i < len(p.b) {
+		return p.b[p.i]
+	}
+	return 0
+}
+
+func (p *parser) byte(c byte) bool {
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+// str reads a plain string: printable ASCII, no backslash.
+func (p *parser) str() (string, bool) {
+	if !p.byte('"') {
+		return "", false
+	}
+	start := p.i
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			s := string(p.b[start:p.i])
+			p.i++
+			return s, true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return "", false
+		}
+		p.i++
+	}
+	return "", false
+}
