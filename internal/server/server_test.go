@@ -1,0 +1,109 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/store/sqlstore"
+)
+
+// TestServeFirstStartAndGracefulShutdown starts the real server on an empty
+// store, checks the one-time admin token, uses it, and proves that shutdown
+// flushes the usage counted in memory.
+func TestServeFirstStartAndGracefulShutdown(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "jeton.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var notice bytes.Buffer
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Addr: "127.0.0.1:0", DB: dbPath, Notice: &notice, Ready: ready,
+			Logger: slog.New(slog.DiscardHandler)})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	admin := regexp.MustCompile(`jtp_[0-9A-Za-z]{49}`).FindString(notice.String())
+	if admin == "" || !strings.Contains(notice.String(), "will not be shown again") {
+		t.Fatalf("first start notice: %q", notice.String())
+	}
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, _ := call("GET", p, ""); code != 200 {
+			t.Errorf("%s: %d", p, code)
+		}
+	}
+	for range 3 {
+		if code, body := call("POST", "/v1/verify", `{"token":"`+admin+`"}`); code != 200 || !strings.Contains(body, `"valid":true`) {
+			t.Fatalf("verify: %d %s", code, body)
+		}
+	}
+	if _, body := call("GET", "/metrics", ""); !strings.Contains(body, `jeton_verify_results_total{code="valid"}`) ||
+		!strings.Contains(body, `jeton_http_requests_total{code="200",route="POST /v1/verify"}`) {
+		t.Errorf("metrics lack verify results or request counts")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after shutdown: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("shutdown did not finish")
+	}
+	// The usage flush interval (10s) has not passed: only the shutdown
+	// flush can have written these counts.
+	db, err := sqlstore.Open(context.Background(), dbPath, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	toks, _, err := db.ListTokens(context.Background(), store.TokenFilter{})
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("tokens after shutdown: %d, %v", len(toks), err)
+	}
+	// 3 verify calls authenticate with the admin token and verify it too,
+	// the metrics and health calls are unauthenticated.
+	if got := toks[0].UseCount; got != 6 {
+		t.Errorf("admin token use count after shutdown = %d, want 6 (flushed on shutdown)", got)
+	}
+
+	// A second start reuses the store and prints no new token.
+	notice.Reset()
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() { done <- Run(ctx2, Config{Addr: "127.0.0.1:0", DB: dbPath, Notice: &notice, Ready: ready, Logger: slog.New(slog.DiscardHandler)}) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("second Run: %v", err)
+	}
+	cancel2()
+	<-done
+	if notice.Len() != 0 {
+		t.Errorf("second start printed %q", notice.String())
+	}
+}
