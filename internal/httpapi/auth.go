@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/jetonhq/jeton/internal/store"
@@ -12,6 +13,7 @@ import (
 // caller is an authenticated client of the API.
 type caller struct {
 	token *store.Token
+	ip    netip.Addr // the client's address, resolved once per request
 	admin bool
 	// apis whose tokens the caller may verify; nil means all.
 	apis []string
@@ -20,8 +22,8 @@ type caller struct {
 // authedFunc is a handler that runs for an authenticated caller.
 type authedFunc func(w http.ResponseWriter, r *http.Request, c *caller) error
 
-func (c *caller) actor(r *http.Request, a *API) tokens.Actor {
-	return tokens.Actor{ID: c.token.ID, RemoteAddr: a.clientIP(r).String()}
+func (c *caller) actor() tokens.Actor {
+	return tokens.Actor{ID: c.token.ID, RemoteAddr: c.ip.String()}
 }
 
 // bearer extracts the token from an RFC 6750 §2.1 Authorization header.
@@ -56,7 +58,8 @@ func (a *API) authenticate(n need, next authedFunc) handlerFunc {
 			a.auditAuthFailure(r, "", "missing or malformed Authorization header")
 			return errorf(http.StatusUnauthorized, "unauthorized", "send a Jeton admin token as 'Authorization: Bearer <token>'")
 		}
-		res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, APIID: a.builtin, ClientIP: a.clientIP(r)})
+		ip := a.clientIP(r)
+		res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, APIID: a.builtin, ClientIP: ip})
 		if err != nil {
 			return err
 		}
@@ -72,7 +75,7 @@ func (a *API) authenticate(n need, next authedFunc) handlerFunc {
 			a.auditAuthFailure(r, id, res.Code.String())
 			return errorf(http.StatusUnauthorized, "unauthorized", "the token is not a valid Jeton admin token")
 		}
-		c := &caller{token: res.Token}
+		c := &caller{token: res.Token, ip: ip}
 		for _, sc := range res.Token.Scopes {
 			if sc == tokens.ScopeAdmin {
 				c.admin = true

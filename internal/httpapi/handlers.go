@@ -42,7 +42,7 @@ func (a *API) createAPI(w http.ResponseWriter, r *http.Request, c *caller) error
 		return err
 	}
 	api, err := a.tokens.CreateAPI(r.Context(), tokens.APIParams{Name: req.Name, Identifier: req.Identifier, Scopes: req.Scopes,
-		KeyPrefix: req.KeyPrefix, DefaultTTL: seconds(req.DefaultTTL), MaxTTL: seconds(req.MaxTTL)}, c.actor(r, a))
+		KeyPrefix: req.KeyPrefix, DefaultTTL: seconds(req.DefaultTTL), MaxTTL: seconds(req.MaxTTL)}, c.actor())
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func (a *API) updateAPI(w http.ResponseWriter, r *http.Request, c *caller) error
 		d := seconds(*req.MaxTTL)
 		u.MaxTTL = &d
 	}
-	upd, err := a.tokens.UpdateAPI(r.Context(), api.ID, u, c.actor(r, a))
+	upd, err := a.tokens.UpdateAPI(r.Context(), api.ID, u, c.actor())
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (a *API) deleteAPI(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err != nil {
 		return err
 	}
-	if err := a.tokens.DeleteAPI(r.Context(), api.ID, force, c.actor(r, a)); err != nil {
+	if err := a.tokens.DeleteAPI(r.Context(), api.ID, force, c.actor()); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -190,7 +190,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *caller) err
 	if req.ExpiresAt != nil {
 		p.ExpiresAt = *req.ExpiresAt
 	}
-	created, err := a.tokens.CreateToken(r.Context(), p, c.actor(r, a))
+	created, err := a.tokens.CreateToken(r.Context(), p, c.actor())
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf(http.StatusBadRequest, "invalid_request", "api %q does not exist", req.API)
 	}
@@ -247,7 +247,7 @@ func (a *API) updateToken(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err != nil {
 		return err
 	}
-	t, err := a.tokens.UpdateToken(r.Context(), r.PathValue("id"), set, c.actor(r, a))
+	t, err := a.tokens.UpdateToken(r.Context(), r.PathValue("id"), set, c.actor())
 	if err != nil {
 		return err
 	}
@@ -264,7 +264,7 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, c *caller) err
 	if req.Reason == "" {
 		req.Reason = r.URL.Query().Get("reason")
 	}
-	t, err := a.tokens.RevokeToken(r.Context(), r.PathValue("id"), req.Reason, c.actor(r, a))
+	t, err := a.tokens.RevokeToken(r.Context(), r.PathValue("id"), req.Reason, c.actor())
 	if err != nil {
 		return err
 	}
@@ -282,7 +282,7 @@ func (a *API) rotateToken(w http.ResponseWriter, r *http.Request, c *caller) err
 	if req.GracePeriod < 0 || req.GracePeriod > int64(tokens.MaxGracePeriod/time.Second) {
 		grace = -1
 	}
-	rotated, err := a.tokens.RotateToken(r.Context(), r.PathValue("id"), grace, c.actor(r, a))
+	rotated, err := a.tokens.RotateToken(r.Context(), r.PathValue("id"), grace, c.actor())
 	if err != nil {
 		return err
 	}
@@ -421,7 +421,7 @@ func (a *API) verify(w http.ResponseWriter, r *http.Request, c *caller) error {
 		return err
 	}
 	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: req.Token, APIID: apiID, Scopes: req.Scopes,
-		ClientIP: a.clientIP(r), AllowedAPIs: c.apis})
+		ClientIP: c.ip, AllowedAPIs: c.apis})
 	if err != nil {
 		return err
 	}

@@ -75,7 +75,7 @@ func (a *API) introspect(w http.ResponseWriter, r *http.Request, c *caller) erro
 	if !ok {
 		return nil
 	}
-	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, ClientIP: a.clientIP(r), AllowedAPIs: c.apis})
+	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, ClientIP: c.ip, AllowedAPIs: c.apis})
 	if err != nil {
 		return err
 	}
@@ -96,7 +96,7 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if !ok {
 		return nil
 	}
-	if _, err := a.tokens.RevokeSecret(r.Context(), tok, c.apis, "oauth2_revoke", c.actor(r, a)); err != nil {
+	if _, err := a.tokens.RevokeSecret(r.Context(), tok, c.apis, "oauth2_revoke", c.actor()); err != nil {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")

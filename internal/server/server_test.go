@@ -95,7 +95,9 @@ func TestServeFirstStartAndGracefulShutdown(t *testing.T) {
 	// A second start reuses the store and prints no new token.
 	notice.Reset()
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	go func() { done <- Run(ctx2, Config{Addr: "127.0.0.1:0", DB: dbPath, Notice: &notice, Ready: ready, Logger: slog.New(slog.DiscardHandler)}) }()
+	go func() {
+		done <- Run(ctx2, Config{Addr: "127.0.0.1:0", DB: dbPath, Notice: &notice, Ready: ready, Logger: slog.New(slog.DiscardHandler)})
+	}()
 	select {
 	case <-ready:
 	case err := <-done:
