@@ -895,6 +895,11 @@ func parseCLIArgs(fs *flag.FlagSet, args []string, want int, names string) ([]st
 		}
 		return nil, fmt.Errorf("%s: want %s, got %d arguments", fs.Name(), names, len(pos))
 	}
+	for _, p := range pos {
+		if strings.TrimSpace(p) == "" {
+			return nil, fmt.Errorf("%s: %s must not be empty", fs.Name(), names)
+		}
+	}
 	return pos, nil
 }
 

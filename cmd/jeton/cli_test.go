@@ -467,6 +467,7 @@ func TestCLIErrors(t *testing.T) {
 		{name: "negative limit", fn: runToken, args: []string{"list", "--limit", "-1"}, wantErr: "must not be negative"},
 		{name: "bad audit cursor", fn: runAuditList, args: []string{"--cursor", "abc"}, wantErr: "-cursor"},
 		{name: "unknown flag", fn: runToken, args: []string{"get", "tok_1", "--colour"}, wantErr: "flag provided but not defined: -colour"},
+		{name: "empty id", fn: runToken, args: []string{"revoke", "", "--reason", "x"}, wantErr: "must not be empty"},
 		{name: "missing api", fn: runToken, args: []string{"create"}, wantErr: "--api is required"},
 		{name: "missing api name", fn: runAPI, args: []string{"create", "--identifier", "i", "--scopes", "a"}, wantErr: "--name is required"},
 		{name: "missing scopes", fn: runAPI, args: []string{"create", "--name", "n", "--identifier", "i"}, wantErr: "--scopes is required"},
