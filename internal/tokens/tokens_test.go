@@ -400,3 +400,32 @@ func BenchmarkVerifyCacheMiss(b *testing.B) {
 		i++
 	}
 }
+
+func TestJanitorPurgesAfterRetention(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	expiring := f.create(t, Settings{}, time.Hour)
+	revoked := f.create(t, Settings{}, 0)
+	live := f.create(t, Settings{}, 0)
+	if _, err := f.svc.RevokeToken(ctx, revoked.Token.ID, "", Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	// Within the retention period nothing goes.
+	f.clock.Add(29 * 24 * time.Hour)
+	if n, err := f.svc.PurgeExpired(ctx); err != nil || n != 0 {
+		t.Fatalf("purge within retention: %d, %v", n, err)
+	}
+	f.clock.Add(2 * 24 * time.Hour)
+	if n, err := f.svc.PurgeExpired(ctx); err != nil || n != 2 {
+		t.Fatalf("purge after retention: %d, %v; want 2", n, err)
+	}
+	for _, c := range []Created{expiring, revoked} {
+		if _, err := f.svc.GetToken(ctx, c.Token.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s survived the janitor: %v", c.Token.ID, err)
+		}
+	}
+	if got := f.verify(t, Request{Token: live.Secret}).Code; got != Valid {
+		t.Errorf("live token after janitor: %v", got)
+	}
+}

@@ -205,24 +205,31 @@ func (s *Service) FlushUsage(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) flushLoop() {
-	t := time.NewTicker(s.cfg.UsageFlushInterval)
+// every runs job each interval until Close, with timeout as its deadline,
+// logging and counting its failures under op.
+func (s *Service) every(interval, timeout time.Duration, op string, job func(context.Context) error) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := s.FlushUsage(ctx); err != nil {
-				s.cfg.Logger.Error("flush usage", "err", err)
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err := job(ctx)
+			cancel()
+			if err != nil {
+				s.cfg.Logger.Error("background store work failed", "op", op, "err", err)
 				if s.cfg.OnStoreError != nil {
-					s.cfg.OnStoreError("flush_usage")
+					s.cfg.OnStoreError(op)
 				}
 			}
-			cancel()
 		}
 	}
+}
+
+func (s *Service) flushLoop() {
+	s.every(s.cfg.UsageFlushInterval, 30*time.Second, "flush_usage", s.FlushUsage)
 }
 
 // PurgeExpired deletes tokens that expired or were revoked more than the
@@ -249,24 +256,11 @@ func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
 }
 
 func (s *Service) janitorLoop() {
-	t := time.NewTicker(s.cfg.JanitorInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-			n, err := s.PurgeExpired(ctx)
-			cancel()
-			if err != nil {
-				s.cfg.Logger.Error("janitor", "err", err)
-				if s.cfg.OnStoreError != nil {
-					s.cfg.OnStoreError("janitor")
-				}
-			} else if n > 0 {
-				s.cfg.Logger.Info("janitor deleted expired and revoked tokens", "count", n)
-			}
+	s.every(s.cfg.JanitorInterval, 10*time.Minute, "janitor", func(ctx context.Context) error {
+		n, err := s.PurgeExpired(ctx)
+		if n > 0 {
+			s.cfg.Logger.Info("janitor deleted expired and revoked tokens", "count", n)
 		}
-	}
+		return err
+	})
 }
