@@ -71,6 +71,29 @@ type DB struct {
 	batch  *batcher
 	closed chan struct{}
 	stmts  sync.Map // SQL text -> *sql.Stmt prepared on the SQLite writer
+
+	ckpt     *sql.DB // SQLite: the connection that checkpoints the WAL
+	ckptDone chan struct{}
+}
+
+// checkpointInterval is how often the WAL is checkpointed on SQLite.
+const checkpointInterval = 200 * time.Millisecond
+
+// checkpointLoop copies the WAL back into the database file in the
+// background. PASSIVE checkpoints never block the writer or readers; they
+// copy what they can and the next round continues.
+func (db *DB) checkpointLoop() {
+	defer close(db.ckptDone)
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.closed:
+			return
+		case <-t.C:
+			db.ckpt.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // Options tune a DB. The zero value is the production default.
@@ -152,7 +175,10 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	for _, p := range []string{"busy_timeout(5000)", "journal_mode(WAL)", "foreign_keys(1)", "temp_store(MEMORY)", "synchronous(" + opts.SQLiteSynchronous + ")"} {
 		pragmas.Add("_pragma", p)
 	}
-	writeDSN := "file:" + path + "?" + pragmas.Encode() + "&_txlock=immediate"
+	checkpointDSN := "file:" + path + "?" + pragmas.Encode()
+	// The writer does not checkpoint inside its commits (that stalls every
+	// caller of the batch); a background connection does, see checkpointLoop.
+	writeDSN := "file:" + path + "?" + pragmas.Encode() + "&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 	pragmas.Add("_pragma", "query_only(1)")
 	readDSN := "file:" + path + "?" + pragmas.Encode()
 
@@ -175,7 +201,15 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	n := 2 * runtime.GOMAXPROCS(0)
 	read.SetMaxOpenConns(n)
 	read.SetMaxIdleConns(n)
-	db := &DB{d: sqliteDialect, read: read, write: write, closed: make(chan struct{})}
+	ckpt, err := sql.Open("sqlite", checkpointDSN)
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("sqlstore: open sqlite: %w", err)
+	}
+	ckpt.SetMaxOpenConns(1)
+	db := &DB{d: sqliteDialect, read: read, write: write, ckpt: ckpt, closed: make(chan struct{}), ckptDone: make(chan struct{})}
+	go db.checkpointLoop()
 	db.batch = newBatcher(write, opts.MaxBatch, func(q string) *sql.Stmt { return db.prepared(context.Background(), q) })
 	return db, nil
 }
@@ -196,6 +230,11 @@ func (db *DB) Close() error {
 		db.batch.close()
 	}
 	db.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+	if db.ckpt != nil {
+		<-db.ckptDone
+		db.ckpt.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		db.ckpt.Close()
+	}
 	err := db.write.Close()
 	if db.read != db.write {
 		err = errors.Join(err, db.read.Close())
