@@ -41,27 +41,13 @@ commands:
   delete ID [--force]
 
 every command accepts --server URL, --token T and --json`
-	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && !isHelpArg(args[0])) {
-		fmt.Fprintln(stderr, usage)
-		return errors.New("api: missing command")
-	}
-	switch args[0] {
-	case "create":
-		return apiCreateCmd(ctx, args[1:], stdout, stderr)
-	case "list":
-		return apiListCmd(ctx, args[1:], stdout, stderr)
-	case "get":
-		return apiGetCmd(ctx, args[1:], stdout, stderr)
-	case "update":
-		return apiUpdateCmd(ctx, args[1:], stdout, stderr)
-	case "delete":
-		return apiDeleteCmd(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprintln(stderr, usage)
-		return flag.ErrHelp
-	}
-	fmt.Fprintln(stderr, usage)
-	return fmt.Errorf("api: unknown command %q", args[0])
+	return dispatch(ctx, "api", usage, map[string]cliFunc{
+		"create": apiCreateCmd,
+		"list":   apiListCmd,
+		"get":    apiGetCmd,
+		"update": apiUpdateCmd,
+		"delete": apiDeleteCmd,
+	}, args, stdout, stderr)
 }
 
 // runToken runs "jeton token SUBCOMMAND …"; args are the arguments after
@@ -82,33 +68,35 @@ commands:
   verify TOKEN|- [--api A] [--scopes a,b]   ("-" reads the token from standard input)
 
 every command accepts --server URL, --token T and --json`
+	return dispatch(ctx, "token", usage, map[string]cliFunc{
+		"create": tokenCreateCmd,
+		"list":   tokenListCmd,
+		"get":    tokenGetCmd,
+		"update": tokenUpdateCmd,
+		"revoke": tokenRevokeCmd,
+		"rotate": tokenRotateCmd,
+		"usage":  tokenUsageCmd,
+		"verify": tokenVerifyCmd,
+	}, args, stdout, stderr)
+}
+
+// cliFunc is one client subcommand: it parses args and writes its output.
+type cliFunc func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+
+// dispatch runs the subcommand of group named by args[0], or prints usage.
+func dispatch(ctx context.Context, group, usage string, cmds map[string]cliFunc, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && !isHelpArg(args[0])) {
 		fmt.Fprintln(stderr, usage)
-		return errors.New("token: missing command")
+		return fmt.Errorf("%s: missing command", group)
 	}
-	switch args[0] {
-	case "create":
-		return tokenCreateCmd(ctx, args[1:], stdout, stderr)
-	case "list":
-		return tokenListCmd(ctx, args[1:], stdout, stderr)
-	case "get":
-		return tokenGetCmd(ctx, args[1:], stdout, stderr)
-	case "update":
-		return tokenUpdateCmd(ctx, args[1:], stdout, stderr)
-	case "revoke":
-		return tokenRevokeCmd(ctx, args[1:], stdout, stderr)
-	case "rotate":
-		return tokenRotateCmd(ctx, args[1:], stdout, stderr)
-	case "usage":
-		return tokenUsageCmd(ctx, args[1:], stdout, stderr)
-	case "verify":
-		return tokenVerifyCmd(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprintln(stderr, usage)
-		return flag.ErrHelp
+	if cmd, ok := cmds[args[0]]; ok {
+		return cmd(ctx, args[1:], stdout, stderr)
 	}
 	fmt.Fprintln(stderr, usage)
-	return fmt.Errorf("token: unknown command %q", args[0])
+	if isHelpArg(args[0]) {
+		return flag.ErrHelp
+	}
+	return fmt.Errorf("%s: unknown command %q", group, args[0])
 }
 
 // runAuditList runs "jeton audit list …"; args are the arguments after

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -72,7 +71,6 @@ func (f *fakeAdminAPI) requests() []cliRequest {
 }
 
 // cliFunc is the signature shared by runAPI, runToken and runAuditList.
-type cliFunc func(context.Context, []string, io.Writer, io.Writer) error
 
 // runCLIForTest runs fn with a clean environment.
 func runCLIForTest(t *testing.T, fn cliFunc, args ...string) (stdout, stderr string, err error) {
