@@ -127,6 +127,17 @@ func (c *cache) invalidate(hs ...tokenfmt.Hash) {
 	}
 }
 
+// clear drops every entry (after notifications may have been missed).
+func (c *cache) clear() {
+	c.gen.Add(1)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.m)
+		s.mu.Unlock()
+	}
+}
+
 // invalidateAPI drops every entry of a token of apiID (after an API is
 // deleted). It scans the cache: a rare administrative operation.
 func (c *cache) invalidateAPI(apiID string) {

@@ -122,8 +122,15 @@ type Service struct {
 	usage  *meter
 	apis   apiIndex
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop      chan struct{}
+	cancelSub context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// invalidationSource is implemented by stores that tell every node which
+// secrets changed on another node (PostgreSQL's LISTEN/NOTIFY).
+type invalidationSource interface {
+	SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.Hash), onReset func())
 }
 
 // New returns a running Service: its usage flusher and janitor run in the
@@ -146,6 +153,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.wg.Go(s.flushLoop)
 	s.wg.Go(s.janitorLoop)
+	subCtx, cancel := context.WithCancel(context.Background())
+	s.cancelSub = cancel
+	if src, ok := cfg.Store.(invalidationSource); ok {
+		s.wg.Go(func() {
+			src.SubscribeInvalidations(subCtx, func(h tokenfmt.Hash) { s.cache.invalidate(h) }, s.cache.clear)
+		})
+	}
 	return s, nil
 }
 
@@ -157,6 +171,7 @@ func (s *Service) Close(ctx context.Context) error {
 	default:
 	}
 	close(s.stop)
+	s.cancelSub()
 	s.wg.Wait()
 	return s.FlushUsage(ctx)
 }

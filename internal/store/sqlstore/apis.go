@@ -155,6 +155,9 @@ func (db *DB) DeleteAPI(ctx context.Context, id string, force bool, now time.Tim
 		if err != nil {
 			return fmt.Errorf("sqlstore: delete api: list secrets: %w", err)
 		}
+		if err := db.notifyHashes(ctx, tx, hashes); err != nil {
+			return err
+		}
 		// Child rows go explicitly rather than by cascade, so that the
 		// outcome does not depend on SQLite's foreign_keys pragma.
 		for _, q := range []string{

@@ -71,6 +71,7 @@ type DB struct {
 	batch  *batcher
 	closed chan struct{}
 	stmts  sync.Map // SQL text -> *sql.Stmt prepared on the SQLite writer
+	dsn    string   // PostgreSQL: for the LISTEN connection
 
 	ckpt     *sql.DB // SQLite: the connection that checkpoints the WAL
 	ckptDone chan struct{}
@@ -161,7 +162,7 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("sqlstore: connect to postgres: %w", err)
 	}
-	return &DB{d: postgresDialect, read: pool, write: pool, closed: make(chan struct{})}, nil
+	return &DB{d: postgresDialect, read: pool, write: pool, dsn: dsn, closed: make(chan struct{})}, nil
 }
 
 func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {

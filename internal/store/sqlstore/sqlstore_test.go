@@ -2,9 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,44 +34,13 @@ func TestSQLiteConformance(t *testing.T) {
 	})
 }
 
-var schemaSeq atomic.Int64
-
-// PostgresDSN returns a DSN for a fresh, empty schema in the test database
-// named by JETON_TEST_POSTGRES_DSN, dropping it when t ends. It skips t when
-// the variable is unset.
-func postgresDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("JETON_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("JETON_TEST_POSTGRES_DSN is not set")
-	}
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	schema := fmt.Sprintf("jeton_test_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema (is PostgreSQL running at JETON_TEST_POSTGRES_DSN?): %v", err)
-	}
-	t.Cleanup(func() { admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 func TestPostgresConformance(t *testing.T) {
 	t.Parallel()
 	if os.Getenv("JETON_TEST_POSTGRES_DSN") == "" {
 		t.Skip("JETON_TEST_POSTGRES_DSN is not set")
 	}
 	storetest.Run(t, func(t *testing.T) store.Store {
-		db, err := Open(context.Background(), postgresDSN(t), Options{})
+		db, err := Open(context.Background(), storetest.PostgresDSN(t), Options{})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -101,7 +67,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 
 func TestPostgresConcurrentStartups(t *testing.T) {
 	t.Parallel()
-	dsn := postgresDSN(t)
+	dsn := storetest.PostgresDSN(t)
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {

@@ -238,6 +238,9 @@ func (db *DB) UpdateToken(ctx context.Context, id string, update func(*store.Tok
 		if hashes, err = tokenHashes(ctx, tx, id); err != nil {
 			return err
 		}
+		if err := db.notifyHashes(ctx, tx, hashes); err != nil {
+			return err
+		}
 		out = t
 		return db.appendAudit(ctx, tx, ev)
 	})
@@ -278,6 +281,9 @@ func (db *DB) RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hi
 		}
 		out = t
 		changed = append(changed, next)
+		if err := db.notifyHashes(ctx, tx, changed); err != nil {
+			return err
+		}
 		return db.appendAudit(ctx, tx, ev)
 	})
 	return out, changed, err
@@ -302,6 +308,9 @@ func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time,
 		out.RevokedAt, out.RevokeReason, out.UpdatedAt = fromMS(ms(now)), reason, fromMS(ms(now))
 		if _, err := db.txExec(ctx, tx, "UPDATE tokens SET revoked_at = $2, revoke_reason = $3, updated_at = $2 WHERE id = $1", id, ms(now), reason); err != nil {
 			return fmt.Errorf("sqlstore: revoke token: %w", err)
+		}
+		if err := db.notifyHashes(ctx, tx, hashes); err != nil {
+			return err
 		}
 		return db.appendAudit(ctx, tx, ev)
 	})

@@ -1,0 +1,96 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+)
+
+// invalidationChannel is the PostgreSQL NOTIFY channel on which every node
+// learns which cached tokens changed on another node.
+const invalidationChannel = "jeton_invalidate"
+
+// hashesPerNotice keeps a notification payload far below PostgreSQL's
+// 8000-byte limit (64 hex characters and a comma per hash).
+const hashesPerNotice = 100
+
+// notifyHashes publishes changed secret hashes inside tx, so that they are
+// delivered only if, and when, tx commits. SQLite serves one node and needs
+// no broadcast.
+func (db *DB) notifyHashes(ctx context.Context, tx *sql.Tx, hashes []tokenfmt.Hash) error {
+	if db.d.name != "postgres" {
+		return nil
+	}
+	for len(hashes) > 0 {
+		n := min(len(hashes), hashesPerNotice)
+		parts := make([]string, n)
+		for i := range n {
+			parts[i] = hex.EncodeToString(hashes[i][:])
+		}
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", invalidationChannel, "h:"+strings.Join(parts, ",")); err != nil {
+			return fmt.Errorf("sqlstore: notify invalidation: %w", err)
+		}
+		hashes = hashes[n:]
+	}
+	return nil
+}
+
+// SubscribeInvalidations calls onHash for every secret hash another node
+// changed, until ctx ends. Whenever it may have missed notifications (at
+// start, after a lost connection) it calls onReset, and the caller drops
+// its whole cache. On SQLite it returns at once: there is one node.
+func (db *DB) SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.Hash), onReset func()) {
+	if db.d.name != "postgres" {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := db.listen(ctx, onHash, onReset)
+		if ctx.Err() != nil {
+			return
+		}
+		_ = err // a lost connection: reconnect after a pause
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (db *DB) listen(ctx context.Context, onHash func(tokenfmt.Hash), onReset func()) error {
+	conn, err := pgx.Connect(ctx, db.dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+invalidationChannel); err != nil {
+		return err
+	}
+	onReset() // anything before this point may have been missed
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		payload, ok := strings.CutPrefix(n.Payload, "h:")
+		if !ok {
+			continue
+		}
+		for part := range strings.SplitSeq(payload, ",") {
+			var h tokenfmt.Hash
+			if b, err := hex.DecodeString(part); err == nil && len(b) == len(h) {
+				copy(h[:], b)
+				onHash(h)
+			}
+		}
+	}
+}

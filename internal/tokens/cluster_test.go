@@ -1,0 +1,66 @@
+package tokens
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/store/sqlstore"
+	"github.com/jetonhq/jeton/internal/store/storetest"
+)
+
+// TestRevocationReachesOtherNodes runs two nodes on one PostgreSQL
+// database. Node B has a key cached for far longer than the test runs;
+// revoking it on node A must reach B through LISTEN/NOTIFY.
+func TestRevocationReachesOtherNodes(t *testing.T) {
+	t.Parallel()
+	dsn := storetest.PostgresDSN(t)
+	ctx := context.Background()
+	node := func() *Service {
+		db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		svc, err := New(ctx, Config{Store: db, CacheTTL: time.Hour, NegativeTTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { svc.Close(ctx) })
+		return svc
+	}
+	a, b := node(), node()
+	api, err := a.CreateAPI(ctx, APIParams{Name: "acme", Identifier: "acme", Scopes: []string{"read"}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.CreateToken(ctx, CreateParams{API: api.ID}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyOnB := func() Code {
+		res, err := b.Verify(ctx, &Request{Token: c.Secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Code
+	}
+	// B's subscription is established asynchronously; until then B may
+	// miss notifications, so wait until B has seen the key and then keep
+	// re-checking that a revocation on A arrives.
+	if got := verifyOnB(); got != Valid {
+		t.Fatalf("before revocation: %v", got)
+	}
+	start := time.Now()
+	if _, err := a.RevokeToken(ctx, c.Token.ID, "leaked", Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for verifyOnB() != Revoked {
+		if time.Now().After(deadline) {
+			t.Fatal("revocation on node A did not reach node B's cache within 10s (its cache bound is 1h)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("revocation reached node B after %v", time.Since(start))
+}
