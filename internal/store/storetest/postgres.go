@@ -42,4 +42,3 @@ func PostgresDSN(t *testing.T) string {
 	u.RawQuery = q.Encode()
 	return u.String()
 }
-
