@@ -102,206 +102,245 @@ func dispatch(ctx context.Context, group, usage string, cmds map[string]cliFunc,
 // runAuditList runs "jeton audit list …"; args are the arguments after
 // "list".
 func runAuditList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("audit list", stderr)
+	var f client.AuditFilter
+	var from, to timeFlag
+	return clientCommand{
+		name: "audit list",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&f.Action, "action", "", "only events with this `action`")
+			fs.StringVar(&f.Actor, "actor", "", "only events by this `actor`")
+			fs.StringVar(&f.Target, "target", "", "only events about this `target`")
+			fs.Var(&from, "from", "only events at or after this RFC 3339 `time`")
+			fs.Var(&to, "to", "only events before this RFC 3339 `time`")
+			fs.IntVar(&f.Limit, "limit", 0, "at most `N` events (server default when 0)")
+			fs.Int64Var(&f.Cursor, "cursor", 0, "continue from this `cursor` (the next_cursor of the previous page)")
+		},
+		call: func(ctx context.Context, c *client.Client, _ []string) (answer, error) {
+			f.From, f.To = from.t, to.t
+			page, err := c.ListAudit(ctx, f)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{raw: page.Raw, show: func() error {
+				tw := newTable(stdout)
+				fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tTARGET\tREMOTE ADDR")
+				for _, e := range page.Events {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, fmtTime(e.Time), orDash(e.Actor),
+						orDash(e.Action), orDash(e.Target), orDash(e.RemoteAddr))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if page.NextCursor != 0 {
+					fmt.Fprintf(stderr, "more events: --cursor %d\n", page.NextCursor)
+				}
+				return nil
+			}}, nil
+		},
+	}.run(ctx, args, stdout, stderr)
+}
+
+// clientCommand is what every admin client subcommand shares: a flag set
+// with --server, --token and --json, its positional arguments, a check of
+// the input before the server is contacted, one call to the admin API, and
+// either the server's raw JSON or a rendering for people.
+type clientCommand struct {
+	name     string // e.g. "token get", for errors and -h
+	nargs    int    // positional arguments wanted
+	argNames string // how errors name them, e.g. "ID"
+	flags    func(fs *flag.FlagSet)
+	// check validates flags and positionals; nothing is sent when it fails.
+	check func(fs *flag.FlagSet, pos []string) error
+	call  func(ctx context.Context, c *client.Client, pos []string) (answer, error)
+}
+
+// answer is a subcommand's result.
+type answer struct {
+	raw  json.RawMessage // printed, indented, with --json
+	show func() error    // prints it for people otherwise
+	err  error           // returned after printing (e.g. "token not valid")
+}
+
+func (cmd clientCommand) run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newCLIFlagSet(cmd.name, stderr)
 	var cf clientFlags
 	cf.register(fs)
-	action := fs.String("action", "", "only events with this `action`")
-	actor := fs.String("actor", "", "only events by this `actor`")
-	target := fs.String("target", "", "only events about this `target`")
-	var from, to timeFlag
-	fs.Var(&from, "from", "only events at or after this RFC 3339 `time`")
-	fs.Var(&to, "to", "only events before this RFC 3339 `time`")
-	limit := fs.Int("limit", 0, "at most `N` events (server default when 0)")
-	cursor := fs.Int64("cursor", 0, "continue from this `cursor` (the next_cursor of the previous page)")
-	if _, err := parseCLIArgs(fs, args, 0, ""); err != nil {
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	pos, err := parseCLIArgs(fs, args, cmd.nargs, cmd.argNames)
+	if err != nil {
 		return err
+	}
+	if cmd.check != nil {
+		if err := cmd.check(fs, pos); err != nil {
+			return err
+		}
 	}
 	c, err := cf.client()
 	if err != nil {
 		return err
 	}
-	page, err := c.ListAudit(ctx, client.AuditFilter{
-		Action: *action, Actor: *actor, Target: *target,
-		From: from.t, To: to.t, Cursor: *cursor, Limit: *limit,
-	})
+	a, err := cmd.call(ctx, c, pos)
 	if err != nil {
 		return err
 	}
 	if cf.json {
-		return printRawJSON(stdout, page.Raw)
+		err = printRawJSON(stdout, a.raw)
+	} else {
+		err = a.show()
 	}
-	tw := newTable(stdout)
-	fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tTARGET\tREMOTE ADDR")
-	for _, e := range page.Events {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, fmtTime(e.Time), orDash(e.Actor),
-			orDash(e.Action), orDash(e.Target), orDash(e.RemoteAddr))
-	}
-	if err := tw.Flush(); err != nil {
+	if err != nil {
 		return err
 	}
-	if page.NextCursor != 0 {
-		fmt.Fprintf(stderr, "more events: --cursor %d\n", page.NextCursor)
-	}
-	return nil
+	return a.err
 }
 
 func apiCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("api create", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	name := fs.String("name", "", "display `name` (required)")
-	identifier := fs.String("identifier", "", "unique `identifier`, such as a URL (required)")
+	var req client.CreateAPIRequest
 	var scopes listFlag
-	fs.Var(&scopes, "scopes", "comma-separated `scopes` the API defines (required)")
-	prefix := fs.String("key-prefix", "", "`prefix` of the API's tokens")
 	var defTTL, maxTTL secondsFlag
-	fs.Var(&defTTL, "default-ttl", "default token lifetime, such as 720h (none when unset)")
-	fs.Var(&maxTTL, "max-ttl", "longest token lifetime allowed (none when unset)")
-	if _, err := parseCLIArgs(fs, args, 0, ""); err != nil {
-		return err
+	return clientCommand{
+		name: "api create",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&req.Name, "name", "", "display `name` (required)")
+			fs.StringVar(&req.Identifier, "identifier", "", "unique `identifier`, such as a URL (required)")
+			fs.Var(&scopes, "scopes", "comma-separated `scopes` the API defines (required)")
+			fs.StringVar(&req.KeyPrefix, "key-prefix", "", "`prefix` of the API's tokens")
+			fs.Var(&defTTL, "default-ttl", "default token lifetime, such as 720h (none when unset)")
+			fs.Var(&maxTTL, "max-ttl", "longest token lifetime allowed (none when unset)")
+		},
+		check: func(*flag.FlagSet, []string) error {
+			switch {
+			case req.Name == "":
+				return errors.New("api create: --name is required")
+			case req.Identifier == "":
+				return errors.New("api create: --identifier is required")
+			case !scopes.set:
+				return errors.New("api create: --scopes is required")
+			}
+			req.Scopes, req.DefaultTTL, req.MaxTTL = scopes.v, defTTL.secs, maxTTL.secs
+			return nil
+		},
+		call: func(ctx context.Context, c *client.Client, _ []string) (answer, error) {
+			a, err := c.CreateAPI(ctx, req)
+			return apiAnswer(stdout, "Created", a), err
+		},
+	}.run(ctx, args, stdout, stderr)
+}
+
+// apiAnswer shows an API, after a "Created API …" style line when verb is set.
+func apiAnswer(w io.Writer, verb string, a *client.API) answer {
+	if a == nil {
+		return answer{}
 	}
-	switch {
-	case *name == "":
-		return errors.New("api create: --name is required")
-	case *identifier == "":
-		return errors.New("api create: --identifier is required")
-	case !scopes.set:
-		return errors.New("api create: --scopes is required")
+	return answer{raw: a.Raw, show: func() error {
+		if verb != "" {
+			fmt.Fprintf(w, "%s API %s.\n\n", verb, a.ID)
+		}
+		return printAPI(w, a)
+	}}
+}
+
+// tokenAnswer shows a token, after a "Updated token …" style line when verb is set.
+func tokenAnswer(w io.Writer, verb string, t *client.Token) answer {
+	if t == nil {
+		return answer{}
 	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	a, err := c.CreateAPI(ctx, client.CreateAPIRequest{
-		Name: *name, Identifier: *identifier, Scopes: scopes.v, KeyPrefix: *prefix,
-		DefaultTTL: defTTL.secs, MaxTTL: maxTTL.secs,
-	})
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, a.Raw)
-	}
-	fmt.Fprintf(stdout, "Created API %s.\n\n", a.ID)
-	return printAPI(stdout, a)
+	return answer{raw: t.Raw, show: func() error {
+		if verb != "" {
+			fmt.Fprintf(w, "%s token %s.\n\n", verb, t.ID)
+		}
+		return printToken(w, t)
+	}}
 }
 
 func apiListCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("api list", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	if _, err := parseCLIArgs(fs, args, 0, ""); err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	l, err := c.ListAPIs(ctx)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, l.Raw)
-	}
-	tw := newTable(stdout)
-	fmt.Fprintln(tw, "ID\tNAME\tIDENTIFIER\tSCOPES\tPREFIX\tDEFAULT TTL\tMAX TTL")
-	for _, a := range l.APIs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, orDash(a.Name), orDash(a.Identifier),
-			fmtList(a.Scopes), orDash(a.KeyPrefix), fmtTTL(a.DefaultTTL), fmtTTL(a.MaxTTL))
-	}
-	return tw.Flush()
+	return clientCommand{
+		name: "api list",
+		call: func(ctx context.Context, c *client.Client, _ []string) (answer, error) {
+			l, err := c.ListAPIs(ctx)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{raw: l.Raw, show: func() error {
+				tw := newTable(stdout)
+				fmt.Fprintln(tw, "ID\tNAME\tIDENTIFIER\tSCOPES\tPREFIX\tDEFAULT TTL\tMAX TTL")
+				for _, a := range l.APIs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, orDash(a.Name), orDash(a.Identifier),
+						fmtList(a.Scopes), orDash(a.KeyPrefix), fmtTTL(a.DefaultTTL), fmtTTL(a.MaxTTL))
+				}
+				return tw.Flush()
+			}}, nil
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func apiGetCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("api get", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parseCLIArgs(fs, args, 1, "ID")
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	a, err := c.GetAPI(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, a.Raw)
-	}
-	return printAPI(stdout, a)
+	return clientCommand{
+		name: "api get", nargs: 1, argNames: "ID",
+		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
+			a, err := c.GetAPI(ctx, pos[0])
+			return apiAnswer(stdout, "", a), err
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func apiUpdateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("api update", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	name := fs.String("name", "", "new display `name`")
-	var addScopes listFlag
-	fs.Var(&addScopes, "add-scopes", "comma-separated `scopes` to add")
-	var defTTL, maxTTL secondsFlag
-	fs.Var(&defTTL, "default-ttl", "new default token lifetime (0s for none)")
-	fs.Var(&maxTTL, "max-ttl", "new longest token lifetime (0s for none)")
-	pos, err := parseCLIArgs(fs, args, 1, "ID")
-	if err != nil {
-		return err
-	}
 	var req client.UpdateAPIRequest
-	if flagWasSet(fs, "name") {
-		req.Name = name
-	}
-	req.AddScopes = addScopes.v
-	if defTTL.set {
-		req.DefaultTTL = &defTTL.secs
-	}
-	if maxTTL.set {
-		req.MaxTTL = &maxTTL.secs
-	}
-	if req.Name == nil && len(req.AddScopes) == 0 && req.DefaultTTL == nil && req.MaxTTL == nil {
-		return errors.New("api update: nothing to change (use --name, --add-scopes, --default-ttl or --max-ttl)")
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	a, err := c.UpdateAPI(ctx, pos[0], req)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, a.Raw)
-	}
-	fmt.Fprintf(stdout, "Updated API %s.\n\n", a.ID)
-	return printAPI(stdout, a)
+	var name string
+	var addScopes listFlag
+	var defTTL, maxTTL secondsFlag
+	return clientCommand{
+		name: "api update", nargs: 1, argNames: "ID",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&name, "name", "", "new display `name`")
+			fs.Var(&addScopes, "add-scopes", "comma-separated `scopes` to add")
+			fs.Var(&defTTL, "default-ttl", "new default token lifetime (0s for none)")
+			fs.Var(&maxTTL, "max-ttl", "new longest token lifetime (0s for none)")
+		},
+		check: func(fs *flag.FlagSet, _ []string) error {
+			if flagWasSet(fs, "name") {
+				req.Name = &name
+			}
+			req.AddScopes = addScopes.v
+			if defTTL.set {
+				req.DefaultTTL = &defTTL.secs
+			}
+			if maxTTL.set {
+				req.MaxTTL = &maxTTL.secs
+			}
+			if req.Name == nil && len(req.AddScopes) == 0 && req.DefaultTTL == nil && req.MaxTTL == nil {
+				return errors.New("api update: nothing to change (use --name, --add-scopes, --default-ttl or --max-ttl)")
+			}
+			return nil
+		},
+		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
+			a, err := c.UpdateAPI(ctx, pos[0], req)
+			return apiAnswer(stdout, "Updated", a), err
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func apiDeleteCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("api delete", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	force := fs.Bool("force", false, "delete even if the API has live tokens")
-	pos, err := parseCLIArgs(fs, args, 1, "ID")
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	if err := c.DeleteAPI(ctx, pos[0], *force); err != nil {
-		return err
-	}
-	if cf.json {
-		// The server answers 204 with no body; print an empty object so
-		// that scripts always get JSON.
-		_, err := fmt.Fprintln(stdout, "{}")
-		return err
-	}
-	_, err = fmt.Fprintf(stdout, "Deleted API %s.\n", pos[0])
-	return err
+	var force bool
+	return clientCommand{
+		name: "api delete", nargs: 1, argNames: "ID",
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&force, "force", false, "delete even if the API has live tokens")
+		},
+		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
+			if err := c.DeleteAPI(ctx, pos[0], force); err != nil {
+				return answer{}, err
+			}
+			// The server answers 204 with no body; --json prints an empty
+			// object so that scripts always get JSON.
+			return answer{raw: json.RawMessage("{}"), show: func() error {
+				_, err := fmt.Fprintf(stdout, "Deleted API %s.\n", pos[0])
+				return err
+			}}, nil
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 // tokenFlags are the optional token settings shared by "token create" and
@@ -357,298 +396,258 @@ func (t *tokenFlags) quotaValue() (client.Quota, error) {
 }
 
 func tokenCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("token create", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	api := fs.String("api", "", "id, name or identifier of the `API` (required)")
+	var req client.CreateTokenRequest
 	var expiresIn secondsFlag
-	fs.Var(&expiresIn, "expires-in", "lifetime, such as 720h (the API's default when unset)")
 	var tf tokenFlags
-	tf.register(fs, true)
-	if _, err := parseCLIArgs(fs, args, 0, ""); err != nil {
-		return err
-	}
-	if *api == "" {
-		return errors.New("token create: --api is required")
-	}
-	req := client.CreateTokenRequest{
-		API: *api, Name: tf.name, Subject: tf.subject, Scopes: tf.scopes.v,
-		ExpiresIn: expiresIn.secs, AllowedCIDRs: tf.cidrs.v,
-	}
-	if expiresIn.set && expiresIn.secs == 0 {
-		return errors.New("token create: --expires-in must be positive")
-	}
-	if tf.metadata != "" {
-		m, err := tf.metadataJSON()
-		if err != nil {
-			return fmt.Errorf("token create: %w", err)
-		}
-		req.Metadata = m
-	}
-	if tf.rate.clear || tf.quota.clear {
-		return errors.New(`token create: "none" is only meaningful for token update`)
-	}
-	if tf.rate.set {
-		r := tf.rate.v
-		req.RateLimit = &r
-	}
-	if tf.quota.set || tf.refill.set {
-		q, err := tf.quotaValue()
-		if err != nil {
-			return fmt.Errorf("token create: %w", err)
-		}
-		req.Quota = &q
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	t, err := c.CreateToken(ctx, req)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, t.Raw)
-	}
-	return printSecret(stdout, "Created token", t)
+	return clientCommand{
+		name: "token create",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&req.API, "api", "", "id, name or identifier of the `API` (required)")
+			fs.Var(&expiresIn, "expires-in", "lifetime, such as 720h (the API's default when unset)")
+			tf.register(fs, true)
+		},
+		check: func(*flag.FlagSet, []string) error {
+			if req.API == "" {
+				return errors.New("token create: --api is required")
+			}
+			req.Name, req.Subject, req.Scopes = tf.name, tf.subject, tf.scopes.v
+			req.ExpiresIn, req.AllowedCIDRs = expiresIn.secs, tf.cidrs.v
+			if expiresIn.set && expiresIn.secs == 0 {
+				return errors.New("token create: --expires-in must be positive")
+			}
+			if tf.metadata != "" {
+				m, err := tf.metadataJSON()
+				if err != nil {
+					return fmt.Errorf("token create: %w", err)
+				}
+				req.Metadata = m
+			}
+			if tf.rate.clear || tf.quota.clear {
+				return errors.New(`token create: "none" is only meaningful for token update`)
+			}
+			if tf.rate.set {
+				r := tf.rate.v
+				req.RateLimit = &r
+			}
+			if tf.quota.set || tf.refill.set {
+				q, err := tf.quotaValue()
+				if err != nil {
+					return fmt.Errorf("token create: %w", err)
+				}
+				req.Quota = &q
+			}
+			return nil
+		},
+		call: func(ctx context.Context, c *client.Client, _ []string) (answer, error) {
+			t, err := c.CreateToken(ctx, req)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{raw: t.Raw, show: func() error { return printSecret(stdout, "Created token", t) }}, nil
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func tokenListCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("token list", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	api := fs.String("api", "", "only tokens of this `API`")
-	subject := fs.String("subject", "", "only tokens of this `subject`")
-	limit := fs.Int("limit", 0, "at most `N` tokens (server default when 0)")
-	cursor := fs.String("cursor", "", "continue from this `cursor` (the next_cursor of the previous page)")
-	if _, err := parseCLIArgs(fs, args, 0, ""); err != nil {
-		return err
-	}
-	if *limit < 0 {
-		return errors.New("token list: --limit must not be negative")
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	l, err := c.ListTokens(ctx, client.TokenFilter{API: *api, Subject: *subject, Cursor: *cursor, Limit: *limit})
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, l.Raw)
-	}
-	tw := newTable(stdout)
-	fmt.Fprintln(tw, "ID\tNAME\tSUBJECT\tSCOPES\tHINT\tEXPIRES\tLAST USED")
-	for _, t := range l.Tokens {
-		expires := fmtTimePtr(t.ExpiresAt, "never")
-		if t.RevokedAt != nil {
-			expires = "revoked " + fmtTime(*t.RevokedAt)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, orDash(t.Name), orDash(t.Subject),
-			fmtList(t.Scopes), orDash(t.Hint), expires, fmtTimePtr(t.LastUsedAt, "never"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if l.NextCursor != "" {
-		fmt.Fprintf(stderr, "more tokens: --cursor %s\n", l.NextCursor)
-	}
-	return nil
+	var f client.TokenFilter
+	return clientCommand{
+		name: "token list",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&f.API, "api", "", "only tokens of this `API`")
+			fs.StringVar(&f.Subject, "subject", "", "only tokens of this `subject`")
+			fs.IntVar(&f.Limit, "limit", 0, "at most `N` tokens (server default when 0)")
+			fs.StringVar(&f.Cursor, "cursor", "", "continue from this `cursor` (the next_cursor of the previous page)")
+		},
+		check: func(*flag.FlagSet, []string) error {
+			if f.Limit < 0 {
+				return errors.New("token list: --limit must not be negative")
+			}
+			return nil
+		},
+		call: func(ctx context.Context, c *client.Client, _ []string) (answer, error) {
+			l, err := c.ListTokens(ctx, f)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{raw: l.Raw, show: func() error {
+				tw := newTable(stdout)
+				fmt.Fprintln(tw, "ID\tNAME\tSUBJECT\tSCOPES\tHINT\tEXPIRES\tLAST USED")
+				for _, t := range l.Tokens {
+					expires := fmtTimePtr(t.ExpiresAt, "never")
+					if t.RevokedAt != nil {
+						expires = "revoked " + fmtTime(*t.RevokedAt)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, orDash(t.Name), orDash(t.Subject),
+						fmtList(t.Scopes), orDash(t.Hint), expires, fmtTimePtr(t.LastUsedAt, "never"))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				if l.NextCursor != "" {
+					fmt.Fprintf(stderr, "more tokens: --cursor %s\n", l.NextCursor)
+				}
+				return nil
+			}}, nil
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func tokenGetCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("token get", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	pos, err := parseCLIArgs(fs, args, 1, "ID")
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	t, err := c.GetToken(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, t.Raw)
-	}
-	return printToken(stdout, t)
+	return clientCommand{
+		name: "token get", nargs: 1, argNames: "ID",
+		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
+			t, err := c.GetToken(ctx, pos[0])
+			return tokenAnswer(stdout, "", t), err
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func tokenUpdateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("token update", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	var tf tokenFlags
-	tf.register(fs, false)
-	pos, err := parseCLIArgs(fs, args, 1, "ID")
-	if err != nil {
-		return err
-	}
 	var req client.UpdateTokenRequest
-	changed := false
-	if flagWasSet(fs, "name") {
-		req.Name = &tf.name
-		changed = true
-	}
-	if tf.scopes.set {
-		req.Scopes = tf.scopes.v
-		changed = true
-	}
-	if flagWasSet(fs, "metadata") {
-		m, err := tf.metadataJSON()
-		if err != nil {
-			return fmt.Errorf("token update: %w", err)
-		}
-		req.Metadata = m
-		changed = true
-	}
-	if tf.cidrs.set {
-		req.AllowedCIDRs = tf.cidrs.v
-		changed = true
-	}
-	switch {
-	case tf.rate.clear:
-		req.RateLimit = client.Null[client.RateLimit]()
-		changed = true
-	case tf.rate.set:
-		req.RateLimit = client.Set(tf.rate.v)
-		changed = true
-	}
-	switch {
-	case tf.quota.clear && !tf.refill.set:
-		req.Quota = client.Null[client.Quota]()
-		changed = true
-	case tf.quota.set || tf.refill.set:
-		q, err := tf.quotaValue()
-		if err != nil {
-			return fmt.Errorf("token update: %w", err)
-		}
-		req.Quota = client.Set(q)
-		changed = true
-	}
-	if !changed {
-		return errors.New("token update: nothing to change")
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	t, err := c.UpdateToken(ctx, pos[0], req)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, t.Raw)
-	}
-	fmt.Fprintf(stdout, "Updated token %s.\n\n", t.ID)
-	return printToken(stdout, t)
+	var tf tokenFlags
+	return clientCommand{
+		name: "token update", nargs: 1, argNames: "ID",
+		flags: func(fs *flag.FlagSet) { tf.register(fs, false) },
+		check: func(fs *flag.FlagSet, _ []string) error {
+			changed := false
+			if flagWasSet(fs, "name") {
+				req.Name = &tf.name
+				changed = true
+			}
+			if tf.scopes.set {
+				req.Scopes = tf.scopes.v
+				changed = true
+			}
+			if flagWasSet(fs, "metadata") {
+				m, err := tf.metadataJSON()
+				if err != nil {
+					return fmt.Errorf("token update: %w", err)
+				}
+				req.Metadata = m
+				changed = true
+			}
+			if tf.cidrs.set {
+				req.AllowedCIDRs = tf.cidrs.v
+				changed = true
+			}
+			switch {
+			case tf.rate.clear:
+				req.RateLimit = client.Null[client.RateLimit]()
+				changed = true
+			case tf.rate.set:
+				req.RateLimit = client.Set(tf.rate.v)
+				changed = true
+			}
+			switch {
+			case tf.quota.clear && !tf.refill.set:
+				req.Quota = client.Null[client.Quota]()
+				changed = true
+			case tf.quota.set || tf.refill.set:
+				q, err := tf.quotaValue()
+				if err != nil {
+					return fmt.Errorf("token update: %w", err)
+				}
+				req.Quota = client.Set(q)
+				changed = true
+			}
+			if !changed {
+				return errors.New("token update: nothing to change")
+			}
+			return nil
+		},
+		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
+			t, err := c.UpdateToken(ctx, pos[0], req)
+			return tokenAnswer(stdout, "Updated", t), err
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func tokenRevokeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("token revoke", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	reason := fs.String("reason", "", "`reason` recorded with the revocation")
-	pos, err := parseCLIArgs(fs, args, 1, "ID")
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	t, err := c.RevokeToken(ctx, pos[0], *reason)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, t.Raw)
-	}
-	fmt.Fprintf(stdout, "Revoked token %s", t.ID)
-	if t.RevokedAt != nil {
-		fmt.Fprintf(stdout, " at %s", fmtTime(*t.RevokedAt))
-	}
-	if t.RevokeReason != "" {
-		fmt.Fprintf(stdout, " (reason: %s)", t.RevokeReason)
-	}
-	_, err = fmt.Fprintln(stdout, ".")
-	return err
+	var reason string
+	return clientCommand{
+		name: "token revoke", nargs: 1, argNames: "ID",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&reason, "reason", "", "`reason` recorded with the revocation")
+		},
+		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
+			t, err := c.RevokeToken(ctx, pos[0], reason)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{raw: t.Raw, show: func() error {
+				fmt.Fprintf(stdout, "Revoked token %s", t.ID)
+				if t.RevokedAt != nil {
+					fmt.Fprintf(stdout, " at %s", fmtTime(*t.RevokedAt))
+				}
+				if t.RevokeReason != "" {
+					fmt.Fprintf(stdout, " (reason: %s)", t.RevokeReason)
+				}
+				_, err := fmt.Fprintln(stdout, ".")
+				return err
+			}}, nil
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func tokenRotateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("token rotate", stderr)
-	var cf clientFlags
-	cf.register(fs)
 	var grace secondsFlag
-	fs.Var(&grace, "grace", "how long the old secret keeps working, such as 24h (at most 168h; none when unset)")
-	pos, err := parseCLIArgs(fs, args, 1, "ID")
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	t, err := c.RotateToken(ctx, pos[0], time.Duration(grace.secs)*time.Second)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, t.Raw)
-	}
-	if err := printSecret(stdout, "Rotated token", t); err != nil {
-		return err
-	}
-	if grace.secs > 0 {
-		fmt.Fprintf(stdout, "The old secret keeps working for %s.\n", fmtTTL(grace.secs))
-	} else {
-		fmt.Fprintln(stdout, "The old secret no longer works.")
-	}
-	return nil
+	return clientCommand{
+		name: "token rotate", nargs: 1, argNames: "ID",
+		flags: func(fs *flag.FlagSet) {
+			fs.Var(&grace, "grace", "how long the old secret keeps working, such as 24h (at most 168h; none when unset)")
+		},
+		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
+			t, err := c.RotateToken(ctx, pos[0], time.Duration(grace.secs)*time.Second)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{raw: t.Raw, show: func() error {
+				if err := printSecret(stdout, "Rotated token", t); err != nil {
+					return err
+				}
+				if grace.secs > 0 {
+					fmt.Fprintf(stdout, "The old secret keeps working for %s.\n", fmtTTL(grace.secs))
+				} else {
+					fmt.Fprintln(stdout, "The old secret no longer works.")
+				}
+				return nil
+			}}, nil
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func tokenUsageCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("token usage", stderr)
-	var cf clientFlags
-	cf.register(fs)
 	var from, to timeFlag
-	fs.Var(&from, "from", "start, an RFC 3339 `time` (default 24 hours ago)")
-	fs.Var(&to, "to", "end, an RFC 3339 `time` (default now)")
-	pos, err := parseCLIArgs(fs, args, 1, "ID")
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	u, err := c.Usage(ctx, pos[0], from.t, to.t)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		return printRawJSON(stdout, u.Raw)
-	}
-	fmt.Fprintf(stdout, "Token %s: %d uses in total, last used %s", u.TokenID, u.TotalUses, fmtTimePtr(u.LastUsedAt, "never"))
-	if u.LastUsedIP != "" {
-		fmt.Fprintf(stdout, " from %s", u.LastUsedIP)
-	}
-	fmt.Fprintln(stdout, ".")
-	if len(u.Hours) == 0 {
-		return nil
-	}
-	fmt.Fprintln(stdout)
-	tw := newTable(stdout)
-	fmt.Fprintln(tw, "HOUR\tALLOWED\tDENIED")
-	for _, h := range u.Hours {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", fmtTime(h.Hour), h.Allowed, h.Denied)
-	}
-	return tw.Flush()
+	return clientCommand{
+		name: "token usage", nargs: 1, argNames: "ID",
+		flags: func(fs *flag.FlagSet) {
+			fs.Var(&from, "from", "start, an RFC 3339 `time` (default 24 hours ago)")
+			fs.Var(&to, "to", "end, an RFC 3339 `time` (default now)")
+		},
+		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
+			u, err := c.Usage(ctx, pos[0], from.t, to.t)
+			if err != nil {
+				return answer{}, err
+			}
+			return answer{raw: u.Raw, show: func() error {
+				fmt.Fprintf(stdout, "Token %s: %d uses in total, last used %s", u.TokenID, u.TotalUses, fmtTimePtr(u.LastUsedAt, "never"))
+				if u.LastUsedIP != "" {
+					fmt.Fprintf(stdout, " from %s", u.LastUsedIP)
+				}
+				fmt.Fprintln(stdout, ".")
+				if len(u.Hours) == 0 {
+					return nil
+				}
+				fmt.Fprintln(stdout)
+				tw := newTable(stdout)
+				fmt.Fprintln(tw, "HOUR\tALLOWED\tDENIED")
+				for _, h := range u.Hours {
+					fmt.Fprintf(tw, "%s\t%d\t%d\n", fmtTime(h.Hour), h.Allowed, h.Denied)
+				}
+				return tw.Flush()
+			}}, nil
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 // errTokenNotValid is returned by "token verify" for a token the server
@@ -659,48 +658,42 @@ var errTokenNotValid = errors.New("token not valid")
 var verifyStdin io.Reader = os.Stdin
 
 func tokenVerifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCLIFlagSet("token verify", stderr)
-	var cf clientFlags
-	cf.register(fs)
-	api := fs.String("api", "", "require the token to belong to this `API`")
+	var api, secret string
 	var scopes listFlag
-	fs.Var(&scopes, "scopes", "comma-separated `scopes` the token must grant")
-	pos, err := parseCLIArgs(fs, args, 1, "TOKEN")
-	if err != nil {
-		return err
-	}
-	secret := pos[0]
-	if secret == "-" {
-		// Reading from standard input keeps the secret out of the shell
-		// history and the process list.
-		b, err := io.ReadAll(io.LimitReader(verifyStdin, 4096))
-		if err != nil {
-			return fmt.Errorf("token verify: read standard input: %w", err)
-		}
-		secret = strings.TrimSpace(string(b))
-		if secret == "" {
-			return errors.New("token verify: no token on standard input")
-		}
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	r, err := c.Verify(ctx, secret, *api, scopes.v)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		if err := printRawJSON(stdout, r.Raw); err != nil {
-			return err
-		}
-	} else {
-		printVerifyResult(stdout, r)
-	}
-	if !r.Valid {
-		return fmt.Errorf("%w: %s", errTokenNotValid, r.Code)
-	}
-	return nil
+	return clientCommand{
+		name: "token verify", nargs: 1, argNames: "TOKEN",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&api, "api", "", "require the token to belong to this `API`")
+			fs.Var(&scopes, "scopes", "comma-separated `scopes` the token must grant")
+		},
+		check: func(_ *flag.FlagSet, pos []string) error {
+			secret = pos[0]
+			if secret != "-" {
+				return nil
+			}
+			// Reading from standard input keeps the secret out of the shell
+			// history and the process list.
+			b, err := io.ReadAll(io.LimitReader(verifyStdin, 4096))
+			if err != nil {
+				return fmt.Errorf("token verify: read standard input: %w", err)
+			}
+			if secret = strings.TrimSpace(string(b)); secret == "" {
+				return errors.New("token verify: no token on standard input")
+			}
+			return nil
+		},
+		call: func(ctx context.Context, c *client.Client, _ []string) (answer, error) {
+			r, err := c.Verify(ctx, secret, api, scopes.v)
+			if err != nil {
+				return answer{}, err
+			}
+			a := answer{raw: r.Raw, show: func() error { printVerifyResult(stdout, r); return nil }}
+			if !r.Valid {
+				a.err = fmt.Errorf("%w: %s", errTokenNotValid, r.Code)
+			}
+			return a, nil
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func printVerifyResult(w io.Writer, r *client.VerifyResult) {
