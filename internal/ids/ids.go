@@ -19,6 +19,7 @@ const (
 	User   = "usr"
 	Key    = "key"
 	Event  = "evt"
+	Grant  = "grt"
 )
 
 const bodyLen = 22 // base62 digits for 128 bits

@@ -84,6 +84,11 @@ type Token struct {
 	LastUsedAt   time.Time // zero: never used
 	LastUsedIP   string
 	UseCount     int64
+	// ClientID and GrantID are set on opaque OAuth access tokens: the
+	// client it was issued to and, unless it came from client credentials,
+	// the grant whose revocation revokes it.
+	ClientID string
+	GrantID  string
 }
 
 // Live reports whether t is neither revoked nor expired at now.
@@ -162,6 +167,11 @@ type AuditFilter struct {
 // and append it in the same transaction: a change is never acknowledged
 // without its audit entry, and never recorded without having happened.
 type Store interface {
+	ClientStore
+	UserStore
+	GrantStore
+	KeyStore
+
 	// CreateAPI stores a new API; ErrAlreadyExists if its ID, name or
 	// identifier is taken.
 	CreateAPI(ctx context.Context, api API, ev AuditEvent) error
@@ -209,9 +219,10 @@ type Store interface {
 	ScanAudit(ctx context.Context, after int64, limit int) ([]AuditEvent, error)
 
 	// PurgeTokens deletes up to limit tokens that expired or were revoked
-	// before cutoff, and rotated-out secrets whose grace ended before cutoff.
-	// It returns how many tokens it deleted.
-	PurgeTokens(ctx context.Context, cutoff time.Time, limit int) (int, error)
+	// before cutoff, OAuth access tokens (ClientID set) that expired or were
+	// revoked before accessCutoff, and rotated-out secrets whose grace ended
+	// before cutoff. It returns how many tokens it deleted.
+	PurgeTokens(ctx context.Context, cutoff, accessCutoff time.Time, limit int) (int, error)
 
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error

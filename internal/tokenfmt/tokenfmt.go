@@ -23,6 +23,8 @@ const (
 	PrefixAccess       = "jta" // opaque OAuth access token
 	PrefixRefresh      = "jtr" // OAuth refresh token
 	PrefixClientSecret = "jts" // OAuth client secret
+	PrefixAuthCode     = "jtc" // OAuth authorization code
+	PrefixDeviceCode   = "jtd" // OAuth device code (RFC 8628)
 )
 
 const (
@@ -60,6 +62,16 @@ func HashOf(token string) Hash {
 	}
 	n := copy(buf[:], token)
 	return sha256.Sum256(buf[:n])
+}
+
+// Reserved reports whether p is one of the prefixes Jeton keeps for its own
+// OAuth tokens and client secrets, which an API may not use for its keys.
+func Reserved(p string) bool {
+	switch p {
+	case PrefixAccess, PrefixRefresh, PrefixClientSecret, PrefixAuthCode, PrefixDeviceCode:
+		return true
+	}
+	return false
 }
 
 // ValidPrefix reports whether p can be used as a token prefix: 2–20 ASCII

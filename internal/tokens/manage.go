@@ -143,6 +143,14 @@ type APIParams struct {
 	MaxTTL     time.Duration
 }
 
+// ValidateName checks a display name field (at most MaxNameLen printable
+// characters; required means not blank) the way every Jeton object does.
+func ValidateName(field, v string, required bool) error { return validName(field, v, required) }
+
+// ValidateScopes checks a list of scope strings the way every Jeton object
+// does: at most MaxScopes, each printable ASCII without spaces, no repeats.
+func ValidateScopes(scopes []string) error { return validScopes(scopes) }
+
 func validName(field, v string, required bool) error {
 	if required && strings.TrimSpace(v) == "" {
 		return invalid("invalid_request", "%s is required", field)
@@ -202,6 +210,9 @@ func (s *Service) CreateAPI(ctx context.Context, p APIParams, by Actor) (store.A
 	}
 	if !tokenfmt.ValidPrefix(p.KeyPrefix) {
 		return store.API{}, invalid("invalid_prefix", "key_prefix must be 2-20 letters, digits or '_', starting with a letter and not ending with '_'")
+	}
+	if tokenfmt.Reserved(p.KeyPrefix) {
+		return store.API{}, invalid("invalid_prefix", "key_prefix %q is reserved for OAuth tokens and client secrets", p.KeyPrefix)
 	}
 	if err := validTTLs(p.DefaultTTL, p.MaxTTL); err != nil {
 		return store.API{}, err
@@ -565,6 +576,12 @@ func (s *Service) RevokeToken(ctx context.Context, id, reason string, by Actor) 
 	s.cache.invalidate(hashes...)
 	return tok, nil
 }
+
+// Evict drops the cached verification results of the given secret hashes
+// on this node. Writers outside this package that change or delete tokens
+// (grant revocation, client or user deletion) call it with the hashes the
+// store returned; on PostgreSQL the store also tells the other nodes.
+func (s *Service) Evict(hashes ...tokenfmt.Hash) { s.cache.invalidate(hashes...) }
 
 // RevokeSecret revokes the token that secret belongs to, if it belongs to
 // one of allowedAPIs (nil: any). It reports whether a token was found. It

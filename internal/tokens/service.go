@@ -70,8 +70,12 @@ type Config struct {
 
 	UsageFlushInterval time.Duration // default 10s
 	Retention          time.Duration // how long expired/revoked tokens are kept; default 30 days
-	JanitorInterval    time.Duration // default 1h
-	JanitorBatch       int           // tokens deleted per transaction; default 500
+	// AccessTokenRetention is how long expired or revoked OAuth access
+	// tokens are kept; default 24h (they are short-lived and can be issued
+	// thousands of times a second). Never longer than Retention.
+	AccessTokenRetention time.Duration
+	JanitorInterval      time.Duration // default 1h
+	JanitorBatch         int           // tokens deleted per transaction; default 500
 
 	// OnVerify, if set, is called after every verification (for metrics).
 	OnVerify func(Code, time.Duration)
@@ -103,6 +107,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Retention <= 0 {
 		c.Retention = 30 * 24 * time.Hour
+	}
+	if c.AccessTokenRetention <= 0 {
+		c.AccessTokenRetention = 24 * time.Hour
 	}
 	if c.JanitorInterval <= 0 {
 		c.JanitorInterval = time.Hour

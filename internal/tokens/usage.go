@@ -233,12 +233,14 @@ func (s *Service) flushLoop() {
 }
 
 // PurgeExpired deletes tokens that expired or were revoked more than the
-// retention period ago, in bounded batches, and returns how many it deleted.
+// retention period ago (OAuth access tokens: the access token retention),
+// in bounded batches, and returns how many it deleted.
 func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
 	cutoff := s.cfg.Now().Add(-s.cfg.Retention)
+	accessCutoff := s.cfg.Now().Add(-min(s.cfg.AccessTokenRetention, s.cfg.Retention))
 	total := 0
 	for range 1000 { // bounded: at most 1000 batches per run
-		n, err := s.store.PurgeTokens(ctx, cutoff, s.cfg.JanitorBatch)
+		n, err := s.store.PurgeTokens(ctx, cutoff, accessCutoff, s.cfg.JanitorBatch)
 		total += n
 		if err != nil {
 			return total, err

@@ -37,6 +37,7 @@ type dialect struct {
 	name      string
 	bytesType string
 	forUpdate string // row-lock suffix for read-modify-write selects
+	lockTable string // fmt pattern of a statement locking a table against concurrent writers ("" on SQLite: one writer)
 	isUnique  func(error) bool
 }
 
@@ -57,6 +58,7 @@ var postgresDialect = dialect{
 	name:      "postgres",
 	bytesType: "BYTEA",
 	forUpdate: " FOR UPDATE",
+	lockTable: "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
 	isUnique: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"
@@ -71,7 +73,9 @@ type DB struct {
 	batch  *batcher
 	closed chan struct{}
 	stmts  sync.Map // SQL text -> *sql.Stmt prepared on the SQLite writer
-	dsn    string   // PostgreSQL: for the LISTEN connection
+	// readStmts holds the SQLite read pool's prepared single-row queries.
+	readStmts sync.Map // SQL text -> *sql.Stmt
+	dsn       string   // PostgreSQL: for the LISTEN connection
 
 	ckpt     *sql.DB // SQLite: the connection that checkpoints the WAL
 	ckptDone chan struct{}
@@ -231,6 +235,7 @@ func (db *DB) Close() error {
 		db.batch.close()
 	}
 	db.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+	db.readStmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 	if db.ckpt != nil {
 		<-db.ckptDone
 		db.ckpt.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -253,6 +258,29 @@ func (db *DB) Ping(ctx context.Context) error {
 		return fmt.Errorf("sqlstore: ping: %w", err)
 	}
 	return nil
+}
+
+// queryRow runs a single-row query on the read pool. On SQLite the
+// statement is prepared once and reused, as the writer's are: modernc
+// parses the SQL text of an unprepared query on every call, which costs
+// more than the lookup itself. Only constant query texts come here, so the
+// set of statements is bounded. PostgreSQL's driver caches by itself.
+func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if db.batch == nil {
+		return db.read.QueryRowContext(ctx, query, args...)
+	}
+	if st, ok := db.readStmts.Load(query); ok {
+		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
+	}
+	st, err := db.read.PrepareContext(ctx, query)
+	if err != nil {
+		return db.read.QueryRowContext(ctx, query, args...)
+	}
+	if prev, loaded := db.readStmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		st = prev.(*sql.Stmt)
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 // update runs fn in a write transaction and returns once it has committed.

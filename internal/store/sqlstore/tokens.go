@@ -16,7 +16,7 @@ import (
 
 const tokenColumns = `t.id, t.api_id, t.name, t.subject, t.scopes, t.hint, t.metadata, t.allowed_cidrs,
 	t.rate_limit, t.rate_window_ms, t.quota_remaining, t.quota_refill_amount, t.quota_refill_interval, t.quota_period_start,
-	t.created_at, t.updated_at, t.expires_at, t.revoked_at, t.revoke_reason, t.rotated_at, t.last_used_at, t.last_used_ip, t.use_count`
+	t.created_at, t.updated_at, t.expires_at, t.revoked_at, t.revoke_reason, t.rotated_at, t.last_used_at, t.last_used_ip, t.use_count, t.client_id, t.grant_id`
 
 func scanToken(row rowScanner, extra ...any) (store.Token, error) {
 	var t store.Token
@@ -26,7 +26,7 @@ func scanToken(row rowScanner, extra ...any) (store.Token, error) {
 	var refillInterval string
 	dest := []any{&t.ID, &t.APIID, &t.Name, &t.Subject, &scopes, &t.Hint, &metadata, &cidrs,
 		&rateLimit, &rateWindow, &quotaRemaining, &refillAmount, &refillInterval, &periodStart,
-		&created, &updated, &expires, &revoked, &t.RevokeReason, &rotated, &lastUsed, &t.LastUsedIP, &t.UseCount}
+		&created, &updated, &expires, &revoked, &t.RevokeReason, &rotated, &lastUsed, &t.LastUsedIP, &t.UseCount, &t.ClientID, &t.GrantID}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return t, err
 	}
@@ -82,13 +82,13 @@ func tokenArgs(t *store.Token) []any {
 	return []any{t.ID, t.APIID, t.Name, t.Subject, jsonList(t.Scopes), t.Hint, metadata, cidrs,
 		rateLimit, rateWindow, quotaRemaining, refillAmount, refillInterval, periodStart,
 		ms(t.CreatedAt), ms(t.UpdatedAt), nullMS(t.ExpiresAt), nullMS(t.RevokedAt), t.RevokeReason,
-		nullMS(t.RotatedAt), nullMS(t.LastUsedAt), t.LastUsedIP, t.UseCount}
+		nullMS(t.RotatedAt), nullMS(t.LastUsedAt), t.LastUsedIP, t.UseCount, t.ClientID, t.GrantID}
 }
 
 const insertSecretSQL = "INSERT INTO token_secrets (hash, token_id, expires_at) VALUES ($1, $2, NULL)"
 
 var (
-	insertTokenSQL = "INSERT INTO tokens (" + strings.ReplaceAll(tokenColumns, "t.", "") + ") VALUES (" + placeholders(1, 23) + ")"
+	insertTokenSQL = "INSERT INTO tokens (" + strings.ReplaceAll(tokenColumns, "t.", "") + ") VALUES (" + placeholders(1, 25) + ")"
 	updateTokenSQL = func() string {
 		cols := strings.Split(strings.ReplaceAll(tokenColumns, "t.", ""), ",")
 		var set []string
@@ -125,7 +125,7 @@ func (db *DB) CreateToken(ctx context.Context, t store.Token, secret tokenfmt.Ha
 
 // GetToken implements store.Store.
 func (db *DB) GetToken(ctx context.Context, id string) (store.Token, error) {
-	t, err := scanToken(db.read.QueryRowContext(ctx, "SELECT "+tokenColumns+" FROM tokens t WHERE t.id = $1", id))
+	t, err := scanToken(db.queryRow(ctx, "SELECT "+tokenColumns+" FROM tokens t WHERE t.id = $1", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, fmt.Errorf("sqlstore: get token %s: %w", id, store.ErrNotFound)
 	}
@@ -138,7 +138,7 @@ func (db *DB) GetToken(ctx context.Context, id string) (store.Token, error) {
 // LookupToken implements store.Store.
 func (db *DB) LookupToken(ctx context.Context, h tokenfmt.Hash) (store.Token, time.Time, error) {
 	var secretExpires sql.NullInt64
-	t, err := scanToken(db.read.QueryRowContext(ctx, "SELECT "+tokenColumns+", s.expires_at FROM token_secrets s JOIN tokens t ON t.id = s.token_id WHERE s.hash = $1", h[:]), &secretExpires)
+	t, err := scanToken(db.queryRow(ctx, "SELECT "+tokenColumns+", s.expires_at FROM token_secrets s JOIN tokens t ON t.id = s.token_id WHERE s.hash = $1", h[:]), &secretExpires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, time.Time{}, fmt.Errorf("sqlstore: lookup token: %w", store.ErrNotFound)
 	}
@@ -318,11 +318,13 @@ func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time,
 }
 
 // PurgeTokens implements store.Store.
-func (db *DB) PurgeTokens(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+func (db *DB) PurgeTokens(ctx context.Context, cutoff, accessCutoff time.Time, limit int) (int, error) {
 	var n int
 	err := db.update(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id FROM tokens WHERE (expires_at IS NOT NULL AND expires_at < $1)
-			OR (revoked_at IS NOT NULL AND revoked_at < $1) ORDER BY id LIMIT $2`, ms(cutoff), limit)
+			OR (revoked_at IS NOT NULL AND revoked_at < $1)
+			OR (client_id <> '' AND ((expires_at IS NOT NULL AND expires_at < $3) OR (revoked_at IS NOT NULL AND revoked_at < $3)))
+			ORDER BY id LIMIT $2`, ms(cutoff), limit, ms(accessCutoff))
 		if err != nil {
 			return fmt.Errorf("sqlstore: purge tokens: %w", err)
 		}

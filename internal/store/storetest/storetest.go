@@ -45,11 +45,26 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentAudit", testConcurrentAudit},
 		{"PurgeTokens", testPurgeTokens},
 	}
+	for _, group := range [][]storeTest{clientTests, grantTests, userTests, keyTests} {
+		for _, tt := range group {
+			tests = append(tests, struct {
+				name string
+				fn   func(t *testing.T, s store.Store)
+			}{tt.name, tt.fn})
+		}
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fn(t, newStore(t))
 		})
 	}
+}
+
+// storeTest is one conformance test. Each group of entities keeps its tests
+// in its own file (clients.go, grants.go, users.go, keys.go).
+type storeTest struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
 }
 
 var ctx = context.Background()
@@ -689,9 +704,21 @@ func testPurgeTokens(t *testing.T, s store.Store) {
 	if _, _, err := s.RotateToken(ctx, live.ID, next, "h", cutoff.Add(-time.Second), base, ev("token.rotate", live.ID)); err != nil {
 		t.Fatal(err)
 	}
+	// OAuth access tokens have their own, shorter retention: one that
+	// expired after cutoff but before accessCutoff goes; an API key that
+	// did the same, and an access token still within it, stay.
+	accessCutoff := cutoff.Add(2 * time.Hour)
+	oldAccess, _ := mustCreateToken(t, s, a.ID, func(tok *store.Token) {
+		tok.ClientID, tok.ExpiresAt = "cli_x", cutoff.Add(time.Hour)
+	})
+	victims = append(victims, oldAccess.ID)
+	keptAccess, _ := mustCreateToken(t, s, a.ID, func(tok *store.Token) {
+		tok.ClientID, tok.ExpiresAt = "cli_x", accessCutoff.Add(time.Minute)
+	})
+	keptKey, _ := mustCreateToken(t, s, a.ID, func(tok *store.Token) { tok.ExpiresAt = cutoff.Add(time.Hour) })
 	total := 0
 	for {
-		n, err := s.PurgeTokens(ctx, cutoff, 4)
+		n, err := s.PurgeTokens(ctx, cutoff, accessCutoff, 4)
 		if err != nil {
 			t.Fatalf("PurgeTokens: %v", err)
 		}
@@ -711,7 +738,7 @@ func testPurgeTokens(t *testing.T, s store.Store) {
 			t.Errorf("victim %s survived: %v", id, err)
 		}
 	}
-	for _, id := range []string{live.ID, recent.ID} {
+	for _, id := range []string{live.ID, recent.ID, keptAccess.ID, keptKey.ID} {
 		if _, err := s.GetToken(ctx, id); err != nil {
 			t.Errorf("token %s was purged: %v", id, err)
 		}

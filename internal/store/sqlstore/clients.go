@@ -1,0 +1,301 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+)
+
+const clientColumns = `id, name, type, grant_types, redirect_uris, apis, scopes, token_format, signing_alg,
+	access_token_ttl_ms, refresh_token_ttl_ms, auth_method, jwks, jwks_uri, secret_hint, disabled_at, created_at, updated_at`
+
+var insertClientSQL = "INSERT INTO clients (" + clientColumns + ") VALUES (" + placeholders(1, 18) + ")"
+
+const (
+	updateClientSQL = `UPDATE clients SET name = $2, type = $3, grant_types = $4, redirect_uris = $5, apis = $6, scopes = $7,
+	token_format = $8, signing_alg = $9, access_token_ttl_ms = $10, refresh_token_ttl_ms = $11, auth_method = $12, jwks = $13,
+	jwks_uri = $14, secret_hint = $15, disabled_at = $16, created_at = $17, updated_at = $18 WHERE id = $1`
+	insertClientSecretSQL = "INSERT INTO client_secrets (hash, client_id, expires_at) VALUES ($1, $2, NULL)"
+)
+
+func scanClient(row rowScanner) (store.Client, error) {
+	var c store.Client
+	var grantTypes, redirectURIs, apis, scopes, jwks string
+	var accessTTL, refreshTTL, created, updated int64
+	var disabled sql.NullInt64
+	if err := row.Scan(&c.ID, &c.Name, &c.Type, &grantTypes, &redirectURIs, &apis, &scopes, &c.TokenFormat, &c.SigningAlg,
+		&accessTTL, &refreshTTL, &c.AuthMethod, &jwks, &c.JWKSURI, &c.SecretHint, &disabled, &created, &updated); err != nil {
+		return c, err
+	}
+	for _, l := range []struct {
+		name string
+		src  string
+		dst  *[]string
+	}{
+		{"grant_types", grantTypes, &c.GrantTypes},
+		{"redirect_uris", redirectURIs, &c.RedirectURIs},
+		{"apis", apis, &c.APIs},
+		{"scopes", scopes, &c.Scopes},
+	} {
+		if err := json.Unmarshal([]byte(l.src), l.dst); err != nil {
+			return c, fmt.Errorf("decode %s of client %s: %w", l.name, c.ID, err)
+		}
+	}
+	if jwks != "" {
+		c.JWKS = json.RawMessage(jwks)
+	}
+	c.AccessTokenTTL = time.Duration(accessTTL) * time.Millisecond
+	c.RefreshTokenTTL = time.Duration(refreshTTL) * time.Millisecond
+	c.DisabledAt = fromNullMS(disabled)
+	c.CreatedAt, c.UpdatedAt = fromMS(created), fromMS(updated)
+	return c, nil
+}
+
+// clientArgs returns the values of every column, in clientColumns order.
+func clientArgs(c *store.Client) []any {
+	return []any{c.ID, c.Name, c.Type, jsonList(c.GrantTypes), jsonList(c.RedirectURIs), jsonList(c.APIs), jsonList(c.Scopes),
+		c.TokenFormat, c.SigningAlg, c.AccessTokenTTL.Milliseconds(), c.RefreshTokenTTL.Milliseconds(), c.AuthMethod,
+		string(c.JWKS), c.JWKSURI, c.SecretHint, nullMS(c.DisabledAt), ms(c.CreatedAt), ms(c.UpdatedAt)}
+}
+
+// CreateClient implements store.ClientStore.
+func (db *DB) CreateClient(ctx context.Context, c store.Client, secret *tokenfmt.Hash, ev store.AuditEvent) error {
+	return db.update(ctx, func(tx *sql.Tx) error {
+		if _, err := db.txExec(ctx, tx, insertClientSQL, clientArgs(&c)...); err != nil {
+			return db.wrapUnique(err, "create client")
+		}
+		if secret != nil {
+			if _, err := db.txExec(ctx, tx, insertClientSecretSQL, secret[:], c.ID); err != nil {
+				return db.wrapUnique(err, "create client secret")
+			}
+		}
+		return db.appendAudit(ctx, tx, ev)
+	})
+}
+
+// GetClient implements store.ClientStore.
+func (db *DB) GetClient(ctx context.Context, id string) (store.Client, error) {
+	c, err := scanClient(db.queryRow(ctx, "SELECT "+clientColumns+" FROM clients WHERE id = $1", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("sqlstore: get client %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("sqlstore: get client: %w", err)
+	}
+	return c, nil
+}
+
+// ListClients implements store.ClientStore. IDs sort by creation time, so
+// the cursor is the ID of the last client of a page.
+func (db *DB) ListClients(ctx context.Context, after string, limit int) ([]store.Client, string, error) {
+	limit = clampLimit(limit)
+	q := "SELECT " + clientColumns + " FROM clients"
+	var args []any
+	if after != "" {
+		q += " WHERE id < $1"
+		args = append(args, after)
+	}
+	q += " ORDER BY id DESC LIMIT " + strconv.Itoa(limit+1)
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlstore: list clients: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("sqlstore: list clients: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("sqlstore: list clients: %w", err)
+	}
+	var next string
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+// lockClient reads a client for update inside tx.
+func (db *DB) lockClient(ctx context.Context, tx *sql.Tx, id string) (store.Client, error) {
+	c, err := scanClient(db.txQueryRow(ctx, tx, "SELECT "+clientColumns+" FROM clients WHERE id = $1"+db.d.forUpdate, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("sqlstore: client %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return c, fmt.Errorf("sqlstore: read client: %w", err)
+	}
+	return c, nil
+}
+
+// UpdateClient implements store.ClientStore.
+func (db *DB) UpdateClient(ctx context.Context, id string, update func(*store.Client) error, ev store.AuditEvent) (store.Client, error) {
+	var out store.Client
+	err := db.update(ctx, func(tx *sql.Tx) error {
+		c, err := db.lockClient(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := update(&c); err != nil {
+			return err
+		}
+		c.ID = id
+		if _, err := db.txExec(ctx, tx, updateClientSQL, clientArgs(&c)...); err != nil {
+			return db.wrapUnique(err, "update client")
+		}
+		out = c
+		return db.appendAudit(ctx, tx, ev)
+	})
+	return out, err
+}
+
+// clientTokensSQL selects the opaque access tokens issued to client $1. The
+// client_id <> ” condition lets both engines use the partial index
+// tokens_client_idx.
+const clientTokensSQL = "SELECT id FROM tokens WHERE client_id <> '' AND client_id = $1"
+
+// DeleteClient implements store.ClientStore.
+//
+// On PostgreSQL the rows go in the order the token endpoint locks them:
+// refresh tokens, grants, codes, then the client row, whose deletion
+// cascades to any grant a concurrent redemption committed meanwhile and
+// makes later ones fail; the access tokens go last, so that those issued by
+// a concurrent call that committed first are deleted (and published) too.
+// The client row is not locked up front: storing a grant takes a key share
+// lock on it while holding the code or device code, and waiting for that
+// lock here while deleting the codes would deadlock.
+func (db *DB) DeleteClient(ctx context.Context, id string, ev store.AuditEvent) ([]tokenfmt.Hash, error) {
+	var hashes []tokenfmt.Hash
+	err := db.update(ctx, func(tx *sql.Tx) error {
+		var found string
+		err := db.txQueryRow(ctx, tx, "SELECT id FROM clients WHERE id = $1", id).Scan(&found)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlstore: delete client %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete client: %w", err)
+		}
+		// Child rows go explicitly rather than by cascade, so that the
+		// outcome does not depend on SQLite's foreign_keys pragma.
+		for _, q := range []string{
+			"DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE client_id = $1)",
+			"DELETE FROM grants WHERE client_id = $1",
+			"DELETE FROM auth_codes WHERE client_id = $1",
+			"DELETE FROM device_codes WHERE client_id = $1",
+			"DELETE FROM consents WHERE client_id = $1",
+			"DELETE FROM client_secrets WHERE client_id = $1",
+		} {
+			if _, err := db.txExec(ctx, tx, q, id); err != nil {
+				return fmt.Errorf("sqlstore: delete client: %w", err)
+			}
+		}
+		res, err := db.txExec(ctx, tx, "DELETE FROM clients WHERE id = $1", id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete client: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqlstore: delete client: %w", err)
+		} else if n == 0 {
+			// A concurrent call deleted it meanwhile.
+			return fmt.Errorf("sqlstore: delete client %s: %w", id, store.ErrNotFound)
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT hash FROM token_secrets WHERE token_id IN ("+clientTokensSQL+") ORDER BY hash", id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete client: list secrets: %w", err)
+		}
+		if hashes, err = scanHashes(rows); err != nil {
+			return fmt.Errorf("sqlstore: delete client: list secrets: %w", err)
+		}
+		if err := db.notifyHashes(ctx, tx, hashes); err != nil {
+			return err
+		}
+		for _, q := range []string{
+			"DELETE FROM token_usage WHERE token_id IN (" + clientTokensSQL + ")",
+			"DELETE FROM token_secrets WHERE token_id IN (" + clientTokensSQL + ")",
+			"DELETE FROM tokens WHERE id IN (" + clientTokensSQL + ")",
+		} {
+			if _, err := db.txExec(ctx, tx, q, id); err != nil {
+				return fmt.Errorf("sqlstore: delete client: %w", err)
+			}
+		}
+		return db.appendAudit(ctx, tx, ev)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return hashes, nil
+}
+
+// ClientSecrets implements store.ClientStore. The current secret comes
+// first; an unknown client has no secrets.
+func (db *DB) ClientSecrets(ctx context.Context, clientID string) ([]store.Secret, error) {
+	rows, err := db.read.QueryContext(ctx, "SELECT hash, expires_at FROM client_secrets WHERE client_id = $1 ORDER BY COALESCE(expires_at, 0), hash", clientID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: client secrets: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Secret
+	for rows.Next() {
+		var b []byte
+		var expires sql.NullInt64
+		if err := rows.Scan(&b, &expires); err != nil {
+			return nil, fmt.Errorf("sqlstore: client secrets: %w", err)
+		}
+		var s store.Secret
+		if len(b) != len(s.Hash) {
+			return nil, fmt.Errorf("sqlstore: client secrets: stored hash has %d bytes", len(b))
+		}
+		copy(s.Hash[:], b)
+		s.ExpiresAt = fromNullMS(expires)
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: client secrets: %w", err)
+	}
+	return out, nil
+}
+
+// RotateClientSecret implements store.ClientStore.
+func (db *DB) RotateClientSecret(ctx context.Context, id string, next tokenfmt.Hash, hint string, graceUntil, now time.Time, ev store.AuditEvent) (store.Client, error) {
+	var out store.Client
+	err := db.update(ctx, func(tx *sql.Tx) error {
+		c, err := db.lockClient(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		// Older rotated-out secrets go; the current one becomes the
+		// previous one, valid until graceUntil (or dropped if no grace).
+		if _, err := db.txExec(ctx, tx, "DELETE FROM client_secrets WHERE client_id = $1 AND expires_at IS NOT NULL", id); err != nil {
+			return fmt.Errorf("sqlstore: rotate client secret: %w", err)
+		}
+		if graceUntil.After(now) {
+			_, err = db.txExec(ctx, tx, "UPDATE client_secrets SET expires_at = $2 WHERE client_id = $1 AND expires_at IS NULL", id, ms(graceUntil))
+		} else {
+			_, err = db.txExec(ctx, tx, "DELETE FROM client_secrets WHERE client_id = $1", id)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: rotate client secret: %w", err)
+		}
+		if _, err := db.txExec(ctx, tx, insertClientSecretSQL, next[:], id); err != nil {
+			return db.wrapUnique(err, "rotate client secret")
+		}
+		c.SecretHint, c.UpdatedAt = hint, fromMS(ms(now))
+		if _, err := db.txExec(ctx, tx, "UPDATE clients SET secret_hint = $2, updated_at = $3 WHERE id = $1", id, hint, ms(now)); err != nil {
+			return fmt.Errorf("sqlstore: rotate client secret: %w", err)
+		}
+		out = c
+		return db.appendAudit(ctx, tx, ev)
+	})
+	return out, err
+}
