@@ -1,0 +1,509 @@
+// Package users manages local accounts: creation and changes by the admin
+// API, and password login (for the login page) with argon2id hashes and
+// in-memory throttling of failed attempts per username and per client
+// address.
+package users
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jetonhq/jeton/internal/ids"
+	"github.com/jetonhq/jeton/internal/password"
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+	"github.com/jetonhq/jeton/internal/tokens"
+)
+
+// Errors of Authenticate.
+var (
+	// ErrBadCredentials is returned for a wrong password, and also for an
+	// unknown or disabled user, so that a caller cannot tell them apart.
+	ErrBadCredentials = errors.New("users: wrong username or password")
+	// ErrThrottled is returned, without checking the password, while the
+	// username or the client address has too many recent failed logins.
+	ErrThrottled = errors.New("users: too many failed logins; try again later")
+)
+
+// Limits on what a user record may hold.
+const (
+	MaxUsernameLen = 64
+	MaxEmailLen    = 254
+	MinPasswordLen = 8
+	MaxPasswordLen = password.MaxLen
+)
+
+// Reasons recorded in "user.login_failure" audit events.
+const (
+	ReasonUnknownUser   = "unknown_user"
+	ReasonWrongPassword = "wrong_password"
+	ReasonDisabled      = "disabled"
+	ReasonThrottled     = "throttled"
+)
+
+// Revoke reasons of the grants revoked when a user is disabled or their
+// password is reset.
+const (
+	RevokeUserDisabled  = "user_disabled"
+	RevokePasswordReset = "password_reset"
+)
+
+// Config configures a Service. Zero values are replaced by the documented
+// defaults.
+type Config struct {
+	Store  store.Store      // required
+	Hasher *password.Hasher // default: password.NewHasher(password.DefaultParams, 0)
+	// Evict drops cached verification results on this node
+	// (tokens.Service.Evict); may be nil.
+	Evict  func(hashes ...tokenfmt.Hash)
+	Now    func() time.Time // default: time.Now
+	Logger *slog.Logger     // default: slog.Default()
+
+	UserFailures    int           // failed logins per username per window before throttling; default 5
+	AddressFailures int           // failed logins per client address (IPv6: per /64) per window; default 20
+	FailureWindow   time.Duration // default 15m
+}
+
+func (c Config) withDefaults() Config {
+	if c.Hasher == nil {
+		c.Hasher = password.NewHasher(password.DefaultParams, 0)
+	}
+	if c.Evict == nil {
+		c.Evict = func(...tokenfmt.Hash) {}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.UserFailures <= 0 {
+		c.UserFailures = 5
+	}
+	if c.AddressFailures <= 0 {
+		c.AddressFailures = 20
+	}
+	if c.FailureWindow <= 0 {
+		c.FailureWindow = 15 * time.Minute
+	}
+	return c
+}
+
+// Service creates, changes and authenticates users. It is safe for
+// concurrent use. The users it returns never carry PasswordHash.
+type Service struct {
+	cfg      Config
+	store    store.Store
+	throttle *throttle
+	audits   *auditBudget
+}
+
+// New returns a Service. Failure counters live in memory, per node.
+func New(cfg Config) *Service {
+	cfg = cfg.withDefaults()
+	return &Service{
+		cfg:      cfg,
+		store:    cfg.Store,
+		throttle: newThrottle(cfg.UserFailures, cfg.AddressFailures, cfg.FailureWindow),
+		audits:   newAuditBudget(),
+	}
+}
+
+func invalid(code, format string, args ...any) error {
+	return &tokens.InvalidError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// normalizeUsername returns the stored form of a username: lower-case.
+// It reports whether the username is valid: 1-64 letters, digits, '.',
+// '_', '-' or '@', and not shaped like a user id.
+func normalizeUsername(s string) (string, bool) {
+	if s == "" || len(s) > MaxUsernameLen {
+		return "", false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '@') {
+			return "", false
+		}
+	}
+	s = strings.ToLower(s)
+	if ids.Valid(ids.User, s) {
+		return "", false
+	}
+	return s, true
+}
+
+func validUsername(s string) (string, error) {
+	name, ok := normalizeUsername(s)
+	if !ok {
+		return "", invalid("invalid_request", "username must be 1-%d letters, digits, '.', '_', '-' or '@', and not look like a user id", MaxUsernameLen)
+	}
+	return name, nil
+}
+
+func validEmail(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) > MaxEmailLen {
+		return invalid("invalid_request", "email must be at most %d characters", MaxEmailLen)
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s {
+		return invalid("invalid_request", "email must be a plain address such as alice@example.com")
+	}
+	return nil
+}
+
+func validPassword(s string) error {
+	if len(s) < MinPasswordLen || len(s) > MaxPasswordLen {
+		return invalid("invalid_password", "password must be %d-%d bytes", MinPasswordLen, MaxPasswordLen)
+	}
+	return nil
+}
+
+// event builds an audit event. Details never hold a password or its hash.
+func (s *Service) event(actor, remoteAddr, action, target string, details any) store.AuditEvent {
+	if actor == "" {
+		actor = "anonymous"
+	}
+	ev := store.AuditEvent{Time: s.cfg.Now(), Actor: actor, Action: action, Target: target, RemoteAddr: remoteAddr}
+	if details != nil {
+		if b, err := json.Marshal(details); err == nil {
+			ev.Details = b
+		}
+	}
+	return ev
+}
+
+func (s *Service) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Millisecond) }
+
+// public strips what must never leave the service.
+func public(u store.User) store.User {
+	u.PasswordHash = ""
+	return u
+}
+
+// CreateParams are the properties of a new user.
+type CreateParams struct {
+	Username string // stored lower-case
+	Email    string // optional
+	Password string
+}
+
+// Create validates and stores a new user. A taken username is
+// store.ErrAlreadyExists.
+func (s *Service) Create(ctx context.Context, p CreateParams, by tokens.Actor) (store.User, error) {
+	name, err := validUsername(p.Username)
+	if err != nil {
+		return store.User{}, err
+	}
+	if err := validEmail(p.Email); err != nil {
+		return store.User{}, err
+	}
+	if err := validPassword(p.Password); err != nil {
+		return store.User{}, err
+	}
+	hash, err := s.cfg.Hasher.Hash(ctx, p.Password)
+	if err != nil {
+		return store.User{}, fmt.Errorf("users: create: %w", err)
+	}
+	now := s.now()
+	u := store.User{ID: ids.New(ids.User, now), Username: name, Email: p.Email, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}
+	ev := s.event(by.ID, by.RemoteAddr, "user.create", u.ID, map[string]any{"username": u.Username, "email": u.Email})
+	if err := s.store.CreateUser(ctx, u, ev); err != nil {
+		return store.User{}, err
+	}
+	return public(u), nil
+}
+
+// Get returns a user by id.
+func (s *Service) Get(ctx context.Context, id string) (store.User, error) {
+	u, err := s.store.GetUser(ctx, id)
+	if err != nil {
+		return store.User{}, err
+	}
+	return public(u), nil
+}
+
+// List returns one page of users, newest first, and the cursor of the next
+// page ("" on the last page).
+func (s *Service) List(ctx context.Context, after string, limit int) ([]store.User, string, error) {
+	list, next, err := s.store.ListUsers(ctx, after, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	for i := range list {
+		list[i] = public(list[i])
+	}
+	return list, next, nil
+}
+
+// UpdateParams are the optional changes to a user; nil fields stay as they
+// are.
+type UpdateParams struct {
+	Email    *string
+	Disabled *bool
+	Password *string // a password reset
+}
+
+// Update applies p to the user with the given id. Disabling the user or
+// resetting their password also revokes every grant the user gave (and the
+// access tokens issued from them), so that no client keeps acting for them.
+func (s *Service) Update(ctx context.Context, id string, p UpdateParams, by tokens.Actor) (store.User, error) {
+	if p.Email == nil && p.Disabled == nil && p.Password == nil {
+		return s.Get(ctx, id)
+	}
+	details := map[string]any{}
+	if p.Email != nil {
+		if err := validEmail(*p.Email); err != nil {
+			return store.User{}, err
+		}
+		details["email"] = *p.Email
+	}
+	if p.Disabled != nil {
+		details["disabled"] = *p.Disabled
+	}
+	var hash string
+	if p.Password != nil {
+		if err := validPassword(*p.Password); err != nil {
+			return store.User{}, err
+		}
+		// Hash before the transaction: it must not hold a write lock for
+		// the time of a hash.
+		var err error
+		if hash, err = s.cfg.Hasher.Hash(ctx, *p.Password); err != nil {
+			return store.User{}, fmt.Errorf("users: update: %w", err)
+		}
+		details["password_reset"] = true
+	}
+	now := s.now()
+	u, err := s.store.UpdateUser(ctx, id, func(u *store.User) error {
+		if p.Email != nil {
+			u.Email = *p.Email
+		}
+		if p.Disabled != nil {
+			switch {
+			case !*p.Disabled:
+				u.DisabledAt = time.Time{}
+			case u.DisabledAt.IsZero():
+				u.DisabledAt = now
+			}
+		}
+		if p.Password != nil {
+			u.PasswordHash = hash
+		}
+		u.UpdatedAt = now
+		return nil
+	}, s.event(by.ID, by.RemoteAddr, "user.update", id, details))
+	if err != nil {
+		return store.User{}, err
+	}
+	switch {
+	case p.Disabled != nil && *p.Disabled:
+		err = s.revokeGrants(ctx, id, RevokeUserDisabled, by)
+	case p.Password != nil:
+		err = s.revokeGrants(ctx, id, RevokePasswordReset, by)
+	}
+	if err != nil {
+		return store.User{}, err
+	}
+	return public(u), nil
+}
+
+// revokeGrants revokes every live grant of a user and evicts the access
+// tokens it revoked.
+func (s *Service) revokeGrants(ctx context.Context, userID, reason string, by tokens.Actor) error {
+	grants, err := s.store.ListGrants(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("users: revoke grants of %s: %w", userID, err)
+	}
+	for _, g := range grants {
+		if !g.RevokedAt.IsZero() {
+			continue
+		}
+		ev := s.event(by.ID, by.RemoteAddr, "grant.revoke", g.ID, map[string]any{"reason": reason, "user_id": userID, "client_id": g.ClientID})
+		hashes, err := s.store.RevokeGrant(ctx, g.ID, reason, s.cfg.Now(), ev)
+		s.cfg.Evict(hashes...)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("users: revoke grants of %s: %w", userID, err)
+		}
+	}
+	return nil
+}
+
+// Delete deletes a user with their consents, grants and the access tokens
+// issued from those grants.
+func (s *Service) Delete(ctx context.Context, id string, by tokens.Actor) error {
+	hashes, err := s.store.DeleteUser(ctx, id, s.event(by.ID, by.RemoteAddr, "user.delete", id, nil))
+	if err != nil {
+		return err
+	}
+	s.cfg.Evict(hashes...)
+	return nil
+}
+
+// Consents returns what the user allowed clients, by client and API.
+func (s *Service) Consents(ctx context.Context, userID string) ([]store.Consent, error) {
+	if _, err := s.store.GetUser(ctx, userID); err != nil {
+		return nil, err
+	}
+	return s.store.ListConsents(ctx, userID)
+}
+
+// RevokeConsent forgets what the user allowed a client, for every API, and
+// revokes every grant the user gave it. It is store.ErrNotFound when there
+// is nothing to revoke.
+func (s *Service) RevokeConsent(ctx context.Context, userID, clientID string, by tokens.Actor) error {
+	ev := s.event(by.ID, by.RemoteAddr, "consent.revoke", userID, map[string]any{"client_id": clientID})
+	hashes, err := s.store.DeleteConsent(ctx, userID, clientID, s.cfg.Now(), ev)
+	if err != nil {
+		return err
+	}
+	s.cfg.Evict(hashes...)
+	return nil
+}
+
+// truncate shortens s to at most n bytes, on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Authenticate checks a username and password presented from client
+// address ip (the zero Addr if unknown). It returns the user (without
+// PasswordHash) on success, ErrBadCredentials for a wrong password or an
+// unknown or disabled user, and ErrThrottled, without checking anything,
+// while the username or the address has too many recent failures. Every
+// outcome is audited, throttled attempts only up to a bound per minute.
+//
+// Unknown usernames cost one hash too, so that the time of a failure does
+// not reveal whether the username exists. A hash made with other parameters
+// than the Hasher's is replaced on success.
+func (s *Service) Authenticate(ctx context.Context, username, pw string, ip netip.Addr) (store.User, error) {
+	now := s.cfg.Now()
+	typed := truncate(username, MaxUsernameLen)
+	key := strings.ToLower(truncate(username, MaxUsernameLen+1))
+	addr := addrKey(ip)
+	remote := ""
+	if ip.IsValid() {
+		remote = ip.String()
+	}
+	stamp, ok := s.throttle.begin(key, addr, now)
+	if !ok {
+		if suppressed, ok := s.audits.take(addr, now); ok {
+			details := map[string]any{"username": typed, "reason": ReasonThrottled}
+			if suppressed > 0 {
+				details["suppressed"] = suppressed // throttled attempts not audited before this one
+			}
+			s.appendAudit(ctx, s.event("anonymous", remote, "user.login_failure", "", details))
+		}
+		return store.User{}, ErrThrottled
+	}
+	u, reason, rehash, err := s.check(ctx, key, pw)
+	if err != nil {
+		s.throttle.undo(key, addr, stamp)
+		return store.User{}, err
+	}
+	if reason != "" {
+		s.appendAudit(ctx, s.event("anonymous", remote, "user.login_failure", u.ID, map[string]any{"username": typed, "reason": reason}))
+		return store.User{}, ErrBadCredentials
+	}
+	s.throttle.succeed(key, addr, stamp)
+	details := map[string]any{"username": u.Username}
+	if rehash && s.rehash(ctx, u, pw) {
+		details["rehashed"] = true
+	}
+	if err := s.store.AppendAudit(ctx, s.event(u.ID, remote, "user.login", u.ID, details)); err != nil {
+		return store.User{}, fmt.Errorf("users: audit login: %w", err)
+	}
+	return public(u), nil
+}
+
+// check looks the user up and verifies the password. A failure has a
+// reason (and, if the user exists, the user); err is only for failures to
+// decide (store unreachable, ctx done).
+func (s *Service) check(ctx context.Context, key, pw string) (u store.User, reason string, rehash bool, err error) {
+	name, valid := normalizeUsername(key)
+	if valid {
+		u, err = s.store.GetUserByUsername(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			valid, err = false, nil
+		}
+		if err != nil {
+			return store.User{}, "", false, fmt.Errorf("users: authenticate: %w", err)
+		}
+	}
+	if len(pw) > MaxPasswordLen {
+		// Refused without hashing, whether or not the user exists.
+		if !valid {
+			return store.User{}, ReasonUnknownUser, false, nil
+		}
+		return u, ReasonWrongPassword, false, nil
+	}
+	if !valid {
+		s.cfg.Hasher.Dummy(ctx, pw)
+		if err := ctx.Err(); err != nil {
+			return store.User{}, "", false, fmt.Errorf("users: authenticate: %w", err)
+		}
+		return store.User{}, ReasonUnknownUser, false, nil
+	}
+	ok, rehash, err := s.cfg.Hasher.Verify(ctx, u.PasswordHash, pw)
+	if errors.Is(err, password.ErrMalformed) {
+		s.cfg.Logger.Error("users: stored password hash is malformed; reset the password", "user_id", u.ID)
+		return u, ReasonWrongPassword, false, nil
+	}
+	if err != nil {
+		return store.User{}, "", false, fmt.Errorf("users: authenticate: %w", err)
+	}
+	switch {
+	case !ok:
+		return u, ReasonWrongPassword, false, nil
+	case !u.DisabledAt.IsZero():
+		return u, ReasonDisabled, false, nil
+	}
+	return u, "", rehash, nil
+}
+
+// rehash replaces the stored hash of u with one made with the Hasher's
+// parameters, unless the password changed meanwhile. It reports whether it
+// did; a failure is logged, not returned: the login itself succeeded.
+func (s *Service) rehash(ctx context.Context, u store.User, pw string) bool {
+	hash, err := s.cfg.Hasher.Hash(ctx, pw)
+	if err != nil {
+		s.cfg.Logger.Warn("users: rehash password", "user_id", u.ID, "err", err)
+		return false
+	}
+	done := false
+	_, err = s.store.UpdateUser(ctx, u.ID, func(cur *store.User) error {
+		if cur.PasswordHash == u.PasswordHash {
+			cur.PasswordHash, done = hash, true
+		}
+		return nil
+	}, store.AuditEvent{}) // recorded in the login's event
+	if err != nil {
+		s.cfg.Logger.Warn("users: rehash password", "user_id", u.ID, "err", err)
+		return false
+	}
+	return done
+}
+
+// appendAudit records an event of a failed login. A failure to record it is
+// logged: the caller's answer (a refusal) does not depend on it.
+func (s *Service) appendAudit(ctx context.Context, ev store.AuditEvent) {
+	if err := s.store.AppendAudit(ctx, ev); err != nil {
+		s.cfg.Logger.Error("users: audit failed login", "action", ev.Action, "err", err)
+	}
+}
