@@ -148,6 +148,10 @@ func appendIntrospection(b []byte, t *store.Token, aud string) []byte {
 		b = append(b, `,"aud":`...)
 		b = appendString(b, aud)
 	}
+	if t.ClientID != "" {
+		b = append(b, `,"client_id":`...)
+		b = appendString(b, t.ClientID)
+	}
 	if !t.ExpiresAt.IsZero() {
 		b = append(b, `,"exp":`...)
 		b = strconv.AppendInt(b, t.ExpiresAt.Unix(), 10)
@@ -165,7 +169,11 @@ func appendIntrospection(b []byte, t *store.Token, aud string) []byte {
 	}
 	b = append(b, `","sub":`...)
 	b = appendString(b, t.Subject)
-	b = append(b, `,"token_type":"api_key"}`...)
+	if t.ClientID != "" {
+		b = append(b, `,"token_type":"Bearer"}`...) // an OAuth access token
+	} else {
+		b = append(b, `,"token_type":"api_key"}`...)
+	}
 	return append(b, '\n')
 }
 

@@ -41,6 +41,9 @@ func referenceIntrospection(t *store.Token, aud string) string {
 	if !t.ExpiresAt.IsZero() {
 		m["exp"] = t.ExpiresAt.Unix()
 	}
+	if t.ClientID != "" {
+		m["client_id"], m["token_type"] = t.ClientID, "Bearer"
+	}
 	b, _ := json.Marshal(m)
 	return string(b) + "\n"
 }
@@ -61,6 +64,11 @@ func checkEncodings(t *testing.T, subject, scope string) {
 	}
 	if got, want := string(appendIntrospection(nil, tok, subject)), referenceIntrospection(tok, subject); got != want {
 		t.Fatalf("introspection encoding\n got %s\nwant %s", got, want)
+	}
+	access := *tok
+	access.ClientID = subject + "cli"
+	if got, want := string(appendIntrospection(nil, &access, subject)), referenceIntrospection(&access, subject); got != want {
+		t.Fatalf("access token introspection encoding\n got %s\nwant %s", got, want)
 	}
 }
 

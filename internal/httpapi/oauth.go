@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/tokens"
 )
 
@@ -68,12 +69,39 @@ func parseOAuthForm(w http.ResponseWriter, r *http.Request) (token string, ok bo
 	return token, true
 }
 
+// revokeEndpoint serves RFC 7009 revocation for two kinds of caller: a
+// resource server or admin presenting a Jeton token as Bearer (any token
+// of the APIs it may verify), and an OAuth client authenticating as itself
+// (only tokens issued to it).
+func (a *API) revokeEndpoint() handlerFunc {
+	asResource := a.oauthAuth(a.revoke)
+	return func(w http.ResponseWriter, r *http.Request) error {
+		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if a.cfg.OAuth == nil || strings.EqualFold(scheme, "Bearer") {
+			return asResource(w, r)
+		}
+		a.cfg.OAuth.RevokeAsClient().ServeHTTP(w, r)
+		return nil
+	}
+}
+
 // introspect implements RFC 7662. Anything that would not verify as valid is
 // {"active": false}, with no detail.
 func (a *API) introspect(w http.ResponseWriter, r *http.Request, c *caller) error {
 	tok, ok := parseOAuthForm(w, r)
 	if !ok {
 		return nil
+	}
+	if a.cfg.OAuth != nil && oauth.Handles(tok) {
+		// JWT access tokens and refresh tokens.
+		in, err := a.cfg.OAuth.Introspect(r.Context(), tok, c.apis)
+		if err != nil {
+			return err
+		}
+		if in == nil {
+			return writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+		}
+		return writeJSON(w, http.StatusOK, in)
 	}
 	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, ClientIP: c.ip, AllowedAPIs: c.apis})
 	if err != nil {
@@ -96,7 +124,15 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if !ok {
 		return nil
 	}
-	if _, err := a.tokens.RevokeSecret(r.Context(), tok, c.apis, "oauth2_revoke", c.actor()); err != nil {
+	if a.cfg.OAuth != nil {
+		err := a.cfg.OAuth.RevokeToken(r.Context(), tok, "", c.apis, c.actor())
+		if errors.Is(err, oauth.ErrUnsupportedTokenType) {
+			return oauthError(w, http.StatusBadRequest, "unsupported_token_type", "JWT access tokens cannot be revoked; they expire on their own")
+		}
+		if err != nil {
+			return err
+		}
+	} else if _, err := a.tokens.RevokeSecret(r.Context(), tok, c.apis, "oauth2_revoke", c.actor()); err != nil {
 		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -30,7 +30,30 @@ func (a *API) routes() {
 
 	handle("POST /v1/verify", verifier(a.verify))
 	handle("POST /oauth2/introspect", a.oauthAuth(a.introspect))
-	handle("POST /oauth2/revoke", a.oauthAuth(a.revoke))
+	handle("POST /oauth2/revoke", a.revokeEndpoint())
+
+	if o := a.cfg.OAuth; o != nil {
+		// The OAuth endpoints write their own RFC 6749 errors and pages.
+		raw := func(pattern string, h http.Handler) { a.mux.Handle(pattern, m.instrument(pattern, h)) }
+		raw("POST /oauth2/token", o.Token())
+		raw("GET /oauth2/authorize", o.Authorize())
+		raw("POST /oauth2/authorize", o.Authorize())
+		raw("POST /oauth2/device_authorization", o.DeviceAuthorization())
+		raw("GET /oauth2/userinfo", o.UserInfo())
+		raw("POST /oauth2/userinfo", o.UserInfo())
+		raw("GET /.well-known/oauth-authorization-server", o.Metadata())
+		raw("GET /.well-known/openid-configuration", o.Metadata())
+		raw("GET /.well-known/jwks.json", o.JWKS())
+		raw("GET /login", o.Login())
+		raw("POST /login", o.Login())
+		raw("POST /logout", o.Logout())
+		raw("GET /device", o.Device())
+		raw("POST /device", o.Device())
+		raw("GET /static/", o.Static())
+
+		// Admin API of the OAuth entities (handlers in oauth_admin.go).
+		a.oauthAdminRoutes(handle, admin)
+	}
 
 	handle("GET /healthz", a.healthz)
 	handle("GET /readyz", a.readyz)

@@ -10,16 +10,24 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jetonhq/jeton/internal/oauth"
+	"github.com/jetonhq/jeton/internal/signing"
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokens"
+	"github.com/jetonhq/jeton/internal/users"
 )
 
 // Config configures the API handler.
 type Config struct {
-	Tokens  *tokens.Service // required
-	Store   store.Store     // required: audit log and readiness
-	Logger  *slog.Logger    // default slog.Default()
-	Metrics *Metrics        // default: a fresh private registry
+	Tokens *tokens.Service // required
+	Store  store.Store     // required: audit log and readiness
+	// OAuth, Users and Keys serve the OAuth 2.0 / OpenID Connect endpoints
+	// and their admin API; when OAuth is nil only API keys are served.
+	OAuth   *oauth.Server
+	Users   *users.Service
+	Keys    *signing.Ring
+	Logger  *slog.Logger // default slog.Default()
+	Metrics *Metrics     // default: a fresh private registry
 	Now     func() time.Time
 
 	// TrustedProxies are the peers whose ClientIPHeader is believed. With
@@ -75,6 +83,10 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 
 // ServeHTTP implements http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// ClientIP is the address of the client of r, resolved by the one rule
+// every endpoint uses (see clientIP).
+func (a *API) ClientIP(r *http.Request) netip.Addr { return a.clientIP(r) }
 
 // clientIP is the address of the client: the connection's peer, or, when
 // the peer is a trusted proxy, the rightmost untrusted address in the

@@ -1,0 +1,318 @@
+package oauth
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/jetonhq/jeton/internal/store"
+)
+
+// clientAssertionType is the only assertion type accepted (RFC 7523 §2.2).
+const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// assertionAlgs are the algorithms a client may sign its assertion with.
+var assertionAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256, jose.PS256, jose.EdDSA}
+
+// maxAssertionLifetime bounds how far in the future a client assertion may
+// expire; it is also how long its jti is remembered.
+const maxAssertionLifetime = 10 * time.Minute
+
+// authenticateClient authenticates the client of a token, device
+// authorization or revocation request (RFC 6749 §2.3). Exactly one method
+// may be used; it must be the one the client registered.
+func (s *Server) authenticateClient(ctx context.Context, r *http.Request, f form) (*cachedClient, error) {
+	var id, secret, method string
+	basic := false
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Basic") {
+			return nil, invalidClient(false, "client authentication must use HTTP Basic, not %s", safeName(scheme))
+		}
+		basic = true
+		uid, pw, ok := parseBasic(rest)
+		if !ok {
+			return nil, invalidClient(true, "the Basic credentials are malformed")
+		}
+		id, secret, method = uid, pw, AuthSecretBasic
+	}
+	methods := 0
+	if basic {
+		methods++
+	}
+	if f.get("client_secret") != "" {
+		methods++
+		id, secret, method = f.get("client_id"), f.get("client_secret"), AuthSecretPost
+	}
+	if f.get("client_assertion") != "" || f.get("client_assertion_type") != "" {
+		methods++
+		method = AuthPrivateKeyJWT
+	}
+	if methods > 1 {
+		return nil, badRequest("use exactly one client authentication method (RFC 6749 §2.3)")
+	}
+	if methods == 0 {
+		id, method = f.get("client_id"), AuthNone
+		if id == "" {
+			return nil, invalidClient(false, "client authentication is required")
+		}
+	}
+	if method == AuthPrivateKeyJWT {
+		var err error
+		if id, err = s.assertionClientID(f); err != nil {
+			return nil, err
+		}
+	}
+	if fid := f.get("client_id"); fid != "" && fid != id {
+		return nil, invalidClient(basic, "client_id does not match the authenticated client")
+	}
+	e, err := s.client(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, invalidClient(basic, "unknown client or wrong credentials")
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := &e.client
+	now := s.cfg.Now()
+	switch {
+	case !c.DisabledAt.IsZero():
+		return nil, invalidClient(basic, "the client is disabled")
+	case c.AuthMethod != method:
+		return nil, invalidClient(basic, "the client is registered for %s, not %s", c.AuthMethod, method)
+	}
+	switch method {
+	case AuthSecretBasic, AuthSecretPost:
+		if !e.checkSecret(secret, now) {
+			return nil, invalidClient(basic, "unknown client or wrong credentials")
+		}
+	case AuthPrivateKeyJWT:
+		if err := s.checkAssertion(ctx, c, f.get("client_assertion"), now); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// parseBasic decodes RFC 7617 credentials whose parts are form-URL-encoded
+// as RFC 6749 §2.3.1 requires.
+func parseBasic(b64 string) (id, secret string, ok bool) {
+	if len(b64) > 1024 {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return "", "", false
+	}
+	uid, pw, found := strings.Cut(string(raw), ":")
+	if !found {
+		return "", "", false
+	}
+	if id, err = url.QueryUnescape(uid); err != nil {
+		return "", "", false
+	}
+	if secret, err = url.QueryUnescape(pw); err != nil {
+		return "", "", false
+	}
+	return id, secret, id != ""
+}
+
+// assertionClientID reads the client id from an unverified client
+// assertion (its iss and sub), for the lookup of the key that verifies it.
+func (s *Server) assertionClientID(f form) (string, error) {
+	if f.get("client_assertion_type") != clientAssertionType {
+		return "", invalidClient(false, "client_assertion_type must be %s", clientAssertionType)
+	}
+	tok, err := jwt.ParseSigned(f.get("client_assertion"), assertionAlgs)
+	if err != nil {
+		return "", invalidClient(false, "client_assertion is not a signed JWT")
+	}
+	var c jwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
+		return "", invalidClient(false, "client_assertion has malformed claims")
+	}
+	if c.Issuer == "" || c.Issuer != c.Subject {
+		return "", invalidClient(false, "client_assertion iss and sub must both be the client_id")
+	}
+	return c.Issuer, nil
+}
+
+// checkAssertion verifies a private_key_jwt client assertion (RFC 7523 §3,
+// OIDC Core §9): signature by one of the client's keys, iss = sub =
+// client_id, aud naming this server, unexpired, and a jti never seen before.
+func (s *Server) checkAssertion(ctx context.Context, c *store.Client, assertion string, now time.Time) error {
+	tok, err := jwt.ParseSigned(assertion, assertionAlgs)
+	if err != nil || len(tok.Headers) != 1 {
+		return invalidClient(false, "client_assertion is not a signed JWT")
+	}
+	set, err := s.clientKeys(ctx, c, tok.Headers[0].KeyID)
+	if err != nil {
+		return err
+	}
+	var claims jwt.Claims
+	verified := false
+	for _, k := range set.Keys {
+		if tok.Headers[0].KeyID != "" && k.KeyID != tok.Headers[0].KeyID {
+			continue
+		}
+		if k.Algorithm != "" && k.Algorithm != tok.Headers[0].Algorithm {
+			continue
+		}
+		if err := tok.Claims(k.Key, &claims); err == nil {
+			verified = true
+			break
+		}
+	}
+	if !verified {
+		return invalidClient(false, "client_assertion signature does not verify with the client's keys")
+	}
+	aud := []string{s.cfg.Issuer, s.endpoints.token}
+	if err := claims.ValidateWithLeeway(jwt.Expected{Issuer: c.ID, Subject: c.ID, Time: now}, 30*time.Second); err != nil {
+		return invalidClient(false, "client_assertion is invalid: %v", err)
+	}
+	if !slices.ContainsFunc(claims.Audience, func(a string) bool { return slices.Contains(aud, a) }) {
+		return invalidClient(false, "client_assertion aud must be the issuer or the token endpoint")
+	}
+	if claims.Expiry == nil || claims.Expiry.Time().After(now.Add(maxAssertionLifetime)) {
+		return invalidClient(false, "client_assertion must expire within %v", maxAssertionLifetime)
+	}
+	if claims.ID == "" {
+		return invalidClient(false, "client_assertion needs a jti")
+	}
+	if !s.jtis.first(c.ID+"\x00"+claims.ID, claims.Expiry.Time(), now) {
+		return invalidClient(false, "client_assertion was already used")
+	}
+	return nil
+}
+
+// jtiCache remembers client assertion ids until they expire, so an
+// assertion cannot be replayed on this node.
+type jtiCache struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+const maxJTIs = 100000
+
+// first records id and reports whether it was not seen before.
+func (j *jtiCache) first(id string, exp, now time.Time) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if t, ok := j.seen[id]; ok && now.Before(t) {
+		return false
+	}
+	if len(j.seen) >= maxJTIs {
+		for k, t := range j.seen {
+			if !now.Before(t) {
+				delete(j.seen, k)
+			}
+		}
+		if len(j.seen) >= maxJTIs {
+			return false // refuse rather than forget live ids
+		}
+	}
+	j.seen[id] = exp
+	return true
+}
+
+// jwksCache holds the fetched jwks_uri documents of private_key_jwt
+// clients.
+type jwksCache struct {
+	mu sync.Mutex
+	m  map[string]*fetchedJWKS
+}
+
+type fetchedJWKS struct {
+	set     *jose.JSONWebKeySet
+	fetched time.Time
+}
+
+const (
+	jwksTTL         = 5 * time.Minute
+	jwksMinRefetch  = 30 * time.Second
+	jwksFetchBudget = 5 * time.Second
+)
+
+var jwksClient = &http.Client{Timeout: jwksFetchBudget, CheckRedirect: func(*http.Request, []*http.Request) error {
+	return errors.New("redirects are not followed")
+}}
+
+// clientKeys returns the public keys of a private_key_jwt client: its
+// registered jwks, or its jwks_uri document, refetched when stale or when
+// kid is unknown (at most every jwksMinRefetch).
+func (s *Server) clientKeys(ctx context.Context, c *store.Client, kid string) (*jose.JSONWebKeySet, error) {
+	if len(c.JWKS) > 0 {
+		set, err := parsePublicJWKS(c.JWKS)
+		if err != nil {
+			return nil, invalidClient(false, "the client's registered jwks is invalid")
+		}
+		return set, nil
+	}
+	now := time.Now()
+	s.jwks.mu.Lock()
+	f := s.jwks.m[c.JWKSURI]
+	s.jwks.mu.Unlock()
+	if f != nil {
+		age := now.Sub(f.fetched)
+		known := kid == "" || len(f.set.Key(kid)) > 0
+		if age < jwksTTL && (known || age < jwksMinRefetch) {
+			return f.set, nil
+		}
+	}
+	set, err := fetchJWKS(ctx, c.JWKSURI)
+	if err != nil {
+		if f != nil {
+			return f.set, nil // keep using the last good document
+		}
+		return nil, &Error{Code: errInvalidClient, Status: http.StatusUnauthorized, Description: "the client's jwks_uri could not be fetched", Err: err}
+	}
+	s.jwks.mu.Lock()
+	if len(s.jwks.m) > maxCachedClients {
+		clear(s.jwks.m)
+	}
+	s.jwks.m[c.JWKSURI] = &fetchedJWKS{set: set, fetched: now}
+	s.jwks.mu.Unlock()
+	return set, nil
+}
+
+func fetchJWKS(ctx context.Context, uri string) (*jose.JSONWebKeySet, error) {
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchBudget)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := jwksClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("jwks_uri answered %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxJWKSBytes {
+		return nil, fmt.Errorf("jwks_uri document is over %d bytes", maxJWKSBytes)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, err
+	}
+	return &set, nil
+}

@@ -1,0 +1,66 @@
+package oauth_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/jetonhq/jeton/internal/store/storetest"
+)
+
+// TestClusterOnPostgres runs two servers on one PostgreSQL store and proves
+// that OAuth state is shared and that revocations on one node reach the
+// other node's verify cache: a client revoking its access token, and a
+// refresh token reuse revoking a whole grant.
+func TestClusterOnPostgres(t *testing.T) {
+	dsn := storetest.PostgresDSN(t) // skips without JETON_TEST_POSTGRES_DSN
+	a := newEnv(t, envOptions{dsn: dsn})
+	b := newEnv(t, envOptions{dsn: dsn})
+	c, secret := a.client(nil)
+
+	// waitInactive polls node b until tok is inactive there, and returns
+	// how long that took.
+	waitInactive := func(what, tok string) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for time.Since(start) < 5*time.Second {
+			if b.introspect(tok)["active"] == false {
+				return time.Since(start)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		t.Fatalf("%s: still active on the other node after 5s", what)
+		return 0
+	}
+
+	// A client-credentials token issued by a, known to b, revoked at a.
+	status, m, _ := a.postForm("/oauth2/token", url.Values{"grant_type": {"client_credentials"}}, c.ID, secret)
+	mustf(t, status == 200, "token from node a: %d %v", status, m)
+	tok := m["access_token"].(string)
+	mustf(t, b.introspect(tok)["active"] == true, "node b does not know node a's token")
+	status, _, _ = a.postForm("/oauth2/revoke", url.Values{"token": {tok}}, c.ID, secret)
+	mustf(t, status == 200, "revoke at node a: %d", status)
+	t.Logf("access token revocation reached node b in %v", waitInactive("revoked access token", tok))
+
+	// A user grant made through node a's pages, refreshed at node b; the
+	// reuse of the old refresh token at node a revokes the family, and
+	// node b stops accepting its access token.
+	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
+		Endpoint: oauth2.Endpoint{AuthURL: a.url + "/oauth2/authorize", TokenURL: a.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
+		Scopes:   []string{"repos:read"}}
+	q := a.authorize(a.browser(), conf.AuthCodeURL("s"), true)
+	first, err := conf.Exchange(context.Background(), q.Get("code"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, m, _ = b.postForm("/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.RefreshToken}}, c.ID, secret)
+	mustf(t, status == 200, "refresh at node b: %d %v", status, m)
+	second := m["access_token"].(string)
+	mustf(t, b.introspect(second)["active"] == true, "node b's new access token is inactive")
+	status, m, _ = a.postForm("/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.RefreshToken}}, c.ID, secret)
+	mustf(t, status == 400 && m["error"] == "invalid_grant", "reuse at node a: %d %v", status, m)
+	t.Logf("grant revocation reached node b in %v", waitInactive("access token of a revoked grant", second))
+}

@@ -1,0 +1,339 @@
+package oauth
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/ids"
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+	"github.com/jetonhq/jeton/internal/tokens"
+	"github.com/jetonhq/jeton/internal/web"
+)
+
+// userCodeAlphabet has no vowels (no words) and no look-alike characters
+// (RFC 8628 §6.1); 20^8 codes is about 34 bits.
+const userCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
+
+const userCodeLen = 8
+
+// newUserCode returns a random user code, without its separator.
+func newUserCode() string {
+	var b [userCodeLen]byte
+	var r [1]byte
+	for i := 0; i < len(b); {
+		rand.Read(r[:])
+		if r[0] >= 240 { // 240 = 12*20: reject to keep the choice uniform
+			continue
+		}
+		b[i] = userCodeAlphabet[r[0]%20]
+		i++
+	}
+	return string(b[:])
+}
+
+// normalizeUserCode upper-cases a typed user code and drops separators and
+// spaces; it reports false if what is left cannot be a user code.
+func normalizeUserCode(s string) (string, bool) {
+	if len(s) > 32 {
+		return "", false
+	}
+	var b strings.Builder
+	for _, c := range strings.ToUpper(s) {
+		if c == '-' || c == ' ' {
+			continue
+		}
+		if !strings.ContainsRune(userCodeAlphabet, c) {
+			return "", false
+		}
+		b.WriteRune(c)
+	}
+	return b.String(), b.Len() == userCodeLen
+}
+
+func formatUserCode(c string) string { return c[:4] + "-" + c[4:] }
+
+// DeviceAuthorizationResponse is the answer of the device authorization
+// endpoint (RFC 8628 §3.2).
+type DeviceAuthorizationResponse struct {
+	DeviceCode              string `json:"device_code"`
+	UserCode                string `json:"user_code"`
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete"`
+	ExpiresIn               int64  `json:"expires_in"`
+	Interval                int64  `json:"interval"`
+}
+
+// DeviceAuthorization serves POST /oauth2/device_authorization (RFC 8628
+// §3.1).
+func (s *Server) DeviceAuthorization() http.Handler { return s.serve(s.deviceAuthorization) }
+
+func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) error {
+	f, err := parseForm(w, r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	e, err := s.authenticateClient(ctx, r, f)
+	if err != nil {
+		return err
+	}
+	c := &e.client
+	if !slices.Contains(c.GrantTypes, GrantDeviceCode) {
+		return oerr(http.StatusBadRequest, errUnauthorizedClient, "the client may not use the device flow")
+	}
+	api, err := s.selectAPI(ctx, c, f.get("resource"))
+	if err != nil {
+		return err
+	}
+	scopes, err := selectScopes(c, api, f.get("scope"), true)
+	if err != nil {
+		return err
+	}
+	deviceCode, err := tokenfmt.Generate(tokenfmt.PrefixDeviceCode)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	d := store.DeviceCode{Hash: tokenfmt.HashOf(deviceCode), ClientID: c.ID, APIID: api.ID, Scopes: scopes,
+		CreatedAt: now, ExpiresAt: now.Add(s.cfg.DeviceCodeTTL), Interval: s.cfg.DeviceInterval, Status: store.DevicePending}
+	for attempt := 0; ; attempt++ {
+		d.UserCode = newUserCode()
+		err = s.store.CreateDeviceCode(ctx, d)
+		if !errors.Is(err, store.ErrAlreadyExists) || attempt == 4 {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	uc := formatUserCode(d.UserCode)
+	return writeJSON(w, http.StatusOK, DeviceAuthorizationResponse{
+		DeviceCode: deviceCode, UserCode: uc, VerificationURI: s.endpoints.device,
+		VerificationURIComplete: s.endpoints.device + "?user_code=" + url.QueryEscape(uc),
+		ExpiresIn:               int64(s.cfg.DeviceCodeTTL / time.Second), Interval: int64(s.cfg.DeviceInterval / time.Second),
+	})
+}
+
+// slowDownStep is how much the polling interval grows on each slow_down
+// (RFC 8628 §3.5).
+const slowDownStep = 5 * time.Second
+
+var errWrongClient = errors.New("oauth: device code of another client")
+
+// deviceToken implements the device access token request (RFC 8628 §3.4,
+// §3.5).
+func (s *Server) deviceToken(ctx context.Context, c *store.Client, f form) (*TokenResponse, error) {
+	dc := f.get("device_code")
+	if dc == "" {
+		return nil, badRequest("device_code is required")
+	}
+	if p, err := tokenfmt.Parse(dc); err != nil || p != tokenfmt.PrefixDeviceCode {
+		return nil, invalidGrant("the device code is invalid")
+	}
+	now := s.now()
+	var outcome string
+	var grant *store.Grant
+	d, err := s.store.UpdateDeviceCode(ctx, tokenfmt.HashOf(dc), "", func(d *store.DeviceCode) (*store.Grant, error) {
+		if d.ClientID != c.ID {
+			return nil, errWrongClient
+		}
+		if !now.Before(d.ExpiresAt) {
+			outcome = errExpiredToken
+			return nil, nil
+		}
+		switch d.Status {
+		case store.DevicePending:
+			outcome = errAuthorizationPending
+			if !d.LastPolledAt.IsZero() && now.Sub(d.LastPolledAt) < d.Interval {
+				outcome = errSlowDown
+				d.Interval += slowDownStep
+			}
+			d.LastPolledAt = now
+		case store.DeviceDenied:
+			outcome = errAccessDenied
+		case store.DeviceRedeemed:
+			outcome = "reused"
+		case store.DeviceApproved:
+			outcome = "ok"
+			grant = &store.Grant{ID: ids.New(ids.Grant, now), ClientID: c.ID, UserID: d.UserID, Subject: d.UserID,
+				APIID: d.APIID, Scopes: d.Scopes, AuthTime: d.AuthTime, CreatedAt: now}
+			d.Status, d.GrantID = store.DeviceRedeemed, grant.ID
+			return grant, nil
+		}
+		return nil, nil
+	}, store.AuditEvent{})
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errWrongClient) {
+		return nil, invalidGrant("the device code is invalid")
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch outcome {
+	case "ok":
+		s.audit(ctx, s.event(tokens.Actor{ID: c.ID}, "grant.create", grant.ID, map[string]any{"client_id": c.ID, "user_id": grant.UserID, "via": "device_code"}))
+		return s.issueForGrant(ctx, c, grant, "")
+	case "reused":
+		s.revokeGrant(ctx, d.GrantID, "device_code_reuse", tokens.Actor{ID: c.ID})
+		return nil, invalidGrant("the device code was already used")
+	case errAuthorizationPending:
+		return nil, oerr(http.StatusBadRequest, errAuthorizationPending, "the user has not answered yet")
+	case errSlowDown:
+		return nil, oerr(http.StatusBadRequest, errSlowDown, "poll at most every %d seconds", int64(d.Interval/time.Second))
+	case errAccessDenied:
+		return nil, oerr(http.StatusBadRequest, errAccessDenied, "the user denied the request")
+	default:
+		return nil, oerr(http.StatusBadRequest, errExpiredToken, "the device code has expired")
+	}
+}
+
+// Device serves GET and POST /device: the page where a signed-in user
+// enters the code shown on their device and approves or denies it (RFC
+// 8628 §3.3).
+func (s *Server) Device() http.Handler {
+	return s.pages.Protect(http.HandlerFunc(s.device))
+}
+
+func (s *Server) device(w http.ResponseWriter, r *http.Request) {
+	f, err := parseForm(w, r)
+	if err != nil {
+		s.showError(w, err)
+		return
+	}
+	ctx := r.Context()
+	user, sess, ok := s.sessionUser(ctx, r)
+	if !ok {
+		rt := "/device"
+		if uc := f.get("user_code"); uc != "" {
+			rt += "?user_code=" + url.QueryEscape(truncate(uc, 32))
+		}
+		s.showLogin(w, r, rt, "", "", "", http.StatusOK)
+		return
+	}
+	if r.Method != http.MethodPost {
+		s.pages.DeviceEntry(w, http.StatusOK, web.DeviceEntryPage{UserCode: truncate(f.get("user_code"), 32), Username: user.Username, CSRF: s.pages.CSRFToken(w, r)})
+		return
+	}
+	if err := s.pages.CheckCSRF(r); err != nil {
+		s.message(w, http.StatusForbidden, "Request refused", "The form could not be verified. Go back and try again.")
+		return
+	}
+	entryError := func(status int, msg string) {
+		s.pages.DeviceEntry(w, status, web.DeviceEntryPage{UserCode: truncate(f.get("user_code"), 32), Username: user.Username, Error: msg, CSRF: s.pages.CSRFToken(w, r)})
+	}
+	ip := s.clientIP(r)
+	if !s.codeGuesses.allow(ip, s.cfg.Now()) {
+		entryError(http.StatusTooManyRequests, "Too many wrong codes. Wait a few minutes and try again.")
+		return
+	}
+	code, valid := normalizeUserCode(f.get("user_code"))
+	var d store.DeviceCode
+	if valid {
+		d, err = s.store.GetDeviceCodeByUserCode(ctx, code)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.showError(w, err)
+			return
+		}
+	}
+	now := s.now()
+	if !valid || err != nil || d.Status != store.DevicePending || !now.Before(d.ExpiresAt) {
+		s.codeGuesses.fail(ip, s.cfg.Now())
+		entryError(http.StatusBadRequest, "That code is not valid or has expired. Check the code on your device.")
+		return
+	}
+	e, err := s.client(ctx, d.ClientID)
+	if err != nil {
+		s.showError(w, err)
+		return
+	}
+	api, err := s.tokens.ResolveAPI(ctx, d.APIID)
+	if err != nil {
+		s.showError(w, err)
+		return
+	}
+	decision := f.get("decision")
+	if decision == "" {
+		s.pages.DeviceConfirm(w, http.StatusOK, web.DeviceConfirmPage{ClientName: e.client.Name, APIName: api.Name, Scopes: d.Scopes,
+			UserCode: formatUserCode(code), Username: user.Username, Action: "/device",
+			Hidden: []web.Field{{Name: "user_code", Value: formatUserCode(code)}}, CSRF: s.pages.CSRFToken(w, r)})
+		return
+	}
+	if decision != "allow" && decision != "deny" {
+		s.message(w, http.StatusBadRequest, "Invalid request", "The form was not understood.")
+		return
+	}
+	action := "device.approve"
+	if decision == "deny" {
+		action = "device.deny"
+	}
+	_, err = s.store.UpdateDeviceCode(ctx, tokenfmt.Hash{}, code, func(d *store.DeviceCode) (*store.Grant, error) {
+		if d.Status != store.DevicePending || !now.Before(d.ExpiresAt) {
+			return nil, store.ErrNotFound
+		}
+		d.Status = store.DeviceApproved
+		if decision == "deny" {
+			d.Status = store.DeviceDenied
+		}
+		d.UserID, d.AuthTime = user.ID, sess.AuthTime.UTC().Truncate(time.Millisecond)
+		return nil, nil
+	}, s.event(tokens.Actor{ID: user.ID, RemoteAddr: ip.String()}, action, e.client.ID, map[string]any{"api": api.ID, "scopes": d.Scopes}))
+	if errors.Is(err, store.ErrNotFound) {
+		entryError(http.StatusBadRequest, "That code is not valid or has expired. Check the code on your device.")
+		return
+	}
+	if err != nil {
+		s.showError(w, err)
+		return
+	}
+	if decision == "deny" {
+		s.message(w, http.StatusOK, "Request denied", "The device was not given access. You can close this window.")
+		return
+	}
+	s.message(w, http.StatusOK, "Device connected", "You can return to your device; it will continue in a few seconds.")
+}
+
+// guessLimiter bounds how many wrong user codes one address may type, so
+// that the 34-bit user codes cannot be guessed (RFC 8628 §5.1).
+type guessLimiter struct {
+	mu   sync.Mutex
+	seen map[netip.Addr]*guesses
+}
+
+type guesses struct {
+	start time.Time
+	n     int
+}
+
+const (
+	maxWrongUserCodes = 10
+	userCodeWindow    = 15 * time.Minute
+)
+
+func (g *guessLimiter) allow(ip netip.Addr, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.seen[ip]
+	return e == nil || now.Sub(e.start) >= userCodeWindow || e.n < maxWrongUserCodes
+}
+
+func (g *guessLimiter) fail(ip netip.Addr, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.seen == nil || len(g.seen) > 100000 {
+		g.seen = map[netip.Addr]*guesses{}
+	}
+	e := g.seen[ip]
+	if e == nil || now.Sub(e.start) >= userCodeWindow {
+		e = &guesses{start: now}
+		g.seen[ip] = e
+	}
+	e.n++
+}

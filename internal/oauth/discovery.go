@@ -1,0 +1,225 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/jetonhq/jeton/internal/signing"
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+	"github.com/jetonhq/jeton/internal/tokens"
+)
+
+// metadata is the authorization server metadata (RFC 8414 §2) and OpenID
+// Provider metadata (OpenID Connect Discovery 1.0 §3).
+type metadata struct {
+	Issuer                            string   `json:"issuer"`
+	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
+	TokenEndpoint                     string   `json:"token_endpoint"`
+	JWKSURI                           string   `json:"jwks_uri"`
+	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
+	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
+	DeviceAuthorizationEndpoint       string   `json:"device_authorization_endpoint"`
+	ScopesSupported                   []string `json:"scopes_supported"`
+	ResponseTypesSupported            []string `json:"response_types_supported"`
+	ResponseModesSupported            []string `json:"response_modes_supported"`
+	GrantTypesSupported               []string `json:"grant_types_supported"`
+	TokenEndpointAuthMethods          []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	RevocationEndpointAuthMethods     []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthMethods  []string `json:"introspection_endpoint_auth_methods_supported"`
+	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
+	SubjectTypesSupported             []string `json:"subject_types_supported"`
+	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
+	ClaimsSupported                   []string `json:"claims_supported"`
+	PromptValuesSupported             []string `json:"prompt_values_supported"`
+	AuthorizationResponseISSParameter bool     `json:"authorization_response_iss_parameter_supported"`
+	RequestParameterSupported         bool     `json:"request_parameter_supported"`
+	RequestURIParameterSupported      bool     `json:"request_uri_parameter_supported"`
+	ClaimsParameterSupported          bool     `json:"claims_parameter_supported"`
+	AccessTokenSigningAlgValues       []string `json:"access_token_signing_alg_values_supported,omitempty"`
+}
+
+// Metadata serves /.well-known/oauth-authorization-server and
+// /.well-known/openid-configuration.
+func (s *Server) Metadata() http.Handler {
+	e := s.endpoints
+	m := metadata{
+		Issuer: s.cfg.Issuer, AuthorizationEndpoint: e.authorize, TokenEndpoint: e.token, JWKSURI: e.jwks,
+		UserinfoEndpoint: e.userinfo, RevocationEndpoint: e.revoke, IntrospectionEndpoint: e.introspect,
+		DeviceAuthorizationEndpoint:       e.deviceAuth,
+		ScopesSupported:                   []string{ScopeOpenID, ScopeProfile, ScopeEmail, ScopeOfflineAccess},
+		ResponseTypesSupported:            []string{"code"},
+		ResponseModesSupported:            []string{"query"},
+		GrantTypesSupported:               []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantDeviceCode},
+		TokenEndpointAuthMethods:          []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone},
+		TokenEndpointAuthSigningAlgs:      slices.Clone(assertionAlgNames),
+		RevocationEndpointAuthMethods:     []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone},
+		IntrospectionEndpointAuthMethods:  []string{"bearer"},
+		CodeChallengeMethodsSupported:     []string{"S256"},
+		SubjectTypesSupported:             []string{"public"},
+		IDTokenSigningAlgValuesSupported:  slices.Clone(signing.Algorithms),
+		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "preferred_username", "email", "email_verified"},
+		PromptValuesSupported:             []string{"none", "login", "consent", "select_account"},
+		AuthorizationResponseISSParameter: true,
+		AccessTokenSigningAlgValues:       slices.Clone(signing.Algorithms),
+	}
+	body, _ := json.MarshalIndent(m, "", "  ")
+	body = append(body, '\n')
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "public, max-age=3600")
+		h.Set("Access-Control-Allow-Origin", "*")
+		w.Write(body)
+	})
+}
+
+var assertionAlgNames = func() []string {
+	out := make([]string, len(assertionAlgs))
+	for i, a := range assertionAlgs {
+		out[i] = string(a)
+	}
+	return out
+}()
+
+// jwksMaxAge is how long clients may cache the JWKS. It must stay well
+// under the signing keys' pre-publication delay, so that every verifier
+// has fetched a new key before it signs anything.
+const jwksMaxAge = "300"
+
+// JWKS serves /.well-known/jwks.json (RFC 7517 §5), cacheable, with an
+// ETag.
+func (s *Server) JWKS() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, etag := s.keys.JWKS()
+		h := w.Header()
+		h.Set("Cache-Control", "public, max-age="+jwksMaxAge)
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("ETag", etag)
+		if match := r.Header.Get("If-None-Match"); match != "" && match == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h.Set("Content-Type", "application/json")
+		w.Write(body)
+	})
+}
+
+// UserInfo serves GET and POST /oauth2/userinfo (OIDC Core §5.3), a
+// protected resource answering with RFC 6750 errors.
+func (s *Server) UserInfo() http.Handler { return s.serve(s.userinfo) }
+
+type userInfo struct {
+	Subject           string `json:"sub"`
+	PreferredUsername string `json:"preferred_username,omitempty"`
+	Email             string `json:"email,omitempty"`
+	EmailVerified     *bool  `json:"email_verified,omitempty"`
+}
+
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	tok = strings.TrimSpace(tok)
+	if !strings.EqualFold(scheme, "Bearer") || tok == "" || len(tok) > 8192 {
+		return &Error{Code: errInvalidToken, Status: http.StatusUnauthorized, Description: "send the access token as 'Authorization: Bearer <token>'"}
+	}
+	ctx := r.Context()
+	at, ok := s.accessToken(ctx, tok, nil, s.clientIP(r))
+	if !ok {
+		return &Error{Code: errInvalidToken, Status: http.StatusUnauthorized, Description: "the access token is invalid, expired or revoked"}
+	}
+	if !slices.Contains(at.Scopes, ScopeOpenID) {
+		return &Error{Code: errInsufficientScope, Status: http.StatusForbidden, Description: "the access token lacks the openid scope"}
+	}
+	u, err := s.store.GetUser(ctx, at.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return &Error{Code: errInvalidToken, Status: http.StatusUnauthorized, Description: "the access token does not belong to a user"}
+	}
+	if err != nil {
+		return err
+	}
+	if !u.DisabledAt.IsZero() {
+		return &Error{Code: errInvalidToken, Status: http.StatusUnauthorized, Description: "the user is disabled"}
+	}
+	out := userInfo{Subject: u.ID}
+	if slices.Contains(at.Scopes, ScopeProfile) {
+		out.PreferredUsername = u.Username
+	}
+	if slices.Contains(at.Scopes, ScopeEmail) && u.Email != "" {
+		f := false
+		out.Email, out.EmailVerified = u.Email, &f
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// AccessToken is what introspection and userinfo know of a valid access
+// token of either format.
+type AccessToken struct {
+	Subject   string
+	ClientID  string
+	Audience  string // the API identifier
+	APIID     string
+	Scopes    []string
+	IssuedAt  int64
+	ExpiresAt int64
+	ID        string // token id or JWT jti
+}
+
+// accessToken checks an access token: opaque ones through the token
+// service's verify path, JWTs (RFC 9068) against the signing keys with
+// their iss, exp and aud. allowedAPIs limits the audiences (nil: any).
+func (s *Server) accessToken(ctx context.Context, tok string, allowedAPIs []string, ip netip.Addr) (*AccessToken, bool) {
+	if strings.Count(tok, ".") == 2 {
+		return s.jwtAccessToken(ctx, tok, allowedAPIs)
+	}
+	p, err := tokenfmt.Parse(tok)
+	if err != nil || p != tokenfmt.PrefixAccess {
+		return nil, false
+	}
+	res, err := s.tokens.Verify(ctx, &tokens.Request{Token: tok, ClientIP: ip, AllowedAPIs: allowedAPIs, NoLimits: true})
+	if err != nil || res.Code != tokens.Valid {
+		return nil, false
+	}
+	t := res.Token
+	at := &AccessToken{Subject: t.Subject, ClientID: t.ClientID, APIID: t.APIID, Scopes: t.Scopes, IssuedAt: t.CreatedAt.Unix(), ID: t.ID}
+	if !t.ExpiresAt.IsZero() {
+		at.ExpiresAt = t.ExpiresAt.Unix()
+	}
+	if a, err := s.tokens.ResolveAPI(ctx, t.APIID); err == nil {
+		at.Audience = a.Identifier
+	}
+	return at, true
+}
+
+func (s *Server) jwtAccessToken(ctx context.Context, tok string, allowedAPIs []string) (*AccessToken, bool) {
+	payload, err := s.keys.Verify(tok, typAccessToken)
+	if err != nil {
+		return nil, false
+	}
+	var c accessClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, false
+	}
+	now := s.cfg.Now().Unix()
+	if c.Issuer != s.cfg.Issuer || c.Expiry <= now || c.Subject == "" || c.ClientID == "" {
+		return nil, false
+	}
+	a, err := s.tokens.ResolveAPI(ctx, c.Audience)
+	if err != nil || a.Identifier != c.Audience {
+		return nil, false
+	}
+	if allowedAPIs != nil && !slices.Contains(allowedAPIs, a.ID) {
+		return nil, false
+	}
+	return &AccessToken{Subject: c.Subject, ClientID: c.ClientID, Audience: c.Audience, APIID: a.ID,
+		Scopes: strings.Fields(c.Scope), IssuedAt: c.IssuedAt, ExpiresAt: c.Expiry, ID: c.ID}, true
+}
+
+// Static serves the pages' stylesheet under /static/.
+func (s *Server) Static() http.Handler { return s.pages.Static() }

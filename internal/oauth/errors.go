@@ -1,0 +1,240 @@
+package oauth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+)
+
+// Error is an OAuth 2.0 error response (RFC 6749 §5.2, RFC 6750 §3.1,
+// RFC 8628 §3.5, RFC 7009 §2.2.1). Err, the cause, is logged and never sent.
+type Error struct {
+	Code        string
+	Description string
+	Status      int
+	Err         error
+	// basic marks an invalid_client error for a client that tried HTTP
+	// Basic authentication: it is answered with 401 and
+	// WWW-Authenticate: Basic (RFC 6749 §5.2).
+	basic bool
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("oauth: %s: %s: %v", e.Code, e.Description, e.Err)
+	}
+	return "oauth: " + e.Code + ": " + e.Description
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// RFC 6749 §5.2 error codes and the ones later RFCs added.
+const (
+	errInvalidRequest       = "invalid_request"
+	errInvalidClient        = "invalid_client"
+	errInvalidGrant         = "invalid_grant"
+	errUnauthorizedClient   = "unauthorized_client"
+	errUnsupportedGrantType = "unsupported_grant_type"
+	errInvalidScope         = "invalid_scope"
+	errInvalidTarget        = "invalid_target" // RFC 8707 §2
+	errAccessDenied         = "access_denied"
+	errServerError          = "server_error"
+	errUnsupportedResponse  = "unsupported_response_type"
+	errLoginRequired        = "login_required"   // OIDC Core §3.1.2.6
+	errConsentRequired      = "consent_required" // OIDC Core §3.1.2.6
+	errAuthorizationPending = "authorization_pending"
+	errSlowDown             = "slow_down"
+	errExpiredToken         = "expired_token"
+	errInvalidToken         = "invalid_token"      // RFC 6750 §3.1
+	errInsufficientScope    = "insufficient_scope" // RFC 6750 §3.1
+	errUnsupportedTokenType = "unsupported_token_type"
+)
+
+func oerr(status int, code, format string, args ...any) *Error {
+	return &Error{Code: code, Status: status, Description: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) *Error {
+	return oerr(http.StatusBadRequest, errInvalidRequest, format, args...)
+}
+
+func invalidGrant(format string, args ...any) *Error {
+	return oerr(http.StatusBadRequest, errInvalidGrant, format, args...)
+}
+
+func invalidClient(basic bool, format string, args ...any) *Error {
+	e := oerr(http.StatusUnauthorized, errInvalidClient, format, args...)
+	e.basic = basic
+	return e
+}
+
+// handler is an endpoint that returns its error; serve writes it.
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// serve adapts a handler for the JSON endpoints: every error becomes an
+// RFC 6749 §5.2 response with Cache-Control: no-store, internal errors are
+// logged and answered with server_error, and panics are recovered.
+func (s *Server) serve(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("panic in oauth handler", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				writeError(w, &Error{Code: errServerError, Description: "internal error", Status: 500})
+			}
+		}()
+		if err := h(w, r); err != nil {
+			if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+				return
+			}
+			writeError(w, s.public(err))
+		}
+	})
+}
+
+// public maps any error to what the client may see, logging causes.
+func (s *Server) public(err error) *Error {
+	var oe *Error
+	if errors.As(err, &oe) {
+		if oe.Err != nil {
+			s.log.Debug("oauth request refused", "code", oe.Code, "err", oe.Err)
+		}
+		return oe
+	}
+	s.log.Error("oauth request failed", "err", err)
+	return &Error{Code: errServerError, Description: "internal error", Status: http.StatusInternalServerError}
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	h := w.Header()
+	switch {
+	case e.basic:
+		h.Set("WWW-Authenticate", `Basic realm="jeton", charset="UTF-8"`)
+	case e.Status == http.StatusUnauthorized || e.Code == errInsufficientScope:
+		// RFC 6750 §3: protected resources (userinfo) answer with Bearer.
+		h.Set("WWW-Authenticate", `Bearer realm="jeton", error="`+e.Code+`"`)
+	}
+	body := map[string]string{"error": e.Code}
+	if e.Description != "" {
+		body["error_description"] = e.Description
+	}
+	writeJSON(w, e.Status, body)
+}
+
+// writeJSON writes v with the headers every OAuth answer carries
+// (RFC 6749 §5.1: Cache-Control: no-store, Pragma: no-cache).
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("oauth: encode response: %w", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+	return nil
+}
+
+// Bounds on requests.
+const (
+	// MaxFormBytes bounds a form body.
+	MaxFormBytes = 16 << 10
+	// MaxParamLen bounds one parameter's value.
+	MaxParamLen = 4096
+	maxParams   = 40
+)
+
+// form is a parsed, bounded request: query (GET) or form body (POST)
+// parameters, each present at most once (RFC 6749 §3.1, §3.2).
+type form url.Values
+
+// parseForm reads the parameters of r. For POST the body must be
+// application/x-www-form-urlencoded and the query is ignored.
+func parseForm(w http.ResponseWriter, r *http.Request) (form, error) {
+	var raw string
+	if r.Method == http.MethodPost {
+		ct := r.Header.Get("Content-Type")
+		if mt, _, _ := strings.Cut(ct, ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
+			return nil, badRequest("the body must be application/x-www-form-urlencoded")
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Body.Read(buf)
+			b.Write(buf[:n])
+			if err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					return nil, oerr(http.StatusRequestEntityTooLarge, errInvalidRequest, "the request body is over %d bytes", MaxFormBytes)
+				}
+				break
+			}
+		}
+		raw = b.String()
+	} else {
+		raw = r.URL.RawQuery
+		if len(raw) > MaxFormBytes {
+			return nil, badRequest("the query is over %d bytes", MaxFormBytes)
+		}
+	}
+	return parseParams(raw)
+}
+
+// parseParams parses URL-encoded parameters, refusing repeats, too many
+// parameters and oversized values. Empty values count as absent (RFC 6749
+// §3.1).
+func parseParams(raw string) (form, error) {
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, badRequest("the parameters are not valid URL encoding")
+	}
+	if len(vals) > maxParams {
+		return nil, badRequest("too many parameters")
+	}
+	out := form{}
+	for k, v := range vals {
+		if len(v) > 1 {
+			return nil, badRequest("parameter %s is repeated", safeName(k))
+		}
+		if len(v[0]) > MaxParamLen {
+			return nil, badRequest("parameter %s is over %d bytes", safeName(k), MaxParamLen)
+		}
+		if v[0] != "" {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// safeName returns a parameter name fit to echo in an error description.
+func safeName(k string) string {
+	if len(k) > 40 {
+		k = k[:40]
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
+		}
+		return '?'
+	}, k)
+}
+
+func (f form) get(k string) string {
+	if v := f[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// logValue keeps request forms out of logs by accident.
+func (f form) LogValue() slog.Value { return slog.StringValue("[form]") }

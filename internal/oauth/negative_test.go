@@ -1,0 +1,262 @@
+package oauth_test
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/jetonhq/jeton/internal/oauth"
+	"github.com/jetonhq/jeton/internal/store"
+)
+
+func TestTokenEndpointErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, secret := e.client(nil)
+	pub, _ := e.client(func(p *oauth.ClientParams) { p.Type = store.ClientPublic })
+	onlyCode, onlyCodeSecret := e.client(func(p *oauth.ClientParams) { p.GrantTypes = []string{oauth.GrantAuthorizationCode} })
+	other := e.apiNamed("billing")
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	with := func(v url.Values, kv ...string) url.Values {
+		out := url.Values{}
+		for k, vs := range v {
+			out[k] = vs
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+	tests := []struct {
+		name       string
+		form       url.Values
+		user, pass string
+		status     int
+		code       string
+	}{
+		{"wrong secret", cc, c.ID, flipLast(secret), 401, "invalid_client"},
+		{"secret of another client", cc, onlyCode.ID, secret, 401, "invalid_client"},
+		{"unknown client", cc, "cli_0000000000000000000000", secret, 401, "invalid_client"},
+		{"no authentication", cc, "", "", 401, "invalid_client"},
+		{"two authentication methods", with(cc, "client_id", c.ID, "client_secret", secret), c.ID, secret, 400, "invalid_request"},
+		{"missing grant_type", url.Values{}, c.ID, secret, 400, "invalid_request"},
+		{"password grant", with(cc, "grant_type", "password", "username", "alice", "password", "x"), c.ID, secret, 400, "unsupported_grant_type"},
+		{"grant not allowed to the client", cc, onlyCode.ID, onlyCodeSecret, 400, "unauthorized_client"},
+		{"public client cannot use client credentials", with(cc, "client_id", pub.ID), "", "", 400, "unauthorized_client"},
+		{"scope not allowed", with(cc, "scope", "admin"), c.ID, secret, 400, "invalid_scope"},
+		{"openid with client credentials", with(cc, "scope", "openid"), c.ID, secret, 400, "invalid_scope"},
+		{"api not allowed", with(cc, "resource", other.Identifier), c.ID, secret, 400, "invalid_target"},
+		{"unknown resource", with(cc, "resource", "https://nowhere.example.com"), c.ID, secret, 400, "invalid_target"},
+		{"garbage code", url.Values{"grant_type": {"authorization_code"}, "code": {"nope"}, "redirect_uri": {"https://app.example.com/callback"}}, c.ID, secret, 400, "invalid_grant"},
+		{"missing code", url.Values{"grant_type": {"authorization_code"}}, c.ID, secret, 400, "invalid_request"},
+		{"garbage refresh token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"jtr_x"}}, c.ID, secret, 400, "invalid_grant"},
+		{"oversized parameter", with(cc, "scope", strings.Repeat("a", oauth.MaxParamLen+1)), c.ID, secret, 400, "invalid_request"},
+		{"oversized body", with(cc, "x", strings.Repeat("a", oauth.MaxFormBytes)), c.ID, secret, 413, "invalid_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, m, h := e.postForm("/oauth2/token", tt.form, tt.user, tt.pass)
+			if status != tt.status || m["error"] != tt.code {
+				t.Fatalf("got %d %v, want %d %s", status, m, tt.status, tt.code)
+			}
+			if h.Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", h.Get("Cache-Control"))
+			}
+			if status == 401 && tt.user != "" && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic") {
+				t.Errorf("401 for Basic credentials without WWW-Authenticate: Basic (got %q)", h.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	// A repeated parameter is refused (RFC 6749 §3.2).
+	req, _ := http.NewRequest("POST", e.url+"/oauth2/token", strings.NewReader("grant_type=client_credentials&grant_type=client_credentials"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(c.ID, secret)
+	resp, err := http.DefaultClient.Do(req)
+	mustf(t, err == nil && resp.StatusCode == 400, "repeated parameter: %v %v", err, resp.StatusCode)
+	resp.Body.Close()
+}
+
+// flipLast returns s with its last character replaced by a different one, so
+// the result never equals s (a fixed replacement would, one time in 62).
+func flipLast(s string) string {
+	last := "x"
+	if strings.HasSuffix(s, last) {
+		last = "y"
+	}
+	return s[:len(s)-1] + last
+}
+
+func (e *env) apiNamed(name string) store.API {
+	e.t.Helper()
+	a, err := e.tokens.CreateAPI(context.Background(), apiParams(name), actor)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+func TestAuthorizationErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, secret := e.client(nil)
+	pub, _ := e.client(func(p *oauth.ClientParams) { p.Type = store.ClientPublic })
+	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
+		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
+		Scopes:   []string{"repos:read"}}
+	b := e.browser()
+
+	// Errors before the redirect URI is trusted are shown, never redirected.
+	for name, u := range map[string]string{
+		"wrong redirect_uri": strings.Replace(conf.AuthCodeURL("s"), url.QueryEscape("https://app.example.com/callback"), url.QueryEscape("https://evil.example.com/callback"), 1),
+		"unknown client":     strings.Replace(conf.AuthCodeURL("s"), c.ID, "cli_0000000000000000000000", 1),
+	} {
+		p := b.do("GET", u, nil)
+		mustf(t, p.status == 400 && p.location == "", "%s: %d location %q", name, p.status, p.location)
+	}
+	// Errors after it go back to the client with the state.
+	redirected := func(p page) url.Values {
+		t.Helper()
+		mustf(t, p.status == http.StatusSeeOther && strings.HasPrefix(p.location, "https://app.example.com/callback?"), "not redirected: %d %s", p.status, truncateBody(p.body))
+		u, _ := url.Parse(p.location)
+		return u.Query()
+	}
+	pubConf := conf
+	pubConf.ClientID = pub.ID
+	for _, tt := range []struct {
+		name, url, code string
+	}{
+		{"public client without PKCE", pubConf.AuthCodeURL("s"), "invalid_request"},
+		{"plain PKCE", pubConf.AuthCodeURL("s", oauth2.SetAuthURLParam("code_challenge", strings.Repeat("a", 43))), "invalid_request"},
+		{"implicit flow", strings.Replace(conf.AuthCodeURL("s"), "response_type=code", "response_type=token", 1), "unsupported_response_type"},
+		{"scope not allowed", strings.Replace(conf.AuthCodeURL("s"), "scope=repos%3Aread", "scope=admin", 1), "invalid_scope"},
+		{"prompt=none without a session", conf.AuthCodeURL("s", oauth2.SetAuthURLParam("prompt", "none")), "login_required"},
+	} {
+		q := redirected(b.do("GET", tt.url, nil))
+		mustf(t, q.Get("error") == tt.code && q.Get("state") == "s", "%s: %v", tt.name, q)
+	}
+
+	// PKCE: a missing or wrong verifier fails.
+	verifier := oauth2.GenerateVerifier()
+	q := e.authorize(b, conf.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), true)
+	_, err := conf.Exchange(context.Background(), q.Get("code"))
+	mustf(t, isOAuthErr(err, "invalid_grant"), "exchange without the verifier: %v", err)
+	q = e.authorize(b, conf.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), false)
+	_, err = conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(oauth2.GenerateVerifier()))
+	mustf(t, isOAuthErr(err, "invalid_grant"), "exchange with a wrong verifier: %v", err)
+	// A verifier for a code issued without a challenge is a downgrade.
+	q = e.authorize(b, conf.AuthCodeURL("s"), false)
+	_, err = conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+	mustf(t, isOAuthErr(err, "invalid_grant"), "verifier without challenge: %v", err)
+	// A redirect_uri different from the request's fails.
+	q = e.authorize(b, conf.AuthCodeURL("s"), false)
+	wrong := conf
+	wrong.RedirectURL = "https://app.example.com/other"
+	_, err = wrong.Exchange(context.Background(), q.Get("code"))
+	mustf(t, isOAuthErr(err, "invalid_grant"), "exchange with another redirect_uri: %v", err)
+	// An expired code fails.
+	q = e.authorize(b, conf.AuthCodeURL("s"), false)
+	e.clock.Advance(2 * time.Minute)
+	_, err = conf.Exchange(context.Background(), q.Get("code"))
+	mustf(t, isOAuthErr(err, "invalid_grant"), "expired code: %v", err)
+	// The user denies.
+	p := b.do("GET", conf.AuthCodeURL("s", oauth2.SetAuthURLParam("prompt", "consent")), nil)
+	f := p.formValues()
+	f.Set("decision", "deny")
+	q = redirected(b.do("POST", "/oauth2/authorize", f))
+	mustf(t, q.Get("error") == "access_denied", "deny: %v", q)
+	// A consent form without its CSRF token is refused.
+	f.Del("csrf")
+	f.Set("decision", "allow")
+	p = b.do("POST", "/oauth2/authorize", f)
+	mustf(t, p.status == http.StatusForbidden, "consent without CSRF token: %d", p.status)
+	// A wrong password shows the login page again.
+	b2 := e.browser()
+	p = b2.do("GET", conf.AuthCodeURL("s"), nil)
+	lf := p.formValues()
+	lf.Set("username", "alice")
+	lf.Set("password", "wrong password")
+	p = b2.do("POST", "/login", lf)
+	mustf(t, p.status == http.StatusUnauthorized && strings.Contains(p.body, `name="password"`), "wrong password: %d", p.status)
+	// An oversized authorization request is refused with a page, never a
+	// 500 (it would not fit the login form's return_to).
+	big := conf.AuthCodeURL(strings.Repeat("s", 4090), oauth2.SetAuthURLParam("nonce", strings.Repeat("n", 4090)))
+	p = e.browser().do("GET", big, nil)
+	mustf(t, p.status == http.StatusBadRequest, "oversized authorization request: %d", p.status)
+	// Pages cannot be framed.
+	req, _ := http.NewRequest("GET", conf.AuthCodeURL("s"), nil)
+	resp, err := http.DefaultClient.Do(req)
+	mustf(t, err == nil && resp.Header.Get("X-Frame-Options") == "DENY" && strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'"),
+		"clickjacking headers missing: %v", resp.Header)
+	resp.Body.Close()
+}
+
+func isOAuthErr(err error, code string) bool {
+	re, ok := err.(*oauth2.RetrieveError)
+	return ok && re.ErrorCode == code
+}
+
+// TestForgedJWTsAreInactive proves introspection refuses JWTs that are not
+// signed by a published key with its own algorithm.
+func TestForgedJWTsAreInactive(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, secret := e.client(func(p *oauth.ClientParams) { p.TokenFormat = store.FormatJWT })
+	cc := clientcredentials.Config{ClientID: c.ID, ClientSecret: secret, TokenURL: e.url + "/oauth2/token", Scopes: []string{"repos:read"}}
+	tok, err := cc.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustf(t, e.introspect(tok.AccessToken)["active"] == true, "genuine token inactive")
+	parts := strings.Split(tok.AccessToken, ".")
+	header := decodeSegment(t, parts[0])
+	claims := decodeSegment(t, parts[1])
+	claims["scope"] = "repos:read repos:write"
+	enc := func(v any) string { b, _ := json.Marshal(v); return base64.RawURLEncoding.EncodeToString(b) }
+
+	none := map[string]any{"alg": "none", "typ": "at+jwt", "kid": header["kid"]}
+	_, set := e.discovery()
+	pubDER, err := x509.MarshalPKIXPublicKey(set.Keys[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: pubDER},
+		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", header["kid"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hsTok, err := jwt.Signed(hs).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwkJSON, _ := set.Keys[0].MarshalJSON()
+	hs2, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: jwkJSON}, (&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", header["kid"]))
+	hsTok2, _ := jwt.Signed(hs2).Claims(claims).Serialize()
+	idHeader := map[string]any{"alg": header["alg"], "typ": "JWT", "kid": header["kid"]}
+	for name, forged := range map[string]string{
+		"alg none":                   enc(none) + "." + enc(claims) + ".",
+		"HS256 with the public key":  hsTok,
+		"HS256 with the JWK":         hsTok2,
+		"tampered payload":           parts[0] + "." + enc(claims) + "." + parts[2],
+		"wrong typ header":           enc(idHeader) + "." + parts[1] + "." + parts[2],
+		"truncated":                  parts[0] + "." + parts[1],
+		"signature of another token": parts[0] + "." + parts[1] + "." + parts[2][:len(parts[2])-4] + "AAAA",
+	} {
+		if in := e.introspect(forged); in["active"] != false {
+			t.Errorf("%s: introspection says %v", name, in)
+		}
+	}
+	// An expired JWT is inactive too.
+	e.clock.Advance(2 * time.Hour)
+	mustf(t, e.introspect(tok.AccessToken)["active"] == false, "expired JWT still active")
+}
