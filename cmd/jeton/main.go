@@ -4,6 +4,9 @@
 //	jeton admin bootstrap       create an admin token directly in the store
 //	jeton api ...               manage APIs            (calls the admin API)
 //	jeton token ...             manage tokens          (calls the admin API)
+//	jeton client ...            manage OAuth clients   (calls the admin API)
+//	jeton user ...              manage users           (calls the admin API)
+//	jeton key list|rotate       show or rotate signing keys (calls the admin API)
 //	jeton audit list|verify     read or prove the audit log
 package main
 
@@ -34,6 +37,9 @@ commands:
   admin bootstrap   create an admin token in the store and print it (--db)
   api               create, list, get, update, delete APIs
   token             create, list, get, update, revoke, rotate, usage, verify tokens
+  client            create, list, get, update, delete OAuth clients, rotate their secrets
+  user              create, list, get, update, delete users; list and revoke their consents
+  key               list or rotate the signing keys of JWTs
   audit list        list audit events
   audit verify      prove the audit log's hash chain is intact (--db)
 
@@ -68,6 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAPI(ctx, rest, stdout, stderr)
 	case "token":
 		return runToken(ctx, rest, stdout, stderr)
+	case "client":
+		return runClient(ctx, rest, stdout, stderr)
+	case "user":
+		return runUser(ctx, rest, stdout, stderr)
+	case "key":
+		return runKey(ctx, rest, stdout, stderr)
 	case "audit":
 		if len(rest) > 0 && rest[0] == "verify" {
 			return runAuditVerify(ctx, rest[1:], stdout, stderr)
@@ -103,7 +115,12 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	proxies := fs.String("trusted-proxies", os.Getenv("JETON_TRUSTED_PROXIES"), "comma-separated CIDRs of proxies whose client-address header is trusted (env JETON_TRUSTED_PROXIES)")
 	header := fs.String("client-ip-header", envOr("JETON_CLIENT_IP_HEADER", "X-Forwarded-For"), "header a trusted proxy puts the client address in (env JETON_CLIENT_IP_HEADER)")
 	retention := fs.Duration("retention", 30*24*time.Hour, "how long expired and revoked tokens are kept before the janitor deletes them")
+	accessRetention := fs.Duration("access-token-retention", 24*time.Hour, "how long expired and revoked OAuth access tokens are kept (at most --retention)")
 	logLevel := fs.String("log-level", envOr("JETON_LOG_LEVEL", "info"), "debug, info, warn or error (env JETON_LOG_LEVEL)")
+	issuer := fs.String("issuer", os.Getenv("JETON_ISSUER"), "public base URL of the authorization server (env JETON_ISSUER; default http://<addr>)")
+	keyFile := fs.String("master-key-file", os.Getenv("JETON_MASTER_KEY_FILE"), "file holding the base64 master key that seals signing keys (env JETON_MASTER_KEY_FILE; or set JETON_MASTER_KEY itself)")
+	prePublish := fs.Duration("key-prepublish", 10*time.Minute, "how long a new signing key is in the JWKS before it signs")
+	retryWindow := fs.Duration("refresh-retry-window", 0, "how long a concurrent retry of the same refresh gets the same answer instead of tripping reuse detection (at most 5s)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -124,7 +141,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	return server.Run(ctx, server.Config{Addr: *addr, DB: *db, TrustedProxies: trusted, ClientIPHeader: *header,
-		Retention: *retention, Logger: log, Notice: stderr})
+		Retention: *retention, AccessTokenRetention: *accessRetention, Logger: log, Notice: stderr, Issuer: *issuer, MasterKey: os.Getenv("JETON_MASTER_KEY"),
+		MasterKeyFile: *keyFile, KeyPrePublish: *prePublish, RefreshRetryWindow: *retryWindow})
 }
 
 func openService(ctx context.Context, dsn string) (*sqlstore.DB, *tokens.Service, error) {

@@ -12,11 +12,18 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jetonhq/jeton/internal/httpapi"
+	"github.com/jetonhq/jeton/internal/oauth"
+	"github.com/jetonhq/jeton/internal/signing"
 	"github.com/jetonhq/jeton/internal/store/sqlstore"
 	"github.com/jetonhq/jeton/internal/tokens"
+	"github.com/jetonhq/jeton/internal/users"
+	"github.com/jetonhq/jeton/internal/web"
 )
 
 // Config is everything `jeton serve` can be told.
@@ -26,13 +33,32 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	ClientIPHeader string
 	Retention      time.Duration
-	Logger         *slog.Logger
+	// AccessTokenRetention is how long expired or revoked OAuth access
+	// tokens are kept (default 24h).
+	AccessTokenRetention time.Duration
+	Logger               *slog.Logger
 	// Notice receives the one-time admin token printed on first start.
 	Notice io.Writer
 	// Ready, if set, receives the bound address once the server listens.
 	Ready chan<- string
 	// ShutdownTimeout bounds how long in-flight requests may take to finish.
 	ShutdownTimeout time.Duration
+
+	// Issuer is the public base URL of the authorization server; default
+	// http://<listen address>.
+	Issuer string
+	// MasterKey (standard base64 of 32 bytes) or MasterKeyFile seals the
+	// private signing keys. With neither, a SQLite store gets a key file
+	// beside the database, created on first start; PostgreSQL refuses to
+	// start.
+	MasterKey     string
+	MasterKeyFile string
+	// KeyPrePublish is how long a new signing key is published before it
+	// signs (default 10m); RefreshRetryWindow see oauth.Config.
+	KeyPrePublish      time.Duration
+	RefreshRetryWindow time.Duration
+	// Now, if set, replaces the clock (tests).
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -59,6 +85,10 @@ func (c Config) withDefaults() Config {
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
 	log := cfg.Logger
+	master, err := masterKey(cfg, log)
+	if err != nil {
+		return err
+	}
 	db, err := sqlstore.Open(ctx, cfg.DB, sqlstore.Options{})
 	if err != nil {
 		return err
@@ -66,7 +96,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer db.Close()
 
 	metrics := httpapi.NewMetrics()
-	svc, err := tokens.New(ctx, tokens.Config{Store: db, Logger: log, Retention: cfg.Retention,
+	svc, err := tokens.New(ctx, tokens.Config{Store: db, Logger: log, Retention: cfg.Retention, AccessTokenRetention: cfg.AccessTokenRetention, Now: cfg.Now,
 		OnVerify: metrics.OnVerify, OnStoreError: metrics.OnStoreError})
 	if err != nil {
 		return err
@@ -89,14 +119,40 @@ func Run(ctx context.Context, cfg Config) error {
 		fmt.Fprintf(cfg.Notice, "\nJeton created a new store with an admin token. It will not be shown again; store it now:\n\n    %s\n\n", c.Secret)
 	}
 
-	api, err := httpapi.New(ctx, httpapi.Config{Tokens: svc, Store: db, Logger: log, Metrics: metrics,
-		TrustedProxies: cfg.TrustedProxies, ClientIPHeader: cfg.ClientIPHeader})
+	ring, err := signing.NewRing(ctx, signing.Config{Store: db, MasterKey: master, Logger: log, Now: cfg.Now, PrePublish: cfg.KeyPrePublish})
 	if err != nil {
 		return err
 	}
+	defer ring.Close()
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
+	}
+	defer ln.Close()
+	issuer := cfg.Issuer
+	if issuer == "" {
+		issuer = "http://" + ln.Addr().String()
+	}
+	pages, err := web.New(web.Config{SessionKey: master.Derive("web session"), Secure: strings.HasPrefix(issuer, "https://"), Now: cfg.Now, Logger: log})
+	if err != nil {
+		return err
+	}
+	userSvc := users.New(users.Config{Store: db, Evict: svc.Evict, Now: cfg.Now, Logger: log})
+	// The client address is resolved by the API's one rule (trusted
+	// proxies); the OAuth server asks it through this indirection.
+	var api *httpapi.API
+	clientIP := func(r *http.Request) netip.Addr { return api.ClientIP(r) }
+	authz, err := oauth.New(oauth.Config{Issuer: issuer, Store: db, Tokens: svc, Users: userSvc, Keys: ring, Pages: pages,
+		MasterKey: master, Logger: log, Now: cfg.Now, ClientIP: clientIP, RefreshRetryWindow: cfg.RefreshRetryWindow})
+	if err != nil {
+		return err
+	}
+	defer authz.Close()
+	api, err = httpapi.New(ctx, httpapi.Config{Tokens: svc, Store: db, Logger: log, Metrics: metrics,
+		TrustedProxies: cfg.TrustedProxies, ClientIPHeader: cfg.ClientIPHeader, OAuth: authz, Users: userSvc, Keys: ring, Now: cfg.Now})
+	if err != nil {
+		return err
 	}
 	srv := &http.Server{
 		Handler:           api,
@@ -108,7 +164,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	log.Info("jeton listening", "addr", ln.Addr().String(), "store", db.Dialect())
+	log.Info("jeton listening", "addr", ln.Addr().String(), "store", db.Dialect(), "issuer", issuer)
 	if cfg.Ready != nil {
 		cfg.Ready <- ln.Addr().String()
 	}
@@ -126,4 +182,40 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("server: shutdown: %w", err)
 	}
 	return nil
+}
+
+// masterKey returns the key that seals private signing keys: given, read
+// from a file, or (SQLite only) generated on first start into a file
+// beside the database and reused afterwards.
+func masterKey(cfg Config, log *slog.Logger) (*signing.MasterKey, error) {
+	switch {
+	case cfg.MasterKey != "":
+		k, err := signing.ParseMasterKey(cfg.MasterKey)
+		if err != nil {
+			return nil, fmt.Errorf("server: master key: %w", err)
+		}
+		return k, nil
+	case cfg.MasterKeyFile != "":
+		k, err := signing.LoadMasterKeyFile(cfg.MasterKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: master key file: %w", err)
+		}
+		return k, nil
+	case sqlstore.IsPostgres(cfg.DB):
+		return nil, errors.New("server: PostgreSQL needs a master key shared by every node: set JETON_MASTER_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`) or --master-key-file")
+	}
+	path := filepath.Clean(strings.TrimPrefix(cfg.DB, "sqlite:")) + ".master-key"
+	k, err := signing.LoadMasterKeyFile(path)
+	if err == nil {
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("server: master key file: %w", err)
+	}
+	k, err = signing.CreateMasterKeyFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("server: create master key file: %w", err)
+	}
+	log.Warn("generated a master key for the signing keys; back it up with the database, without it the signing keys cannot be opened", "file", path)
+	return k, nil
 }

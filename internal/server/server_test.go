@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -107,5 +108,68 @@ func TestServeFirstStartAndGracefulShutdown(t *testing.T) {
 	<-done
 	if notice.Len() != 0 {
 		t.Errorf("second start printed %q", notice.String())
+	}
+}
+
+// TestMasterKey covers where the key sealing the signing keys comes from:
+// generated beside a SQLite database on first start and reused after,
+// refused when missing on PostgreSQL, and a wrong key refuses to start
+// rather than creating new signing keys.
+func TestMasterKey(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "jeton.db")
+	start := func(cfg Config) (string, func() error) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		ready := make(chan string, 1)
+		done := make(chan error, 1)
+		cfg.Addr, cfg.Ready, cfg.Logger = "127.0.0.1:0", ready, slog.New(slog.DiscardHandler)
+		go func() { done <- Run(ctx, cfg) }()
+		select {
+		case addr := <-ready:
+			return addr, func() error { cancel(); return <-done }
+		case err := <-done:
+			cancel()
+			return "", func() error { return err }
+		}
+	}
+	jwks := func(addr string) string {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/.well-known/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+
+	addr, stop := start(Config{DB: dbPath})
+	if addr == "" {
+		t.Fatalf("first start: %v", stop())
+	}
+	first := jwks(addr)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(dbPath + ".master-key")
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("master key file: %v, mode %v", err, info.Mode())
+	}
+	addr, stop = start(Config{DB: dbPath})
+	if addr == "" {
+		t.Fatalf("second start: %v", stop())
+	}
+	if again := jwks(addr); again != first {
+		t.Errorf("the second start published other keys:\n%s\n%s", first, again)
+	}
+	stop()
+
+	other := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	if addr, stop := start(Config{DB: dbPath, MasterKey: other}); addr != "" || stop() == nil || !strings.Contains(stop().Error(), "master key") {
+		t.Errorf("a wrong master key did not refuse to start")
+	}
+	if addr, stop := start(Config{DB: "postgres://127.0.0.1:1/none"}); addr != "" || !strings.Contains(stop().Error(), "JETON_MASTER_KEY") {
+		t.Errorf("PostgreSQL without a master key did not refuse to start with a clear message")
 	}
 }
