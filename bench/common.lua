@@ -1,12 +1,14 @@
 -- common.lua: shared by the wrk scripts of the Jeton load benchmark
--- (baseline.lua, verify.lua, introspect.lua, create.lua). Each of them loads
--- it with dofile() from $BENCH_DIR (default "bench", i.e. run from the repo
+-- (baseline.lua, verify.lua, introspect.lua, create.lua, cc_opaque.lua,
+-- cc_jwt.lua, introspect_access.lua, refresh.lua). Each of them loads it
+-- with dofile() from $BENCH_DIR (default "bench", i.e. run from the repo
 -- root).
 --
 -- Environment:
 --   JETON_TOKEN  admin bearer token, sent as "Authorization: Bearer ..."
 --   KEYS_FILE    file with one API key per line (verify, introspect, baseline)
 --   API_ID_FILE  file holding the benchmark API's id (verify, create, baseline)
+--   (the OAuth scripts name the files they read themselves)
 --
 -- Every script prebuilds its requests in init() and hands out one of them at
 -- random per request, so the per-request work on the wrk side is the same for
@@ -16,7 +18,9 @@
 --   BENCH requests=.. duration_us=.. rps=.. p50_us=.. p99_us=.. non2xx=..
 --         unexpected=.. connect=.. read=.. write=.. timeout=..
 --
--- (on one line) which bench/run.sh parses.
+-- (on one line) which bench/run.sh parses. A script may list more
+-- per-thread counters (globals) in bench.extra; done() adds their sums to
+-- the line as name=value.
 
 bench = {}
 
@@ -71,6 +75,9 @@ end
 -- Lua pattern that a 2xx body must contain; nil accepts any body.
 bench.expect = nil
 
+-- Names of extra per-thread counters to sum into the BENCH line.
+bench.extra = {}
+
 -- Prebuilt requests, filled by the script's init().
 bench.requests = {}
 bench.n = 0
@@ -104,7 +111,8 @@ function request()
    return bench.requests[math.random(bench.n)]
 end
 
-local function report(what, status, body)
+-- report prints the first few failed answers of a thread to stderr.
+function bench.report(what, status, body)
    if reported < 3 then
       reported = reported + 1
       io.stderr:write(string.format("wrk thread %d: %s: status %d: %s\n",
@@ -115,10 +123,10 @@ end
 function response(status, headers, body)
    if status < 200 or status > 299 then
       non2xx = non2xx + 1
-      report("non-2xx answer", status, body)
+      bench.report("non-2xx answer", status, body)
    elseif bench.expect and not string.find(body, bench.expect) then
       unexpected = unexpected + 1
-      report("unexpected answer", status, body)
+      bench.report("unexpected answer", status, body)
    end
 end
 
@@ -128,11 +136,19 @@ function done(summary, latency, requests)
       bad = bad + (t:get("non2xx") or 0)
       odd = odd + (t:get("unexpected") or 0)
    end
+   local extra = ""
+   for _, name in ipairs(bench.extra) do
+      local sum = 0
+      for _, t in ipairs(threads) do
+         sum = sum + (t:get(name) or 0)
+      end
+      extra = extra .. string.format(" %s=%.0f", name, sum)
+   end
    local secs = summary.duration / 1e6
    local e = summary.errors
    io.write(string.format(
-      "BENCH requests=%.0f duration_us=%.0f rps=%.2f p50_us=%.0f p99_us=%.0f non2xx=%.0f unexpected=%.0f connect=%.0f read=%.0f write=%.0f timeout=%.0f\n",
+      "BENCH requests=%.0f duration_us=%.0f rps=%.2f p50_us=%.0f p99_us=%.0f non2xx=%.0f unexpected=%.0f connect=%.0f read=%.0f write=%.0f timeout=%.0f%s\n",
       summary.requests, summary.duration, summary.requests / secs,
       latency:percentile(50), latency:percentile(99), bad, odd,
-      e.connect, e.read, e.write, e.timeout))
+      e.connect, e.read, e.write, e.timeout, extra))
 end

@@ -5,13 +5,26 @@
 //	DIR/api_id.txt  the id of the new API
 //	DIR/keys.txt    one key (token secret) per line
 //
-// It prints how long creating the keys took and the creates per second. Any
-// non-2xx answer, or an answer without the expected fields, stops it with a
-// non-zero exit status and the server's answer on stderr.
+// With -oauth it also prepares the OAuth runs (see oauth.go): two OAuth
+// clients, a user, -access opaque access tokens obtained by
+// client_credentials and -refresh refresh tokens, each from its own grant
+// obtained through the device flow, and writes
+//
+//	DIR/oauth_opaque_basic.txt  HTTP Basic credentials (base64 of id:secret) of
+//	                            the opaque-token client
+//	DIR/oauth_jwt_basic.txt     the same for the JWT (ES256) client
+//	DIR/access_tokens.txt       one opaque access token per line
+//	DIR/refresh_tokens.txt      one refresh token per line, each of its own grant
+//
+// It prints how long creating the keys (and the OAuth tokens) took and the
+// creates per second. Any non-2xx answer, or an answer without the expected
+// fields, stops it with a non-zero exit status and the server's answer on
+// stderr.
 //
 // Usage:
 //
 //	seed -server http://127.0.0.1:8080 -token "$ADMIN_TOKEN" -n 10000 -out DIR
+//	seed ... -oauth -access 10000 -refresh 256
 package main
 
 import (
@@ -43,6 +56,9 @@ func main() {
 	workers := flag.Int("c", 32, "concurrent workers")
 	out := flag.String("out", ".", "directory to write keys.txt and api_id.txt into")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	withOAuth := flag.Bool("oauth", false, "also create OAuth clients, a user, access tokens and refresh tokens")
+	nAccess := flag.Int("access", 10000, "with -oauth: opaque access tokens to obtain by client_credentials")
+	nRefresh := flag.Int("refresh", 256, "with -oauth: refresh tokens to obtain, each through its own device grant")
 	flag.Parse()
 
 	if *token == "" {
@@ -53,6 +69,9 @@ func main() {
 	}
 	if *n < 1 || *workers < 1 {
 		fatalf("-n and -c must be positive")
+	}
+	if *withOAuth && (*nAccess < 1 || *nRefresh < 1) {
+		fatalf("-access and -refresh must be positive")
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		fatalf("%v", err)
@@ -95,52 +114,29 @@ func main() {
 	fmt.Printf("seed: created API %s (bench-%s)\n", api.ID, suffix)
 
 	keys := make([]string, *n)
-	var (
-		next     atomic.Int64
-		firstErr error
-		errOnce  sync.Once
-		wg       sync.WaitGroup
-	)
-	ctx, cancelWork := context.WithCancel(ctx)
-	defer cancelWork()
 	start := time.Now()
-	for range *workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(keys) || ctx.Err() != nil {
-					return
-				}
-				var tok struct {
-					ID    string `json:"id"`
-					Token string `json:"token"`
-				}
-				err := c.post(ctx, "/v1/tokens", map[string]any{
-					"api":    api.ID,
-					"name":   "bench-key-" + strconv.Itoa(i),
-					"scopes": []string{scope},
-				}, &tok)
-				if err == nil && tok.Token == "" {
-					err = errors.New("answer has no token")
-				}
-				if err != nil {
-					errOnce.Do(func() {
-						firstErr = fmt.Errorf("creating key %d: %w", i, err)
-						cancelWork()
-					})
-					return
-				}
-				keys[i] = tok.Token
-			}
-		})
-	}
-	wg.Wait()
+	err = parallel(ctx, len(keys), *workers, func(ctx context.Context, i int) error {
+		var tok struct {
+			ID    string `json:"id"`
+			Token string `json:"token"`
+		}
+		err := c.post(ctx, "/v1/tokens", map[string]any{
+			"api":    api.ID,
+			"name":   "bench-key-" + strconv.Itoa(i),
+			"scopes": []string{scope},
+		}, &tok)
+		if err == nil && tok.Token == "" {
+			err = errors.New("answer has no token")
+		}
+		if err != nil {
+			return fmt.Errorf("creating key %d: %w", i, err)
+		}
+		keys[i] = tok.Token
+		return nil
+	})
 	elapsed := time.Since(start)
-	if firstErr != nil {
-		fatalf("%v", firstErr)
-	}
-	if err := ctx.Err(); err != nil {
-		fatalf("creating keys: %v", err)
+	if err != nil {
+		fatalf("%v", err)
 	}
 
 	if err := writeLines(filepath.Join(*out, "keys.txt"), keys); err != nil {
@@ -148,6 +144,49 @@ func main() {
 	}
 	fmt.Printf("seed: created %d keys in %s (%.0f creates/s, %d workers)\n",
 		len(keys), elapsed.Round(time.Millisecond), float64(len(keys))/elapsed.Seconds(), *workers)
+
+	if *withOAuth {
+		o := &oauthSeed{admin: c, apiID: api.ID, suffix: suffix, workers: *workers, out: *out}
+		if err := o.run(ctx, *nAccess, *nRefresh); err != nil {
+			fatalf("%v", err)
+		}
+	}
+}
+
+// parallel runs fn for i in [0, n) on workers goroutines and returns the
+// first error, after which no new calls start. It also fails when ctx ends
+// before every call has run.
+func parallel(parent context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	var (
+		next     atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
+	for range min(workers, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					errOnce.Do(func() {
+						firstErr = err
+						cancel()
+					})
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return parent.Err()
 }
 
 // client posts JSON to a jeton server with the admin bearer token.
