@@ -127,7 +127,7 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if a.cfg.OAuth != nil {
 		err := a.cfg.OAuth.RevokeToken(r.Context(), tok, "", c.apis, c.actor())
 		if errors.Is(err, oauth.ErrUnsupportedTokenType) {
-			return oauthError(w, http.StatusBadRequest, "unsupported_token_type", "JWT access tokens cannot be revoked; they expire on their own")
+			return oauthError(w, http.StatusBadRequest, "unsupported_token_type", "ID tokens cannot be revoked; revoke the grant or the access token instead")
 		}
 		if err != nil {
 			return err

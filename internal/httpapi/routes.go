@@ -29,6 +29,9 @@ func (a *API) routes() {
 	handle("GET /v1/audit", admin(a.listAudit))
 
 	handle("POST /v1/verify", verifier(a.verify))
+	feed := a.newRevocationFeed()
+	handle("GET /v1/revocations", verifier(feed.list))
+	handle("GET /v1/revocations/stream", verifier(feed.stream))
 	handle("POST /oauth2/introspect", a.oauthAuth(a.introspect))
 	handle("POST /oauth2/revoke", a.revokeEndpoint())
 

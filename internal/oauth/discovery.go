@@ -198,23 +198,13 @@ func (s *Server) accessToken(ctx context.Context, tok string, allowedAPIs []stri
 }
 
 func (s *Server) jwtAccessToken(ctx context.Context, tok string, allowedAPIs []string) (*AccessToken, bool) {
-	payload, err := s.keys.Verify(tok, typAccessToken)
-	if err != nil {
+	c, a, ok := s.accessJWT(ctx, tok)
+	if !ok || (allowedAPIs != nil && !slices.Contains(allowedAPIs, a.ID)) {
 		return nil, false
 	}
-	var c accessClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, false
-	}
-	now := s.cfg.Now().Unix()
-	if c.Issuer != s.cfg.Issuer || c.Expiry <= now || c.Subject == "" || c.ClientID == "" {
-		return nil, false
-	}
-	a, err := s.tokens.ResolveAPI(ctx, c.Audience)
-	if err != nil || a.Identifier != c.Audience {
-		return nil, false
-	}
-	if allowedAPIs != nil && !slices.Contains(allowedAPIs, a.ID) {
+	// A revoked JWT (its jti, or the grant it came from) is refused here
+	// as at introspection; a store failure refuses too.
+	if revoked, err := s.store.IsRevoked(ctx, c.ID, c.SessionID); err != nil || revoked {
 		return nil, false
 	}
 	return &AccessToken{Subject: c.Subject, ClientID: c.ClientID, Audience: c.Audience, APIID: a.ID,

@@ -2,10 +2,12 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
@@ -35,15 +37,20 @@ func Handles(tok string) bool {
 
 // Introspect answers RFC 7662 for a JWT access token or a refresh token.
 // allowedAPIs limits the audiences the caller may learn about (nil: any).
-// An inactive token is (nil, nil).
+// An inactive token is (nil, nil); a JWT access token is inactive once it,
+// or the grant it was issued from (its sid), is revoked.
 func (s *Server) Introspect(ctx context.Context, tok string, allowedAPIs []string) (*Introspection, error) {
 	if strings.Count(tok, ".") == 2 {
-		at, ok := s.jwtAccessToken(ctx, tok, allowedAPIs)
-		if !ok {
+		c, api, ok := s.accessJWT(ctx, tok)
+		if !ok || (allowedAPIs != nil && !slices.Contains(allowedAPIs, api.ID)) {
 			return nil, nil
 		}
-		return &Introspection{Active: true, Scope: strings.Join(at.Scopes, " "), ClientID: at.ClientID, Subject: at.Subject,
-			Audience: at.Audience, Issuer: s.cfg.Issuer, ExpiresAt: at.ExpiresAt, IssuedAt: at.IssuedAt, ID: at.ID, TokenType: "Bearer"}, nil
+		revoked, err := s.store.IsRevoked(ctx, c.ID, c.SessionID)
+		if err != nil || revoked {
+			return nil, err
+		}
+		return &Introspection{Active: true, Scope: c.Scope, ClientID: c.ClientID, Subject: c.Subject,
+			Audience: c.Audience, Issuer: s.cfg.Issuer, ExpiresAt: c.Expiry, IssuedAt: c.IssuedAt, ID: c.ID, TokenType: "Bearer"}, nil
 	}
 	rt, g, ok, err := s.liveRefresh(ctx, tok)
 	if err != nil || !ok {
@@ -77,18 +84,60 @@ func (s *Server) liveRefresh(ctx context.Context, tok string) (store.RefreshToke
 	return rt, g, rt.UsedAt.IsZero() && now.Before(rt.ExpiresAt) && g.RevokedAt.IsZero(), nil
 }
 
-// ErrUnsupportedTokenType is returned by RevokeToken for JWT access
-// tokens, which cannot be recalled once issued (RFC 7009 §2.2.1
+// ErrUnsupportedTokenType is returned by RevokeToken for an ID token,
+// which is not a credential and cannot be revoked (RFC 7009 §2.2.1
 // unsupported_token_type).
-var ErrUnsupportedTokenType = errors.New("oauth: jwt access tokens cannot be revoked")
+var ErrUnsupportedTokenType = errors.New("oauth: id tokens cannot be revoked")
+
+// accessJWT verifies a JWT access token (RFC 9068) this server issued: the
+// signature under a published key with the algorithm pinned to it, typ
+// at+jwt (§2.1), iss, exp, sub and client_id (§2.2), and an aud naming a
+// known API, which it returns. Revocation is the caller's to check. Any
+// failure is ok false, without detail.
+func (s *Server) accessJWT(ctx context.Context, tok string) (accessClaims, *store.API, bool) {
+	var c accessClaims
+	payload, err := s.keys.Verify(tok, typAccessToken)
+	if err != nil || json.Unmarshal(payload, &c) != nil {
+		return c, nil, false
+	}
+	if c.Issuer != s.cfg.Issuer || c.Expiry <= s.cfg.Now().Unix() || c.Subject == "" || c.ClientID == "" || c.ID == "" {
+		return c, nil, false
+	}
+	a, err := s.tokens.ResolveAPI(ctx, c.Audience)
+	if err != nil || a.Identifier != c.Audience {
+		return c, nil, false
+	}
+	return c, a, true
+}
+
+// revokeAccessJWT revokes a JWT access token until it expires, by its jti:
+// the revocation feed carries it to resource servers and introspection
+// answers inactive. A token this server did not issue, an expired one, one
+// of another client (if clientID is set) or of an API outside allowedAPIs
+// changes nothing (RFC 7009 §2.2). An ID token is ErrUnsupportedTokenType.
+func (s *Server) revokeAccessJWT(ctx context.Context, tok, clientID string, allowedAPIs []string, by tokens.Actor) error {
+	c, api, ok := s.accessJWT(ctx, tok)
+	if !ok {
+		if _, err := s.keys.Verify(tok, typIDToken); err == nil {
+			return ErrUnsupportedTokenType
+		}
+		return nil
+	}
+	if (clientID != "" && c.ClientID != clientID) || (allowedAPIs != nil && !slices.Contains(allowedAPIs, api.ID)) {
+		return nil
+	}
+	ev := s.event(by, "token.revoke", c.ID, map[string]any{"reason": "oauth2_revoke", "format": store.FormatJWT, "client_id": c.ClientID})
+	return s.store.RevokeAccessJWT(ctx, c.ID, api.ID, time.Unix(c.Expiry, 0), s.now(), ev)
+}
 
 // RevokeToken revokes a refresh token (with its whole grant: RFC 7009
-// §2.1) or an opaque access token. If clientID is set, only tokens issued
-// to that client are revoked; allowedAPIs limits the audiences (nil: any).
-// Unknown or foreign tokens are ignored, as RFC 7009 §2.2 requires.
+// §2.1), an opaque access token or a JWT access token (see
+// revokeAccessJWT). If clientID is set, only tokens issued to that client
+// are revoked; allowedAPIs limits the audiences (nil: any). Unknown or
+// foreign tokens are ignored, as RFC 7009 §2.2 requires.
 func (s *Server) RevokeToken(ctx context.Context, tok, clientID string, allowedAPIs []string, by tokens.Actor) error {
 	if strings.Count(tok, ".") == 2 {
-		return ErrUnsupportedTokenType
+		return s.revokeAccessJWT(ctx, tok, clientID, allowedAPIs, by)
 	}
 	p, err := tokenfmt.Parse(tok)
 	if err != nil {
@@ -155,7 +204,7 @@ func (s *Server) revokeAsClient(w http.ResponseWriter, r *http.Request) error {
 	}
 	err = s.RevokeToken(ctx, tok, e.client.ID, nil, tokens.Actor{ID: e.client.ID, RemoteAddr: s.remote(r)})
 	if errors.Is(err, ErrUnsupportedTokenType) {
-		return oerr(http.StatusBadRequest, errUnsupportedTokenType, "JWT access tokens cannot be revoked; they expire on their own")
+		return oerr(http.StatusBadRequest, errUnsupportedTokenType, "ID tokens cannot be revoked")
 	}
 	if err != nil {
 		return err

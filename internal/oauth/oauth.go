@@ -76,7 +76,7 @@ type Config struct {
 	DeviceCodeTTL   time.Duration // default 10m
 	DeviceInterval  time.Duration // minimum polling interval; default 5s
 	AccessTokenTTL  time.Duration // default for clients that set none; default 1h
-	MaxAccessTTL    time.Duration // upper bound of any client's access token lifetime; default 24h
+	MaxAccessTTL    time.Duration // upper bound of any client's access token lifetime; default and maximum 24h (store.RevocationTTL)
 	RefreshTokenTTL time.Duration // default for clients that set none; default 30 days
 	IDTokenTTL      time.Duration // default 1h
 	ClientCacheTTL  time.Duration // how long a client and its secrets are cached on a node; default 2s
@@ -114,6 +114,10 @@ func (c Config) withDefaults() Config {
 	def(&c.DeviceInterval, 5*time.Second)
 	def(&c.AccessTokenTTL, time.Hour)
 	def(&c.MaxAccessTTL, 24*time.Hour)
+	// A grant's revocation entry lives store.RevocationTTL; a JWT access
+	// token from that grant must not outlive it, or a resource server
+	// would forget the revocation while the token is still valid.
+	c.MaxAccessTTL = min(c.MaxAccessTTL, store.RevocationTTL)
 	def(&c.RefreshTokenTTL, 30*24*time.Hour)
 	def(&c.IDTokenTTL, time.Hour)
 	def(&c.ClientCacheTTL, 2*time.Second)

@@ -195,6 +195,12 @@ type accessClaims struct {
 	ClientID string `json:"client_id"`
 	Scope    string `json:"scope,omitempty"`
 	AuthTime int64  `json:"auth_time,omitempty"`
+	// SessionID is the grant the token was issued from (authorization
+	// code, refresh token or device code; none for client credentials):
+	// revoking the grant revokes every token whose sid names it. "sid" is
+	// the registered Session ID claim (OpenID Connect Front-Channel Logout
+	// 1.0 §3); RFC 9068 §2.2 allows access tokens further claims.
+	SessionID string `json:"sid,omitempty"`
 }
 
 // idClaims are the claims of an ID token (OIDC Core §2, §3.1.3.6, §5.1).
@@ -233,7 +239,7 @@ func (s *Server) mint(ctx context.Context, in issue) (*minted, error) {
 	tokID := ids.New(ids.Token, now)
 	if c.TokenFormat == store.FormatJWT {
 		claims := accessClaims{Issuer: s.cfg.Issuer, Subject: in.subject, Audience: in.api.Identifier,
-			Expiry: now.Add(ttl).Unix(), IssuedAt: now.Unix(), ID: tokID, ClientID: c.ID, Scope: m.resp.Scope}
+			Expiry: now.Add(ttl).Unix(), IssuedAt: now.Unix(), ID: tokID, ClientID: c.ID, Scope: m.resp.Scope, SessionID: grantID}
 		if !in.authTime.IsZero() {
 			claims.AuthTime = in.authTime.Unix()
 		}

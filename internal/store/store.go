@@ -171,6 +171,7 @@ type Store interface {
 	UserStore
 	GrantStore
 	KeyStore
+	RevocationStore
 
 	// CreateAPI stores a new API; ErrAlreadyExists if its ID, name or
 	// identifier is taken.

@@ -257,11 +257,40 @@ func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
 	return total, nil
 }
 
+// PurgeRevocations deletes the entries of the revocation feed that
+// expired, in bounded batches, and returns how many it deleted.
+func (s *Service) PurgeRevocations(ctx context.Context) (int, error) {
+	total := 0
+	for range 1000 { // bounded: at most 1000 batches per run
+		n, err := s.store.PurgeRevocations(ctx, s.cfg.Now(), s.cfg.JanitorBatch)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < s.cfg.JanitorBatch {
+			break
+		}
+		select {
+		case <-s.stop:
+			return total, nil
+		case <-time.After(10 * time.Millisecond): // leave room for other writers
+		}
+	}
+	return total, nil
+}
+
 func (s *Service) janitorLoop() {
 	s.every(s.cfg.JanitorInterval, 10*time.Minute, "janitor", func(ctx context.Context) error {
 		n, err := s.PurgeExpired(ctx)
 		if n > 0 {
 			s.cfg.Logger.Info("janitor deleted expired and revoked tokens", "count", n)
+		}
+		if err != nil {
+			return err
+		}
+		n, err = s.PurgeRevocations(ctx)
+		if n > 0 {
+			s.cfg.Logger.Info("janitor deleted expired revocation feed entries", "count", n)
 		}
 		return err
 	})

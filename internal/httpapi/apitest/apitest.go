@@ -135,7 +135,14 @@ func NewWith(t testing.TB, opts Options) *Server {
 	fatal(err)
 	srv.Config.Handler = api
 	srv.Start()
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		// Shutdown first: it runs the server's shutdown hooks, which end
+		// open revocation streams; Close alone would wait for them.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Config.Shutdown(ctx)
+		srv.Close()
+	})
 
 	by := tokens.Actor{ID: "test"}
 	s.API, err = s.Tokens.CreateAPI(ctx, tokens.APIParams{Name: "acme", Identifier: "https://api.acme.test",

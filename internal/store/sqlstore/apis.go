@@ -125,7 +125,10 @@ func (db *DB) UpdateAPI(ctx context.Context, id string, update func(*store.API) 
 // DeleteAPI implements store.Store.
 func (db *DB) DeleteAPI(ctx context.Context, id string, force bool, now time.Time, ev store.AuditEvent) ([]tokenfmt.Hash, error) {
 	var hashes []tokenfmt.Hash
+	var recorded bool
+	now = fromMS(ms(now))
 	err := db.update(ctx, func(tx *sql.Tx) error {
+		recorded = false
 		var builtin int
 		err := tx.QueryRowContext(ctx, "SELECT builtin FROM apis WHERE id = $1"+db.d.forUpdate, id).Scan(&builtin)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -159,19 +162,32 @@ func (db *DB) DeleteAPI(ctx context.Context, id string, force bool, now time.Tim
 			return err
 		}
 		// Child rows go explicitly rather than by cascade, so that the
-		// outcome does not depend on SQLite's foreign_keys pragma.
+		// outcome does not depend on SQLite's foreign_keys pragma. Live
+		// tokens deleted here (a forced deletion) are published as revoked.
 		for _, q := range []string{
 			"DELETE FROM token_usage WHERE token_id IN (SELECT id FROM tokens WHERE api_id = $1)",
 			"DELETE FROM token_secrets WHERE token_id IN (SELECT id FROM tokens WHERE api_id = $1)",
-			"DELETE FROM tokens WHERE api_id = $1",
-			"DELETE FROM apis WHERE id = $1",
 		} {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return fmt.Errorf("sqlstore: delete api: %w", err)
 			}
 		}
+		revs, err := tokenRevocations(ctx, tx, now, true, "DELETE FROM tokens WHERE api_id = $1 RETURNING id, api_id, expires_at, revoked_at", id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete api: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM apis WHERE id = $1", id); err != nil {
+			return fmt.Errorf("sqlstore: delete api: %w", err)
+		}
+		if err := db.recordRevocations(ctx, tx, revs); err != nil {
+			return err
+		}
+		recorded = len(revs) > 0
 		return db.appendAudit(ctx, tx, ev)
 	})
+	if err == nil && recorded {
+		db.revocationsRecorded()
+	}
 	return hashes, err
 }
 

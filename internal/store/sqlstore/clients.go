@@ -177,7 +177,10 @@ const clientTokensSQL = "SELECT id FROM tokens WHERE client_id <> '' AND client_
 // lock here while deleting the codes would deadlock.
 func (db *DB) DeleteClient(ctx context.Context, id string, ev store.AuditEvent) ([]tokenfmt.Hash, error) {
 	var hashes []tokenfmt.Hash
+	var recorded bool
+	now := fromMS(ms(eventTime(ev)))
 	err := db.update(ctx, func(tx *sql.Tx) error {
+		recorded = false
 		var found string
 		err := db.txQueryRow(ctx, tx, "SELECT id FROM clients WHERE id = $1", id).Scan(&found)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -188,9 +191,16 @@ func (db *DB) DeleteClient(ctx context.Context, id string, ev store.AuditEvent) 
 		}
 		// Child rows go explicitly rather than by cascade, so that the
 		// outcome does not depend on SQLite's foreign_keys pragma.
+		if _, err := db.txExec(ctx, tx, "DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE client_id = $1)", id); err != nil {
+			return fmt.Errorf("sqlstore: delete client: %w", err)
+		}
+		// Live grants deleted here are published as revoked, for the JWT
+		// access tokens issued from them.
+		revs, err := grantRevocations(ctx, tx, now, true, "DELETE FROM grants WHERE client_id = $1 RETURNING id, api_id, revoked_at", id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete client: %w", err)
+		}
 		for _, q := range []string{
-			"DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE client_id = $1)",
-			"DELETE FROM grants WHERE client_id = $1",
 			"DELETE FROM auth_codes WHERE client_id = $1",
 			"DELETE FROM device_codes WHERE client_id = $1",
 			"DELETE FROM consents WHERE client_id = $1",
@@ -223,16 +233,27 @@ func (db *DB) DeleteClient(ctx context.Context, id string, ev store.AuditEvent) 
 		for _, q := range []string{
 			"DELETE FROM token_usage WHERE token_id IN (" + clientTokensSQL + ")",
 			"DELETE FROM token_secrets WHERE token_id IN (" + clientTokensSQL + ")",
-			"DELETE FROM tokens WHERE id IN (" + clientTokensSQL + ")",
 		} {
 			if _, err := db.txExec(ctx, tx, q, id); err != nil {
 				return fmt.Errorf("sqlstore: delete client: %w", err)
 			}
 		}
+		toks, err := tokenRevocations(ctx, tx, now, true, "DELETE FROM tokens WHERE id IN ("+clientTokensSQL+") RETURNING id, api_id, expires_at, revoked_at", id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete client: %w", err)
+		}
+		revs = append(revs, toks...)
+		if err := db.recordRevocations(ctx, tx, revs); err != nil {
+			return err
+		}
+		recorded = len(revs) > 0
 		return db.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if recorded {
+		db.revocationsRecorded()
 	}
 	return hashes, nil
 }

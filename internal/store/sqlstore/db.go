@@ -76,6 +76,9 @@ type DB struct {
 	// readStmts holds the SQLite read pool's prepared single-row queries.
 	readStmts sync.Map // SQL text -> *sql.Stmt
 	dsn       string   // PostgreSQL: for the LISTEN connection
+	// revoked wakes revocation feed readers after a commit that recorded
+	// revocations (and, on PostgreSQL, when another node's did).
+	revoked signal
 
 	ckpt     *sql.DB // SQLite: the connection that checkpoints the WAL
 	ckptDone chan struct{}

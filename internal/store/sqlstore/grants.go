@@ -440,7 +440,10 @@ const liveGrantTokensSQL = "SELECT id FROM tokens WHERE grant_id <> '' AND grant
 // nothing, returns no hashes and records no audit event.
 func (db *DB) RevokeGrant(ctx context.Context, id, reason string, now time.Time, ev store.AuditEvent) ([]tokenfmt.Hash, error) {
 	var hashes []tokenfmt.Hash
+	var recorded bool
+	now = fromMS(ms(now))
 	err := db.update(ctx, func(tx *sql.Tx) error {
+		recorded = false
 		err := db.lockLiveGrant(ctx, tx, id)
 		if errors.Is(err, store.ErrRevoked) {
 			return nil // already revoked: nothing changes, nothing to audit
@@ -455,20 +458,31 @@ func (db *DB) RevokeGrant(ctx context.Context, id, reason string, now time.Time,
 		if hashes, err = scanHashes(rows); err != nil {
 			return fmt.Errorf("sqlstore: revoke grant: list secrets: %w", err)
 		}
-		if _, err := db.txExec(ctx, tx, "UPDATE tokens SET revoked_at = $2, revoke_reason = $3, updated_at = $2 WHERE id IN ("+liveGrantTokensSQL+")",
-			id, ms(now), reason); err != nil {
+		toks, err := tokenRevocations(ctx, tx, now, false, "UPDATE tokens SET revoked_at = $2, revoke_reason = $3, updated_at = $2 WHERE id IN ("+liveGrantTokensSQL+") RETURNING id, api_id, expires_at",
+			id, ms(now), reason)
+		if err != nil {
 			return fmt.Errorf("sqlstore: revoke grant: revoke tokens: %w", err)
 		}
-		if _, err := db.txExec(ctx, tx, "UPDATE grants SET revoked_at = $2, revoke_reason = $3 WHERE id = $1", id, ms(now), reason); err != nil {
+		var apiID string
+		if err := tx.QueryRowContext(ctx, "UPDATE grants SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 RETURNING api_id",
+			id, ms(now), reason).Scan(&apiID); err != nil {
 			return fmt.Errorf("sqlstore: revoke grant: %w", err)
 		}
 		if err := db.notifyHashes(ctx, tx, hashes); err != nil {
 			return err
 		}
+		revs := append([]store.Revocation{grantRevocation(id, apiID, now)}, toks...)
+		if err := db.recordRevocations(ctx, tx, revs); err != nil {
+			return err
+		}
+		recorded = true
 		return db.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if recorded {
+		db.revocationsRecorded()
 	}
 	return hashes, nil
 }

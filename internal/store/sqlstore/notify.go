@@ -46,6 +46,11 @@ func (db *DB) notifyHashes(ctx context.Context, tx *sql.Tx, hashes []tokenfmt.Ha
 // changed, until ctx ends. Whenever it may have missed notifications (at
 // start, after a lost connection) it calls onReset, and the caller drops
 // its whole cache. On SQLite it returns at once: there is one node.
+//
+// The same connection listens for revocations recorded by other nodes and
+// wakes the readers of RevocationsChanged, also after every (re)connection:
+// while it runs, a stream of the feed on this node hears of another node's
+// revocation within milliseconds.
 func (db *DB) SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.Hash), onReset func()) {
 	if db.d.name != "postgres" {
 		return
@@ -75,11 +80,19 @@ func (db *DB) listen(ctx context.Context, onHash func(tokenfmt.Hash), onReset fu
 	if _, err := conn.Exec(ctx, "LISTEN "+invalidationChannel); err != nil {
 		return err
 	}
+	if _, err := conn.Exec(ctx, "LISTEN "+revocationChannel); err != nil {
+		return err
+	}
 	onReset() // anything before this point may have been missed
+	db.revocationsRecorded()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if n.Channel == revocationChannel {
+			db.revocationsRecorded()
+			continue
 		}
 		payload, ok := strings.CutPrefix(n.Payload, "h:")
 		if !ok {

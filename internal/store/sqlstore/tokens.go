@@ -293,7 +293,9 @@ func (db *DB) RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hi
 func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time, ev store.AuditEvent) (store.Token, []tokenfmt.Hash, error) {
 	var out store.Token
 	var hashes []tokenfmt.Hash
+	var recorded bool
 	err := db.update(ctx, func(tx *sql.Tx) error {
+		recorded = false
 		t, err := db.lockToken(ctx, tx, id)
 		if err != nil {
 			return err
@@ -305,15 +307,25 @@ func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time,
 		if !t.RevokedAt.IsZero() {
 			return nil // already revoked: nothing changes, nothing to audit
 		}
-		out.RevokedAt, out.RevokeReason, out.UpdatedAt = fromMS(ms(now)), reason, fromMS(ms(now))
+		now := fromMS(ms(now))
+		out.RevokedAt, out.RevokeReason, out.UpdatedAt = now, reason, now
 		if _, err := db.txExec(ctx, tx, "UPDATE tokens SET revoked_at = $2, revoke_reason = $3, updated_at = $2 WHERE id = $1", id, ms(now), reason); err != nil {
 			return fmt.Errorf("sqlstore: revoke token: %w", err)
 		}
 		if err := db.notifyHashes(ctx, tx, hashes); err != nil {
 			return err
 		}
+		if r, ok := tokenRevocation(t.ID, t.APIID, t.ExpiresAt, now); ok {
+			if err := db.recordRevocations(ctx, tx, []store.Revocation{r}); err != nil {
+				return err
+			}
+			recorded = true
+		}
 		return db.appendAudit(ctx, tx, ev)
 	})
+	if err == nil && recorded {
+		db.revocationsRecorded()
+	}
 	return out, hashes, err
 }
 

@@ -142,7 +142,10 @@ const userTokensSQL = "SELECT id FROM tokens WHERE grant_id <> '' AND grant_id I
 // tokens collected and deleted.
 func (db *DB) DeleteUser(ctx context.Context, id string, ev store.AuditEvent) ([]tokenfmt.Hash, error) {
 	var hashes []tokenfmt.Hash
+	var recorded bool
+	now := fromMS(ms(eventTime(ev)))
 	err := db.update(ctx, func(tx *sql.Tx) error {
+		recorded = false
 		var found string
 		err := db.txQueryRow(ctx, tx, "SELECT id FROM users WHERE id = $1"+db.d.forUpdate, id).Scan(&found)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -173,24 +176,48 @@ func (db *DB) DeleteUser(ctx context.Context, id string, ev store.AuditEvent) ([
 			return err
 		}
 		// Child rows go explicitly rather than by cascade, so that the
-		// outcome does not depend on SQLite's foreign_keys pragma.
-		for _, q := range []string{
-			"DELETE FROM token_usage WHERE token_id IN (" + userTokensSQL + ")",
-			"DELETE FROM token_secrets WHERE token_id IN (" + userTokensSQL + ")",
-			"DELETE FROM tokens WHERE id IN (" + userTokensSQL + ")",
-			"DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)",
-			"DELETE FROM grants WHERE user_id = $1",
-			"DELETE FROM consents WHERE user_id = $1",
-			"DELETE FROM users WHERE id = $1",
-		} {
-			if _, err := db.txExec(ctx, tx, q, id); err != nil {
-				return fmt.Errorf("sqlstore: delete user: %w", err)
+		// outcome does not depend on SQLite's foreign_keys pragma. Live
+		// tokens and grants deleted here are published as revoked.
+		exec := func(qs ...string) error {
+			for _, q := range qs {
+				if _, err := db.txExec(ctx, tx, q, id); err != nil {
+					return fmt.Errorf("sqlstore: delete user: %w", err)
+				}
 			}
+			return nil
 		}
+		if err := exec(
+			"DELETE FROM token_usage WHERE token_id IN ("+userTokensSQL+")",
+			"DELETE FROM token_secrets WHERE token_id IN ("+userTokensSQL+")",
+		); err != nil {
+			return err
+		}
+		revs, err := tokenRevocations(ctx, tx, now, true, "DELETE FROM tokens WHERE id IN ("+userTokensSQL+") RETURNING id, api_id, expires_at, revoked_at", id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete user: %w", err)
+		}
+		if err := exec("DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)"); err != nil {
+			return err
+		}
+		grants, err := grantRevocations(ctx, tx, now, true, "DELETE FROM grants WHERE user_id = $1 RETURNING id, api_id, revoked_at", id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete user: %w", err)
+		}
+		revs = append(grants, revs...)
+		if err := exec("DELETE FROM consents WHERE user_id = $1", "DELETE FROM users WHERE id = $1"); err != nil {
+			return err
+		}
+		if err := db.recordRevocations(ctx, tx, revs); err != nil {
+			return err
+		}
+		recorded = len(revs) > 0
 		return db.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if recorded {
+		db.revocationsRecorded()
 	}
 	return hashes, nil
 }
@@ -313,7 +340,10 @@ const consentTokensSQL = `SELECT id FROM tokens WHERE grant_id <> '' AND revoked
 // revoked.
 func (db *DB) DeleteConsent(ctx context.Context, userID, clientID string, now time.Time, ev store.AuditEvent) ([]tokenfmt.Hash, error) {
 	var hashes []tokenfmt.Hash
+	var recorded bool
+	now = fromMS(ms(now))
 	err := db.update(ctx, func(tx *sql.Tx) error {
+		recorded = false
 		for _, q := range []string{
 			"DELETE FROM auth_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL",
 			"DELETE FROM device_codes WHERE user_id = $1 AND client_id = $2 AND status = '" + store.DeviceApproved + "'",
@@ -322,15 +352,13 @@ func (db *DB) DeleteConsent(ctx context.Context, userID, clientID string, now ti
 				return fmt.Errorf("sqlstore: delete consent: %w", err)
 			}
 		}
-		res, err := db.txExec(ctx, tx, "UPDATE grants SET revoked_at = $3, revoke_reason = $4 WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+		revs, err := grantRevocations(ctx, tx, now, false, `UPDATE grants SET revoked_at = $3, revoke_reason = $4
+			WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL RETURNING id, api_id`,
 			userID, clientID, ms(now), consentRevokedReason)
 		if err != nil {
 			return fmt.Errorf("sqlstore: delete consent: revoke grants: %w", err)
 		}
-		grants, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("sqlstore: delete consent: %w", err)
-		}
+		grants := len(revs)
 		rows, err := tx.QueryContext(ctx, "SELECT hash FROM token_secrets WHERE token_id IN ("+consentTokensSQL+") ORDER BY hash", userID, clientID)
 		if err != nil {
 			return fmt.Errorf("sqlstore: delete consent: list secrets: %w", err)
@@ -338,11 +366,13 @@ func (db *DB) DeleteConsent(ctx context.Context, userID, clientID string, now ti
 		if hashes, err = scanHashes(rows); err != nil {
 			return fmt.Errorf("sqlstore: delete consent: list secrets: %w", err)
 		}
-		if _, err := db.txExec(ctx, tx, "UPDATE tokens SET revoked_at = $3, revoke_reason = $4, updated_at = $3 WHERE id IN ("+consentTokensSQL+")",
-			userID, clientID, ms(now), consentRevokedReason); err != nil {
+		toks, err := tokenRevocations(ctx, tx, now, false, "UPDATE tokens SET revoked_at = $3, revoke_reason = $4, updated_at = $3 WHERE id IN ("+consentTokensSQL+") RETURNING id, api_id, expires_at",
+			userID, clientID, ms(now), consentRevokedReason)
+		if err != nil {
 			return fmt.Errorf("sqlstore: delete consent: revoke tokens: %w", err)
 		}
-		res, err = db.txExec(ctx, tx, "DELETE FROM consents WHERE user_id = $1 AND client_id = $2", userID, clientID)
+		revs = append(revs, toks...)
+		res, err := db.txExec(ctx, tx, "DELETE FROM consents WHERE user_id = $1 AND client_id = $2", userID, clientID)
 		if err != nil {
 			return fmt.Errorf("sqlstore: delete consent: %w", err)
 		}
@@ -356,10 +386,17 @@ func (db *DB) DeleteConsent(ctx context.Context, userID, clientID string, now ti
 		if err := db.notifyHashes(ctx, tx, hashes); err != nil {
 			return err
 		}
+		if err := db.recordRevocations(ctx, tx, revs); err != nil {
+			return err
+		}
+		recorded = len(revs) > 0
 		return db.appendAudit(ctx, tx, ev)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if recorded {
+		db.revocationsRecorded()
 	}
 	return hashes, nil
 }

@@ -45,7 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentAudit", testConcurrentAudit},
 		{"PurgeTokens", testPurgeTokens},
 	}
-	for _, group := range [][]storeTest{clientTests, grantTests, userTests, keyTests} {
+	for _, group := range [][]storeTest{clientTests, grantTests, userTests, keyTests, revocationTests} {
 		for _, tt := range group {
 			tests = append(tests, struct {
 				name string
@@ -61,7 +61,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 }
 
 // storeTest is one conformance test. Each group of entities keeps its tests
-// in its own file (clients.go, grants.go, users.go, keys.go).
+// in its own file (clients.go, grants.go, users.go, keys.go, revocations.go).
 type storeTest struct {
 	name string
 	fn   func(t *testing.T, s store.Store)
