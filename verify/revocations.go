@@ -1,0 +1,396 @@
+package verify
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Revocation feed timing.
+const (
+	feedBackoffMin = 100 * time.Millisecond
+	feedBackoffMax = 5 * time.Second
+	// feedIdleTimeout drops a stream that sent nothing (not even the 15 s
+	// keepalive comment) for this long.
+	feedIdleTimeout = 45 * time.Second
+	// feedHealthy is how long a stream must have been up for the next
+	// reconnection to start from the shortest backoff again.
+	feedHealthy = 10 * time.Second
+	// feedPageSize is the limit of each poll.
+	feedPageSize = 1000
+)
+
+// revocation is one event of Jeton's revocation feed.
+type revocation struct {
+	Seq       int64     `json:"seq"`
+	Kind      string    `json:"kind"` // "token" or "grant"
+	ID        string    `json:"id"`
+	API       string    `json:"api"`
+	RevokedAt time.Time `json:"revoked_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// denylist holds revoked token and grant ids until their expires_at,
+// bounded: when full, expired entries go first, then those that expire
+// soonest.
+type denylist struct {
+	max  int
+	size atomic.Int64 // len(m), read without the lock on the hot path
+	mu   sync.RWMutex
+	m    map[string]*denied
+	heap denyHeap // by expiry
+}
+
+// denied is one denylist entry; grant ids and token ids share the map (their
+// prefixes differ), the kind is kept to match the right claim.
+type denied struct {
+	key     string
+	grant   bool
+	expires time.Time
+	index   int // in the heap
+}
+
+func newDenylist(maxLen int) *denylist {
+	return &denylist{max: maxLen, m: make(map[string]*denied)}
+}
+
+// denyKey keys grants apart from tokens, so an id of one kind can never
+// match a claim of the other.
+func denyKey(grant bool, id string) string {
+	if grant {
+		return "g:" + id
+	}
+	return "t:" + id
+}
+
+// add records a revocation. It is idempotent.
+func (d *denylist) add(grant bool, id string, expires, now time.Time) {
+	if !expires.After(now) {
+		return
+	}
+	k := denyKey(grant, id)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e, ok := d.m[k]; ok {
+		if expires.After(e.expires) {
+			e.expires = expires
+			heap.Fix(&d.heap, e.index)
+		}
+		return
+	}
+	for len(d.heap) > 0 && !d.heap[0].expires.After(now) {
+		d.removeLocked(d.heap[0])
+	}
+	for len(d.m) >= d.max && len(d.heap) > 0 {
+		d.removeLocked(d.heap[0])
+	}
+	e := &denied{key: k, grant: grant, expires: expires}
+	d.m[k] = e
+	heap.Push(&d.heap, e)
+	d.size.Store(int64(len(d.m)))
+}
+
+func (d *denylist) removeLocked(e *denied) {
+	heap.Remove(&d.heap, e.index)
+	delete(d.m, e.key)
+	d.size.Store(int64(len(d.m)))
+}
+
+// revoked reports whether token id tokenID, or grant id grantID, is
+// denied at now. It does not allocate.
+func (d *denylist) revoked(tokenID, grantID string, now time.Time) bool {
+	if d.size.Load() == 0 {
+		return false
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.hasLocked(false, tokenID, now) || d.hasLocked(true, grantID, now)
+}
+
+func (d *denylist) hasLocked(grant bool, id string, now time.Time) bool {
+	if id == "" {
+		return false
+	}
+	// Build the key on the stack: the compiler does not allocate for a
+	// map index with a string converted from a byte slice.
+	var buf [128]byte
+	var b []byte
+	if len(id)+2 <= len(buf) {
+		b = buf[:0]
+	}
+	if grant {
+		b = append(b, "g:"...)
+	} else {
+		b = append(b, "t:"...)
+	}
+	b = append(b, id...)
+	e, ok := d.m[string(b)]
+	return ok && now.Before(e.expires)
+}
+
+func (d *denylist) len() int { return int(d.size.Load()) }
+
+// denyHeap is a min-heap of entries by expiry (container/heap).
+type denyHeap []*denied
+
+func (h denyHeap) Len() int           { return len(h) }
+func (h denyHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h denyHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *denyHeap) Push(x any) {
+	e := x.(*denied)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *denyHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
+
+// feed follows Jeton's revocation feed: GET /v1/revocations/stream
+// (server-sent events), resumed after the last applied seq with
+// Last-Event-ID and reconnected with backoff (100 ms doubling to 5 s);
+// while the stream is down, GET /v1/revocations?after= is polled every
+// PollInterval. Each event is applied once: both sources deliver events in
+// seq order with no gaps, so an event at or below the last applied seq is
+// a duplicate.
+type feed struct {
+	v       *Verifier
+	onEvent func(seq int64)
+
+	mu      sync.Mutex // serialises apply
+	lastSeq int64
+
+	connected atomic.Bool
+}
+
+func newFeed(v *Verifier, onEvent func(int64)) *feed {
+	return &feed{v: v, onEvent: onEvent}
+}
+
+// start runs the stream and the fallback poller until ctx ends.
+func (f *feed) start(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		f.streamLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		f.pollLoop(ctx)
+	}()
+}
+
+// seq returns the last applied seq.
+func (f *feed) seq() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastSeq
+}
+
+// apply records one event unless it was already applied.
+func (f *feed) apply(ev *revocation) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ev.Seq <= f.lastSeq {
+		return
+	}
+	f.lastSeq = ev.Seq
+	v := f.v
+	switch ev.Kind {
+	case "token":
+		v.deny.add(false, ev.ID, ev.ExpiresAt, v.cfg.Now())
+		v.cache.evictToken(ev.ID)
+	case "grant":
+		v.deny.add(true, ev.ID, ev.ExpiresAt, v.cfg.Now())
+		v.cache.evictGrantTokens()
+	default:
+		v.cfg.Logger.Debug("verify: revocation of an unknown kind ignored", "seq", ev.Seq, "kind", ev.Kind)
+	}
+	if f.onEvent != nil {
+		f.onEvent(ev.Seq)
+	}
+}
+
+// catchUp polls until every live revocation has been applied.
+func (f *feed) catchUp(ctx context.Context) error {
+	for {
+		n, err := f.pollOnce(ctx)
+		if err != nil {
+			return err
+		}
+		if n < feedPageSize {
+			return nil
+		}
+	}
+}
+
+// pollOnce fetches and applies one page after the last applied seq and
+// returns the number of events it held.
+func (f *feed) pollOnce(ctx context.Context) (int, error) {
+	after := f.seq()
+	u := f.v.base + "/v1/revocations?after=" + strconv.FormatInt(after, 10) + "&limit=" + strconv.Itoa(feedPageSize)
+	var page struct {
+		Revocations []revocation `json:"revocations"`
+		Next        int64        `json:"next"`
+	}
+	if _, err := f.v.getJSON(ctx, u, f.v.cfg.Credential, maxPollSize, &page, nil); err != nil {
+		return 0, err
+	}
+	for i := range page.Revocations {
+		ev := &page.Revocations[i]
+		if err := ev.validate(); err != nil {
+			return 0, fmt.Errorf("GET /v1/revocations: %w", err)
+		}
+		f.apply(ev)
+	}
+	return len(page.Revocations), nil
+}
+
+// validate checks the fields every event must have.
+func (ev *revocation) validate() error {
+	if ev.Seq <= 0 || ev.ID == "" || ev.ExpiresAt.IsZero() {
+		return fmt.Errorf("invalid revocation event (seq %d)", ev.Seq)
+	}
+	return nil
+}
+
+// pollLoop polls every PollInterval while the stream is down.
+func (f *feed) pollLoop(ctx context.Context) {
+	t := time.NewTicker(f.v.cfg.PollInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if f.connected.Load() {
+			continue
+		}
+		err := f.catchUp(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			f.v.cfg.Logger.Warn("verify: polling the revocation feed failed", "err", err)
+			failing = true
+		case err == nil && failing:
+			f.v.cfg.Logger.Info("verify: polling the revocation feed works again")
+			failing = false
+		}
+	}
+}
+
+// streamLoop keeps the stream connected until ctx ends.
+func (f *feed) streamLoop(ctx context.Context) {
+	log := f.v.cfg.Logger
+	backoff := feedBackoffMin
+	failing := false
+	for {
+		began := time.Now()
+		up, err := f.stream(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case up:
+			log.Warn("verify: revocation stream dropped; reconnecting, polling meanwhile", "err", err)
+			failing = false
+			if time.Since(began) >= feedHealthy {
+				backoff = feedBackoffMin
+			}
+		case !failing:
+			log.Warn("verify: cannot connect to the revocation stream; polling until it is back", "err", err)
+			failing = true
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, feedBackoffMax)
+	}
+}
+
+// errStreamIdle reports a stream that went silent.
+var errStreamIdle = errors.New("revocation stream idle")
+
+// stream reads one connection of the event stream until it ends, and
+// reports whether it connected.
+func (f *feed) stream(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.v.base+"/v1/revocations/stream", nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cache-Control", "no-cache")
+	req.Header.Set("Authorization", "Bearer "+f.v.cfg.Credential)
+	if seq := f.seq(); seq > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatInt(seq, 10))
+	}
+	// A silent connection (no bytes, not even headers) is dropped.
+	idle := time.AfterFunc(feedIdleTimeout, func() { cancel(errStreamIdle) })
+	defer idle.Stop()
+	client := *f.v.cfg.HTTPClient
+	client.Timeout = 0 // the stream is long-lived; idle bounds it instead
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, streamErr(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, statusError(req, resp)
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+		return false, fmt.Errorf("GET /v1/revocations/stream: content type %q, want text/event-stream", mt)
+	}
+	idle.Reset(feedIdleTimeout)
+	f.v.cfg.Logger.Debug("verify: revocation stream connected", "after", req.Header.Get("Last-Event-ID"))
+	f.connected.Store(true)
+	defer f.connected.Store(false)
+	p := newSSEReader(resp.Body)
+	p.onLine = func() { idle.Reset(feedIdleTimeout) }
+	for {
+		ev, err := p.next()
+		if err != nil {
+			return true, streamErr(ctx, err)
+		}
+		if ev.Type != "revocation" {
+			continue
+		}
+		var r revocation
+		if err := json.Unmarshal(ev.Data, &r); err != nil {
+			return true, fmt.Errorf("revocation stream: bad event data: %w", err)
+		}
+		if err := r.validate(); err != nil {
+			return true, fmt.Errorf("revocation stream: %w", err)
+		}
+		f.apply(&r)
+	}
+}
+
+// streamErr prefers the cause of the stream's cancellation (idle) over the
+// read error it caused.
+func streamErr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}

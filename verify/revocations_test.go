@@ -1,0 +1,227 @@
+package verify_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetonhq/jeton/verify"
+)
+
+// seqRecorder records the seq of every applied revocation event.
+type seqRecorder struct {
+	mu   sync.Mutex
+	seqs []int64
+}
+
+func (r *seqRecorder) add(seq int64) {
+	r.mu.Lock()
+	r.seqs = append(r.seqs, seq)
+	r.mu.Unlock()
+}
+
+func (r *seqRecorder) get() []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seqs)
+}
+
+func (r *seqRecorder) has(seq int64) bool { return slices.Contains(r.get(), seq) }
+
+func newSubscribed(t *testing.T, f *fakeJeton, rec *seqRecorder, edit func(*verify.Config)) *verify.Verifier {
+	t.Helper()
+	cfg := f.config(func(c *verify.Config) {
+		c.Revocations = true
+		c.PollInterval = 20 * time.Millisecond
+		if edit != nil {
+			edit(c)
+		}
+	})
+	v, err := verify.NewWithEventHook(context.Background(), cfg, rec.add)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+// TestRevocationJWT: a revoked jti, or a revoked grant (sid), makes the
+// JWT fail with ErrRevoked, pushed through the stream.
+func TestRevocationJWT(t *testing.T) {
+	t.Parallel()
+	f, es := newFake(t)
+	var rec seqRecorder
+	v := newSubscribed(t, f, &rec, nil)
+	ctx := context.Background()
+	waitFor(t, "the stream", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.streamsUp == 1 })
+	exp := f.clock.Now().Add(time.Hour)
+	byJTI := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_a" })
+	bySID := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_b"; m["sid"] = "grt_b" })
+	other := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "grt_b"; m["sid"] = "tok_a" }) // ids of the other kind
+	for _, tok := range []string{byJTI, bySID, other} {
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s1 := f.publish("token", "tok_a", exp)
+	s2 := f.publish("grant", "grt_b", exp)
+	waitFor(t, "both events", func() bool { return rec.has(s1) && rec.has(s2) })
+	if f.pollCalls.Load() != 1 {
+		t.Errorf("%d polls; the events should have come through the stream after the start-up poll", f.pollCalls.Load())
+	}
+	for _, tok := range []string{byJTI, bySID} {
+		if _, err := v.Verify(ctx, tok); !errors.Is(err, verify.ErrRevoked) {
+			t.Errorf("revoked token: %v", err)
+		}
+	}
+	if _, err := v.Verify(ctx, other); err != nil {
+		t.Errorf("a token id matched a grant id or the reverse: %v", err)
+	}
+	// An entry is dropped at its expires_at.
+	f.clock.Advance(time.Hour)
+	fresh := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_a" })
+	if _, err := v.Verify(ctx, fresh); err != nil {
+		t.Errorf("after the entry's expiry: %v", err)
+	}
+}
+
+// TestRevocationCatchUpAtStart: revocations that exist before New are
+// applied before New returns.
+func TestRevocationCatchUpAtStart(t *testing.T) {
+	t.Parallel()
+	f, es := newFake(t)
+	exp := f.clock.Now().Add(time.Hour)
+	for i := range 2500 { // several pages
+		f.publish("token", "tok_"+strconv.Itoa(i), exp)
+	}
+	var rec seqRecorder
+	v := newSubscribed(t, f, &rec, nil)
+	if got := verify.DenylistLen(v); got != 2500 {
+		t.Errorf("denylist has %d entries after New, want 2500", got)
+	}
+	tok := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_2499" })
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, verify.ErrRevoked) {
+		t.Errorf("revoked before start: %v", err)
+	}
+}
+
+// TestRevocationEvictsCache: a revocation drops the cached positive answer
+// of an opaque token at once.
+func TestRevocationEvictsCache(t *testing.T) {
+	t.Parallel()
+	f, _ := newFake(t)
+	var rec seqRecorder
+	v := newSubscribed(t, f, &rec, nil)
+	ctx := context.Background()
+	key := newToken(t, "jtp")
+	at := newToken(t, "jta")
+	f.addToken(key, opaque{ID: "tok_key"})
+	f.addToken(at, opaque{ID: "tok_at"})
+	for range 2 {
+		for _, tok := range []string{key, at} {
+			if _, err := v.Verify(ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if f.calls(key) != 1 || f.calls(at) != 1 {
+		t.Fatalf("not cached: %d %d calls", f.calls(key), f.calls(at))
+	}
+	seq := f.publish("token", "tok_key", f.clock.Now().Add(time.Hour))
+	waitFor(t, "the event", func() bool { return rec.has(seq) })
+	if _, err := v.Verify(ctx, key); !errors.Is(err, verify.ErrRevoked) {
+		t.Errorf("revoked API key: %v", err)
+	}
+	// A grant revocation drops the cached opaque access tokens (Jeton's
+	// answer does not say which grant they came from).
+	f.addToken(at, opaque{Code: "revoked"})
+	seq = f.publish("grant", "grt_1", f.clock.Now().Add(time.Hour))
+	waitFor(t, "the event", func() bool { return rec.has(seq) })
+	if _, err := v.Verify(ctx, at); !errors.Is(err, verify.ErrRevoked) {
+		t.Errorf("access token of a revoked grant: %v", err)
+	}
+	if f.calls(at) != 2 {
+		t.Errorf("access token: %d calls, want 2 (the grant revocation should drop its cache entry)", f.calls(at))
+	}
+}
+
+// TestRevocationStreamDropAndResume: the stream drops mid-event, stays
+// down while more revocations happen (the poller picks them up), and
+// resumes with Last-Event-ID; every event is applied exactly once, in
+// order.
+func TestRevocationStreamDropAndResume(t *testing.T) {
+	t.Parallel()
+	f, _ := newFake(t)
+	var rec seqRecorder
+	var logs logBuffer
+	v := newSubscribed(t, f, &rec, func(c *verify.Config) { c.Logger = debugLogger(&logs) })
+	_ = v
+	exp := f.clock.Now().Add(time.Hour)
+	streamUp := func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.streamsUp == 1 }
+	waitFor(t, "the stream", streamUp)
+	var last int64
+	for i := range 5 {
+		last = f.publish("token", "tok_s"+strconv.Itoa(i), exp)
+	}
+	waitFor(t, "events 1-5", func() bool { return rec.has(last) })
+	polls := f.pollCalls.Load()
+
+	f.set(func(f *fakeJeton) { f.streamDown = true })
+	f.dropStreams()
+	waitFor(t, "the stream to drop", func() bool { return !streamUp() })
+	for i := range 5 {
+		last = f.publish("token", "tok_d"+strconv.Itoa(i), exp)
+	}
+	waitFor(t, "events 6-10 by polling", func() bool { return rec.has(last) })
+	if f.pollCalls.Load() == polls {
+		t.Error("no poll while the stream was down")
+	}
+
+	f.set(func(f *fakeJeton) { f.streamDown = false })
+	waitFor(t, "the stream to resume", streamUp)
+	for i := range 5 {
+		last = f.publish("token", "tok_r"+strconv.Itoa(i), exp)
+	}
+	waitFor(t, "events 11-15", func() bool { return rec.has(last) })
+
+	want := make([]int64, 15)
+	for i := range want {
+		want[i] = int64(i + 1)
+	}
+	if got := rec.get(); !slices.Equal(got, want) {
+		t.Errorf("applied seqs %v, want each of 1..15 once, in order", got)
+	}
+	f.mu.Lock()
+	ids := slices.Clone(f.lastIDs)
+	f.mu.Unlock()
+	if ids[0] != "" || ids[len(ids)-1] == "" {
+		t.Errorf("Last-Event-ID of the stream requests: %q; want none first, then the last seq", ids)
+	}
+	if got := verify.DenylistLen(v); got != 15 {
+		t.Errorf("denylist has %d entries, want 15", got)
+	}
+}
+
+// TestCloseStopsFeed: Close ends the stream and is idempotent.
+func TestCloseStopsFeed(t *testing.T) {
+	t.Parallel()
+	f, es := newFake(t)
+	var rec seqRecorder
+	v := newSubscribed(t, f, &rec, nil)
+	streamUp := func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.streamsUp == 1 }
+	waitFor(t, "the stream", streamUp)
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stream to close", func() bool { return !streamUp() })
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(context.Background(), f.mint(t, es, nil, nil)); err != nil {
+		t.Errorf("Verify after Close: %v", err)
+	}
+}
