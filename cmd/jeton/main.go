@@ -1,6 +1,7 @@
 // Command jeton is the Jeton access-token server and its command-line client.
 //
 //	jeton serve                 run the server
+//	jeton proxy                 a gateway that checks tokens in front of any API
 //	jeton admin bootstrap       create an admin token directly in the store
 //	jeton api ...               manage APIs            (calls the admin API)
 //	jeton token ...             manage tokens          (calls the admin API)
@@ -17,10 +18,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -34,6 +33,7 @@ const usage = `usage: jeton <command> [flags]
 
 commands:
   serve             run the server (--addr, --db)
+  proxy             guard an API: check tokens, then forward (--listen, --upstream, --config)
   admin bootstrap   create an admin token in the store and print it (--db)
   api               create, list, get, update, delete APIs
   token             create, list, get, update, revoke, rotate, usage, verify tokens
@@ -65,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		return runServe(ctx, rest, stderr)
+	case "proxy":
+		return runProxyMain(ctx, rest, stderr)
 	case "admin":
 		if len(rest) == 0 || rest[0] != "bootstrap" {
 			return errors.New("usage: jeton admin bootstrap [--db DSN]")
@@ -128,16 +130,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	var trusted []netip.Prefix
-	for _, s := range strings.Split(*proxies, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return fmt.Errorf("--trusted-proxies: %q is not a CIDR", s)
-		}
-		trusted = append(trusted, p.Masked())
+	trusted, err := parseCIDRs(*proxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	return server.Run(ctx, server.Config{Addr: *addr, DB: *db, TrustedProxies: trusted, ClientIPHeader: *header,

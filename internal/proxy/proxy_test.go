@@ -1,0 +1,603 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetonhq/jeton/verify"
+)
+
+// fakeVerifier is a hand-written Verifier: tokens map to claims; anything
+// else is invalid. The real verifier is exercised in integration_test.go.
+type fakeVerifier struct {
+	api    string
+	tokens map[string]*verify.Claims
+	errs   map[string]error
+
+	mu     sync.Mutex
+	calls  int
+	lastIP string
+	closed bool
+}
+
+func (f *fakeVerifier) VerifyRequest(r *http.Request, scopes ...string) (*verify.Claims, error) {
+	f.mu.Lock()
+	f.calls++
+	f.lastIP = r.RemoteAddr
+	f.mu.Unlock()
+	tok, err := verify.BearerToken(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.errs[tok]; err != nil {
+		return nil, err
+	}
+	c, ok := f.tokens[tok]
+	if !ok {
+		return nil, &verify.Error{Code: "invalid_token", Description: "the token is not valid", Status: http.StatusUnauthorized, Err: verify.ErrUnknownToken}
+	}
+	for _, s := range scopes {
+		if !c.HasScope(s) {
+			return nil, &verify.Error{Code: "insufficient_scope", Description: "the token lacks a scope", Status: http.StatusForbidden,
+				Scope: strings.Join(scopes, " "), Err: verify.ErrInsufficientScope}
+		}
+	}
+	return c, nil
+}
+
+func (f *fakeVerifier) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	return nil
+}
+
+// upstream records what reached it and answers with a small JSON echo.
+type upstream struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+func newUpstream(t *testing.T, h http.HandlerFunc) *upstream {
+	t.Helper()
+	u := &upstream{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.reqs = append(u.reqs, r.Clone(context.Background()))
+		u.mu.Unlock()
+		if h != nil {
+			h(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "upstream saw %s %s", r.Method, r.URL.RequestURI())
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *upstream) last(t *testing.T) *http.Request {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.reqs) == 0 {
+		t.Fatal("nothing reached the upstream")
+	}
+	return u.reqs[len(u.reqs)-1]
+}
+
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+const testRules = `
+api: https://api.example.com
+routes:
+  - name: public
+    path: /public/**
+    public: true
+  - name: read
+    methods: [GET]
+    path: /repos/**
+    scopes: [repos:read]
+  - name: write
+    methods: [POST]
+    path: /repos/*
+    scopes: [repos:write]
+  - name: events
+    path: /events
+  - name: billing
+    path: /billing/**
+    api: https://billing.example.com
+`
+
+type fixture struct {
+	proxy     *Proxy
+	url       string
+	up        *upstream
+	verifiers map[string]*fakeVerifier
+}
+
+var reader = &verify.Claims{Kind: verify.KindOpaque, TokenID: "tok_reader", Subject: "alice", ClientID: "cli_1", Scopes: []string{"repos:read"}}
+
+func newFixture(t *testing.T, rules string, h http.HandlerFunc, mod func(*Config)) *fixture {
+	t.Helper()
+	rs, err := ParseRules("test.yaml", []byte(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{up: newUpstream(t, h), verifiers: map[string]*fakeVerifier{}}
+	var mu sync.Mutex
+	target, _ := url.Parse(f.up.srv.URL + "/base")
+	cfg := Config{Upstream: target, Rules: rs, NewVerifier: func(ctx context.Context, api string) (Verifier, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Contains(api, "broken") {
+			return nil, errors.New("discovery failed")
+		}
+		v := &fakeVerifier{api: api,
+			tokens: map[string]*verify.Claims{
+				"reader": reader,
+				"writer": {Kind: verify.KindJWT, TokenID: "tok_writer", Subject: "bob\r\nX-Evil: 1", Scopes: []string{"repos:read", "repos:write"}},
+				"limited": {Kind: verify.KindOpaque, TokenID: "tok_limited", Subject: "carol", Scopes: []string{"repos:read"},
+					RateLimit: &verify.RateLimit{Limit: 10, Remaining: 9, Reset: 1500 * time.Millisecond}},
+			},
+			errs: map[string]error{
+				"throttled": &verify.Error{Code: "rate_limited", Description: "rate limit exceeded", Status: http.StatusTooManyRequests,
+					RetryAfter: 3 * time.Second, RateLimit: &verify.RateLimit{Limit: 10, Reset: 3 * time.Second}, Err: verify.ErrRateLimited},
+			}}
+		f.verifiers[api] = v
+		return v, nil
+	}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	f.proxy, f.url = p, srv.URL
+	return f
+}
+
+func (f *fixture) do(t *testing.T, method, path, token string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, f.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestForwardsWithIdentity(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	resp, body := f.do(t, "GET", "/repos/jeton?x=1", "reader", map[string]string{
+		"X-Jeton-Subject": "mallory", "X-Jeton-Anything": "forged", "X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6",
+	})
+	if resp.StatusCode != 200 || body != "upstream saw GET /base/repos/jeton?x=1" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	got := f.up.last(t)
+	for name, want := range map[string]string{
+		"X-Jeton-Subject":   "alice",
+		"X-Jeton-Scopes":    "repos:read",
+		"X-Jeton-Token-Id":  "tok_reader",
+		"X-Jeton-Client-Id": "cli_1",
+		"X-Jeton-Anything":  "",
+		"Authorization":     "",
+		"Forwarded":         "",
+		"X-Forwarded-For":   "127.0.0.1",
+		"X-Forwarded-Proto": "http",
+	} {
+		if v := strings.Join(got.Header.Values(name), ","); v != want {
+			t.Errorf("upstream %s = %q, want %q", name, v, want)
+		}
+	}
+	if h := got.Header.Get("X-Forwarded-Host"); !strings.HasPrefix(f.url, "http://"+h) {
+		t.Errorf("X-Forwarded-Host = %q, proxy is %s", h, f.url)
+	}
+}
+
+func TestIdentityValuesCannotSplitHeaders(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	resp, _ := f.do(t, "POST", "/repos/jeton", "writer", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	got := f.up.last(t)
+	if s := got.Header.Get("X-Jeton-Subject"); s != "bob%0D%0AX-Evil: 1" {
+		t.Errorf("subject header %q", s)
+	}
+	if got.Header.Get("X-Evil") != "" {
+		t.Error("a subject smuggled a header")
+	}
+}
+
+func TestDenials(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	tests := []struct {
+		name, method, path, token string
+		status                    int
+		wwwAuth                   string // substring of WWW-Authenticate
+	}{
+		{"no token", "GET", "/repos/a", "", 401, "Bearer"},
+		{"unknown token", "GET", "/repos/a", "nope", 401, `error="invalid_token"`},
+		{"missing scope", "POST", "/repos/a", "reader", 403, `error="insufficient_scope"`},
+		{"no route", "GET", "/nowhere", "reader", 403, ""},
+		{"method without route", "DELETE", "/repos/a", "writer", 403, ""},
+		{"dot segments", "GET", "/public/../repos/a", "", 400, ""},
+		{"encoded dot segments", "GET", "/public/%2e%2e/repos/a", "", 400, ""},
+		{"encoded slash", "GET", "/public/a%2Fb", "", 400, ""},
+		{"double slash", "GET", "/public//a", "", 400, ""},
+		{"backslash", "GET", "/public/a%5C..%5Crepos", "", 400, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := f.up.count()
+			req, _ := http.NewRequest(tt.method, f.url, nil)
+			req.URL.Opaque = tt.path // sent exactly as written
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.status)
+			}
+			if tt.wwwAuth != "" && !strings.Contains(resp.Header.Get("WWW-Authenticate"), tt.wwwAuth) {
+				t.Errorf("WWW-Authenticate %q, want it to contain %q", resp.Header.Get("WWW-Authenticate"), tt.wwwAuth)
+			}
+			if f.up.count() != before {
+				t.Error("a denied request reached the upstream")
+			}
+		})
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	resp, _ := f.do(t, "GET", "/repos/a", "throttled", nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "3" {
+		t.Fatalf("throttled: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp.Header.Get("RateLimit-Limit") != "10" || resp.Header.Get("RateLimit-Remaining") != "0" {
+		t.Errorf("throttled RateLimit headers: %v", resp.Header)
+	}
+	resp, _ = f.do(t, "GET", "/repos/a", "limited", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("limited: %d", resp.StatusCode)
+	}
+	for h, want := range map[string]string{"RateLimit-Limit": "10", "RateLimit-Remaining": "9", "RateLimit-Reset": "2"} {
+		if got := resp.Header.Get(h); got != want {
+			t.Errorf("%s = %q, want %q", h, got, want)
+		}
+	}
+}
+
+func TestPublicAndDefaultAllow(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	resp, _ := f.do(t, "GET", "/public/readme", "reader", map[string]string{"X-Jeton-Subject": "mallory"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("public: %d", resp.StatusCode)
+	}
+	got := f.up.last(t)
+	if got.Header.Get("Authorization") != "" || got.Header.Get("X-Jeton-Subject") != "" {
+		t.Errorf("public route forwarded credentials or identity: %v", got.Header)
+	}
+	for _, v := range f.verifiers {
+		if v.calls != 0 {
+			t.Errorf("public route called the verifier of %s", v.api)
+		}
+	}
+
+	open := newFixture(t, "api: x\ndefault: allow\nroutes:\n  - path: /private\n    scopes: [a]\n", nil, nil)
+	if resp, _ := open.do(t, "GET", "/elsewhere", "", nil); resp.StatusCode != 200 {
+		t.Errorf("default allow: %d", resp.StatusCode)
+	}
+	if resp, _ := open.do(t, "GET", "/private", "", nil); resp.StatusCode != 401 {
+		t.Errorf("default allow still guards routes: %d", resp.StatusCode)
+	}
+}
+
+func TestVerifierPerAPI(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	if len(f.verifiers) != 2 || f.verifiers["https://api.example.com"] == nil || f.verifiers["https://billing.example.com"] == nil {
+		t.Fatalf("verifiers: %v", f.verifiers)
+	}
+	f.do(t, "GET", "/billing/x", "reader", nil)
+	if f.verifiers["https://billing.example.com"].calls != 1 || f.verifiers["https://api.example.com"].calls != 0 {
+		t.Error("the billing route did not use the billing API's verifier")
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, func(c *Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}
+	})
+	f.do(t, "GET", "/repos/a", "reader", map[string]string{"X-Forwarded-For": "203.0.113.9, 10.1.1.1", "X-Forwarded-Proto": "https"})
+	v := f.verifiers["https://api.example.com"]
+	if v.lastIP != "203.0.113.9:0" {
+		t.Errorf("the verifier saw client %q, want 203.0.113.9", v.lastIP)
+	}
+	got := f.up.last(t)
+	if xff := got.Header.Get("X-Forwarded-For"); xff != "203.0.113.9, 10.1.1.1, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For = %q", xff)
+	}
+	if got.Header.Get("X-Forwarded-Proto") != "https" {
+		t.Errorf("X-Forwarded-Proto = %q", got.Header.Get("X-Forwarded-Proto"))
+	}
+}
+
+func TestReload(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	billing := f.verifiers["https://billing.example.com"]
+	next, err := ParseRules("next.yaml", []byte("api: https://api.example.com\nroutes:\n  - path: /repos/**\n    scopes: [repos:admin]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.proxy.Reload(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := f.do(t, "GET", "/repos/a", "reader", nil); resp.StatusCode != 403 {
+		t.Errorf("after reload: %d, want 403 (repos:admin now required)", resp.StatusCode)
+	}
+	if !billing.closed {
+		t.Error("the verifier of an API no longer used was not closed")
+	}
+	if f.verifiers["https://api.example.com"].closed {
+		t.Error("the verifier of an API still used was closed")
+	}
+
+	broken, err := ParseRules("broken.yaml", []byte("api: https://broken.example.com\nroutes:\n  - path: /**\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.proxy.Reload(context.Background(), broken); err == nil {
+		t.Fatal("a reload whose verifier cannot be made succeeded")
+	}
+	if f.proxy.Rules() != next {
+		t.Error("a failed reload replaced the rules")
+	}
+}
+
+func TestUpstreamDown(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	f.up.srv.Close()
+	resp, body := f.do(t, "GET", "/public/x", "", nil)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "bad_gateway") {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestStreamsBodies shows that neither direction is buffered: the upstream
+// answers the first half of a request body before the client has sent
+// the second, and the client reads each server-sent event as it is sent.
+func TestStreamsBodies(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		rc.EnableFullDuplex()
+		if r.Header.Get("Accept") == "text/event-stream" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i := range 3 {
+				fmt.Fprintf(w, "data: %d\n\n", i)
+				rc.Flush()
+				// Wait for the client to ask for the next event.
+				if _, err := io.ReadFull(r.Body, make([]byte, 1)); err != nil {
+					return
+				}
+			}
+			return
+		}
+		br := bufio.NewReader(r.Body)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(w, "echo %s", line)
+			rc.Flush()
+		}
+	}, nil)
+
+	// Request body: each line is echoed before the next is written.
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", f.url+"/events", pr)
+	req.Header.Set("Authorization", "Bearer reader")
+	respc := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			pw.CloseWithError(err)
+			close(respc)
+			return
+		}
+		respc <- resp
+	}()
+	fmt.Fprintln(pw, "one")
+	resp := <-respc
+	if resp == nil {
+		t.Fatal("no response")
+	}
+	br := bufio.NewReader(resp.Body)
+	for _, w := range []string{"one", "two", "three"} {
+		if w != "one" {
+			fmt.Fprintln(pw, w)
+		}
+		line, err := readLine(br, 5*time.Second)
+		if err != nil || line != "echo "+w+"\n" {
+			t.Fatalf("read %q, %v; want echo %s", line, err, w)
+		}
+	}
+	pw.Close()
+	resp.Body.Close()
+
+	// Server-sent events arrive one by one.
+	pr, pw = io.Pipe()
+	req, _ = http.NewRequest("GET", f.url+"/events", pr)
+	req.Header.Set("Authorization", "Bearer reader")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br = bufio.NewReader(resp.Body)
+	for i := range 3 {
+		line, err := readLine(br, 5*time.Second)
+		if err != nil || line != fmt.Sprintf("data: %d\n", i) {
+			t.Fatalf("event %d: %q %v", i, line, err)
+		}
+		readLine(br, 5*time.Second) // the blank line
+		pw.Write([]byte{'n'})
+	}
+	pw.Close()
+}
+
+func readLine(br *bufio.Reader, d time.Duration) (string, error) {
+	type res struct {
+		s   string
+		err error
+	}
+	c := make(chan res, 1)
+	go func() {
+		s, err := br.ReadString('\n')
+		c <- res{s, err}
+	}()
+	select {
+	case r := <-c:
+		return r.s, r.err
+	case <-time.After(d):
+		return "", errors.New("timed out: the body was buffered")
+	}
+}
+
+// TestWebSocketUpgrade drives a protocol switch through the proxy with a
+// raw connection: the upstream accepts the upgrade and echoes bytes.
+func TestWebSocketUpgrade(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" || r.Header.Get("X-Jeton-Subject") != "alice" {
+			http.Error(w, "not an upgrade", 400)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(conn, brw) // echo
+	}, nil)
+	addr := strings.TrimPrefix(f.url, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer reader\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", addr)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	conn.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo %q %v", buf, err)
+	}
+
+	// Without a token the upgrade is refused before reaching the upstream.
+	conn2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	fmt.Fprintf(conn2, "GET /events HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", addr)
+	resp, err = http.ReadResponse(bufio.NewReader(conn2), nil)
+	if err != nil || resp.StatusCode != 401 {
+		t.Fatalf("upgrade without token: %v %v", resp, err)
+	}
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	f.do(t, "GET", "/repos/a", "reader", nil)
+	f.do(t, "GET", "/repos/a", "", nil)
+	admin := httptest.NewServer(f.proxy.AdminHandler())
+	defer admin.Close()
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(admin.URL + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", p, resp, err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`jeton_proxy_requests_total{code="200",route="read"} 1`,
+		`jeton_proxy_requests_total{code="401",route="read"} 1`,
+		`jeton_proxy_denied_total{reason="`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(string(b), "reader") {
+		t.Error("a token appears in the metrics")
+	}
+}
