@@ -47,7 +47,17 @@ func TestProxyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	writer, err := s.Tokens.CreateToken(context.Background(), tokens.CreateParams{API: s.API.ID,
+		Settings: tokens.Settings{Subject: new("cus_43"), Scopes: []string{"repos:write"}}}, tokens.Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan struct{}) // closed when a slow request reached the upstream
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(slow)
+			time.Sleep(300 * time.Millisecond) // still running when shutdown begins
+		}
 		io.WriteString(w, "hello "+r.Header.Get("X-Jeton-Subject"))
 	}))
 	defer up.Close()
@@ -137,6 +147,20 @@ func TestProxyCommand(t *testing.T) {
 		t.Error("a token appears in the proxy's log")
 	}
 
+	// Shutdown lets a request in flight finish.
+	inflight := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/slow", nil)
+		req.Header.Set("Authorization", "Bearer "+writer.Secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			inflight <- 0
+			return
+		}
+		resp.Body.Close()
+		inflight <- resp.StatusCode
+	}()
+	<-slow
 	cancel()
 	select {
 	case err := <-done:
@@ -145,6 +169,9 @@ func TestProxyCommand(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("proxy did not stop")
+	}
+	if code := <-inflight; code != 200 {
+		t.Errorf("the request in flight at shutdown got %d, want 200", code)
 	}
 }
 
