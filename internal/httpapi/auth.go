@@ -52,43 +52,53 @@ const (
 // puts the caller in the request context.
 func (a *API) authenticate(n need, next authedFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		h := r.Header.Get("Authorization")
-		tok, ok := bearer(h)
-		if !ok {
-			a.auditAuthFailure(r, "", "missing or malformed Authorization header")
-			return errorf(http.StatusUnauthorized, "unauthorized", "send a Jeton admin token as 'Authorization: Bearer <token>'")
-		}
-		ip := a.clientIP(r)
-		res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, APIID: a.builtin, ClientIP: ip})
+		c, err := a.authorize(r, n)
 		if err != nil {
 			return err
 		}
-		switch res.Code {
-		case tokens.Valid, tokens.InsufficientScope:
-		case tokens.RateLimited, tokens.QuotaExceeded:
-			return errorf(http.StatusTooManyRequests, "rate_limited", "this admin token is over its rate limit or quota")
-		default:
-			var id string
-			if res.Token != nil {
-				id = res.Token.ID
-			}
-			a.auditAuthFailure(r, id, res.Code.String())
-			return errorf(http.StatusUnauthorized, "unauthorized", "the token is not a valid Jeton admin token")
-		}
-		c := &caller{token: res.Token, ip: ip}
-		for _, sc := range res.Token.Scopes {
-			if sc == tokens.ScopeAdmin {
-				c.admin = true
-			}
-		}
-		apis, canVerify := tokens.CallerAPIs(res.Token.Scopes)
-		c.apis = apis
-		if (n == needAdmin && !c.admin) || (n == needVerify && !canVerify) {
-			a.auditAuthFailure(r, res.Token.ID, "insufficient_scope")
-			return errorf(http.StatusForbidden, "forbidden", "this token lacks the scope for %s %s", r.Method, r.URL.Path)
-		}
 		return next(w, r, c)
 	}
+}
+
+// authorize checks r's bearer token for a route that needs n and returns
+// the caller, or the error to answer with.
+func (a *API) authorize(r *http.Request, n need) (*caller, error) {
+	h := r.Header.Get("Authorization")
+	tok, ok := bearer(h)
+	if !ok {
+		a.auditAuthFailure(r, "", "missing or malformed Authorization header")
+		return nil, errorf(http.StatusUnauthorized, "unauthorized", "send a Jeton admin token as 'Authorization: Bearer <token>'")
+	}
+	ip := a.clientIP(r)
+	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, APIID: a.builtin, ClientIP: ip})
+	if err != nil {
+		return nil, err
+	}
+	switch res.Code {
+	case tokens.Valid, tokens.InsufficientScope:
+	case tokens.RateLimited, tokens.QuotaExceeded:
+		return nil, errorf(http.StatusTooManyRequests, "rate_limited", "this admin token is over its rate limit or quota")
+	default:
+		var id string
+		if res.Token != nil {
+			id = res.Token.ID
+		}
+		a.auditAuthFailure(r, id, res.Code.String())
+		return nil, errorf(http.StatusUnauthorized, "unauthorized", "the token is not a valid Jeton admin token")
+	}
+	c := &caller{token: res.Token, ip: ip}
+	for _, sc := range res.Token.Scopes {
+		if sc == tokens.ScopeAdmin {
+			c.admin = true
+		}
+	}
+	apis, canVerify := tokens.CallerAPIs(res.Token.Scopes)
+	c.apis = apis
+	if (n == needAdmin && !c.admin) || (n == needVerify && !canVerify) {
+		a.auditAuthFailure(r, res.Token.ID, "insufficient_scope")
+		return nil, errorf(http.StatusForbidden, "forbidden", "this token lacks the scope for %s %s", r.Method, r.URL.Path)
+	}
+	return c, nil
 }
 
 func (a *API) auditAuthFailure(r *http.Request, tokenID, reason string) {

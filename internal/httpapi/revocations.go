@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,10 @@ type revocationFeed struct {
 	store store.Store
 	log   *slog.Logger
 	now   func() time.Time
+	// recheck reports whether the caller of an open stream may still
+	// read it, with the same APIs: a stream ends when its token is
+	// revoked, expires or loses its scope.
+	recheck func(r *http.Request, c *caller) bool
 
 	keepalive  time.Duration
 	poll       time.Duration
@@ -65,7 +70,11 @@ type revocationFeed struct {
 }
 
 func (a *API) newRevocationFeed() *revocationFeed {
-	return &revocationFeed{store: a.store, log: a.log, now: a.cfg.Now, keepalive: streamKeepalive, poll: streamPoll,
+	recheck := func(r *http.Request, c *caller) bool {
+		now, err := a.authorize(r, needVerify)
+		return err == nil && slices.Equal(now.apis, c.apis) && (now.apis == nil) == (c.apis == nil)
+	}
+	return &revocationFeed{store: a.store, log: a.log, now: a.cfg.Now, recheck: recheck, keepalive: streamKeepalive, poll: streamPoll,
 		maxStreams: maxRevocationStreams, down: map[*http.Server]chan struct{}{}}
 }
 
@@ -206,6 +215,9 @@ func (f *revocationFeed) stream(w http.ResponseWriter, r *http.Request, c *calle
 		case <-changed:
 		case <-poll.C:
 		case <-keepalive.C:
+			if !f.recheck(r, c) {
+				return nil // the token was revoked, expired or lost its scope
+			}
 			extend()
 			if _, err := w.Write([]byte(": keepalive\n\n")); err != nil {
 				return nil

@@ -418,3 +418,41 @@ func TestRevocationStreamLimit(t *testing.T) {
 	again := openStream(t, srv.URL+"/stream", e.verify)
 	again.close()
 }
+
+// TestRevocationStreamEndsWithItsToken shows that an open stream does not
+// outlive its caller's token: once the resource server's own token is
+// revoked, the stream ends at the next keepalive.
+func TestRevocationStreamEndsWithItsToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	api := e.srv.Config.Handler.(*API)
+	f := api.newRevocationFeed()
+	f.keepalive = 20 * time.Millisecond
+	mux := http.NewServeMux()
+	mux.Handle("GET /stream", api.adapt.wrap(api.authenticate(needVerify, f.stream)))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	var k tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"jeton","name":"rs","scopes":["verify"]}`, 201, &k)
+	s := openStream(t, srv.URL+"/stream", k.Token)
+	for range 3 { // alive while the token is
+		if ev, err := s.next(); err != nil || ev.comment != "keepalive" {
+			t.Fatalf("live stream: %+v %v", ev, err)
+		}
+	}
+	e.mustDo(t, "DELETE", "/v1/tokens/"+k.ID, e.admin, "", 200, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ev, err := s.next()
+		if err != nil {
+			break // ended
+		}
+		if ev.event == "revocation" {
+			continue // its own revocation may still be sent
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stream of a revoked token is still open")
+		}
+	}
+}
