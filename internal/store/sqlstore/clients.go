@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jetonhq/jeton/internal/store"
@@ -95,36 +94,9 @@ func (db *DB) GetClient(ctx context.Context, id string) (store.Client, error) {
 // ListClients implements store.ClientStore. IDs sort by creation time, so
 // the cursor is the ID of the last client of a page.
 func (db *DB) ListClients(ctx context.Context, after string, limit int) ([]store.Client, string, error) {
-	limit = clampLimit(limit)
-	q := "SELECT " + clientColumns + " FROM clients"
-	var args []any
-	if after != "" {
-		q += " WHERE id < $1"
-		args = append(args, after)
-	}
-	q += " ORDER BY id DESC LIMIT " + strconv.Itoa(limit+1)
-	rows, err := db.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("sqlstore: list clients: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("sqlstore: list clients: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("sqlstore: list clients: %w", err)
-	}
-	var next string
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	where, args := afterID("id", after)
+	return listPage(ctx, db, "clients", "SELECT "+clientColumns+" FROM clients"+where, "id", args, limit,
+		scanClient, func(c *store.Client) string { return c.ID })
 }
 
 // lockClient reads a client for update inside tx.

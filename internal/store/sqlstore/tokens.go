@@ -165,34 +165,12 @@ func (db *DB) ListTokens(ctx context.Context, f store.TokenFilter) ([]store.Toke
 	if f.After != "" {
 		add("t.id <", f.After)
 	}
-	limit := clampLimit(f.Limit)
 	q := "SELECT " + tokenColumns + " FROM tokens t"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY t.id DESC LIMIT " + strconv.Itoa(limit+1)
-	rows, err := db.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("sqlstore: list tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Token
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("sqlstore: list tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("sqlstore: list tokens: %w", err)
-	}
-	var next string
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	return listPage(ctx, db, "tokens", q, "t.id", args, f.Limit,
+		func(r rowScanner) (store.Token, error) { return scanToken(r) }, func(t *store.Token) string { return t.ID })
 }
 
 // lockToken reads a token for update inside tx.

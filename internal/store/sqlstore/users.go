@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jetonhq/jeton/internal/store"
@@ -67,36 +66,9 @@ func (db *DB) GetUserByUsername(ctx context.Context, username string) (store.Use
 
 // ListUsers implements store.UserStore.
 func (db *DB) ListUsers(ctx context.Context, after string, limit int) ([]store.User, string, error) {
-	limit = clampLimit(limit)
-	q := "SELECT " + userColumns + " FROM users"
-	var args []any
-	if after != "" {
-		q += " WHERE id < $1"
-		args = append(args, after)
-	}
-	q += " ORDER BY id DESC LIMIT " + strconv.Itoa(limit+1)
-	rows, err := db.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("sqlstore: list users: %w", err)
-	}
-	defer rows.Close()
-	var out []store.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("sqlstore: list users: %w", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("sqlstore: list users: %w", err)
-	}
-	var next string
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	where, args := afterID("id", after)
+	return listPage(ctx, db, "users", "SELECT "+userColumns+" FROM users"+where, "id", args, limit,
+		scanUser, func(u *store.User) string { return u.ID })
 }
 
 // UpdateUser implements store.UserStore.
