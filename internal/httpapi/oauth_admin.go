@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -165,19 +166,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request, c *caller) er
 }
 
 func (a *API) listClients(w http.ResponseWriter, r *http.Request, c *caller) error {
-	after, limit, err := pageQuery(r)
-	if err != nil {
-		return err
-	}
-	list, next, err := a.cfg.OAuth.ListClients(r.Context(), after, limit)
-	if err != nil {
-		return err
-	}
-	out := make([]clientJSON, 0, len(list))
-	for i := range list {
-		out = append(out, toClientJSON(&list[i]))
-	}
-	return writeJSON(w, http.StatusOK, map[string]any{"clients": out, "next_cursor": next})
+	return writePage(w, r, "clients", a.cfg.OAuth.ListClients, toClientJSON)
 }
 
 func (a *API) getClient(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -313,19 +302,26 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, c *caller) erro
 }
 
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request, c *caller) error {
+	return writePage(w, r, "users", a.cfg.Users.List, toUserJSON)
+}
+
+// writePage answers a cursor-paged list: the page of the query's cursor
+// and limit, converted for the wire, under key, with next_cursor.
+func writePage[T, J any](w http.ResponseWriter, r *http.Request, key string,
+	list func(ctx context.Context, after string, limit int) ([]T, string, error), toJSON func(*T) J) error {
 	after, limit, err := pageQuery(r)
 	if err != nil {
 		return err
 	}
-	list, next, err := a.cfg.Users.List(r.Context(), after, limit)
+	items, next, err := list(r.Context(), after, limit)
 	if err != nil {
 		return err
 	}
-	out := make([]userJSON, 0, len(list))
-	for i := range list {
-		out = append(out, toUserJSON(&list[i]))
+	out := make([]J, 0, len(items))
+	for i := range items {
+		out = append(out, toJSON(&items[i]))
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"users": out, "next_cursor": next})
+	return writeJSON(w, http.StatusOK, map[string]any{key: out, "next_cursor": next})
 }
 
 func (a *API) getUser(w http.ResponseWriter, r *http.Request, c *caller) error {
