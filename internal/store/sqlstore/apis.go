@@ -51,7 +51,7 @@ func boolInt(b bool) int {
 
 // CreateAPI implements store.Store.
 func (db *DB) CreateAPI(ctx context.Context, a store.API, ev store.AuditEvent) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "INSERT INTO apis ("+apiColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
 			a.ID, a.Name, a.Identifier, jsonList(a.Scopes), a.KeyPrefix, a.DefaultTTL.Milliseconds(), a.MaxTTL.Milliseconds(),
 			boolInt(a.Builtin), ms(a.CreatedAt), ms(a.UpdatedAt))
@@ -98,7 +98,7 @@ func (db *DB) ListAPIs(ctx context.Context) ([]store.API, error) {
 // UpdateAPI implements store.Store.
 func (db *DB) UpdateAPI(ctx context.Context, id string, update func(*store.API) error, ev store.AuditEvent) (store.API, error) {
 	var out store.API
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		a, err := scanAPI(tx.QueryRowContext(ctx, "SELECT "+apiColumns+" FROM apis WHERE id = $1"+db.d.forUpdate, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlstore: update api %s: %w", id, store.ErrNotFound)
@@ -127,7 +127,7 @@ func (db *DB) DeleteAPI(ctx context.Context, id string, force bool, now time.Tim
 	var hashes []tokenfmt.Hash
 	var recorded bool
 	now = fromMS(ms(now))
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
 		var builtin int
 		err := tx.QueryRowContext(ctx, "SELECT builtin FROM apis WHERE id = $1"+db.d.forUpdate, id).Scan(&builtin)

@@ -53,7 +53,7 @@ func (db *DB) AppendAudit(ctx context.Context, ev store.AuditEvent) error {
 	if ev.Action == "" {
 		return fmt.Errorf("sqlstore: append audit: empty action")
 	}
-	return db.update(ctx, func(tx *sql.Tx) error { return db.appendAudit(ctx, tx, ev) })
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error { return db.appendAudit(ctx, tx, ev) })
 }
 
 const auditColumns = "seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash"

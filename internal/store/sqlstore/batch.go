@@ -24,9 +24,13 @@ type batcher struct {
 
 type writeReq struct {
 	ctx  context.Context
-	fn   func(*sql.Tx) error
+	fn   writeFunc
 	done chan error
 }
+
+// writeFunc is one caller's write. The context it is given carries the
+// caller's values but can never be cancelled: see runSavepoint.
+type writeFunc func(context.Context, *sql.Tx) error
 
 func newBatcher(db *sql.DB, maxBatch int, prepared func(string) *sql.Stmt) *batcher {
 	b := &batcher{
@@ -44,7 +48,7 @@ func newBatcher(db *sql.DB, maxBatch int, prepared func(string) *sql.Stmt) *batc
 var reqPool = sync.Pool{New: func() any { return &writeReq{done: make(chan error, 1)} }}
 
 // do submits fn and waits until the transaction holding it has committed.
-func (b *batcher) do(ctx context.Context, fn func(*sql.Tx) error) error {
+func (b *batcher) do(ctx context.Context, fn writeFunc) error {
 	select {
 	case <-b.quit:
 		return ErrClosed
@@ -176,5 +180,14 @@ func (b *batcher) runSavepoint(tx *sql.Tx, r *writeReq) (err error) {
 			err = fmt.Errorf("sqlstore: release savepoint: %w", relErr)
 		}
 	}()
-	return r.fn(tx)
+	// The statements run under a context that is never cancelled. The
+	// driver interrupts a statement whose context ends, and SQLite answers
+	// an interrupted write inside a transaction by rolling the whole
+	// transaction back: the batch's other writes would be lost with it, and
+	// the statements after it would run outside any transaction, each
+	// committing on its own while its caller is told the batch failed. A
+	// caller that gave up before its write started is skipped in commit;
+	// once started, a write runs to completion. (This also spares the
+	// driver a watcher goroutine per statement.)
+	return r.fn(context.WithoutCancel(r.ctx), tx)
 }

@@ -66,7 +66,7 @@ func clientArgs(c *store.Client) []any {
 
 // CreateClient implements store.ClientStore.
 func (db *DB) CreateClient(ctx context.Context, c store.Client, secret *tokenfmt.Hash, ev store.AuditEvent) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := db.txExec(ctx, tx, insertClientSQL, clientArgs(&c)...); err != nil {
 			return db.wrapUnique(err, "create client")
 		}
@@ -114,7 +114,7 @@ func (db *DB) lockClient(ctx context.Context, tx *sql.Tx, id string) (store.Clie
 // UpdateClient implements store.ClientStore.
 func (db *DB) UpdateClient(ctx context.Context, id string, update func(*store.Client) error, ev store.AuditEvent) (store.Client, error) {
 	var out store.Client
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		c, err := db.lockClient(ctx, tx, id)
 		if err != nil {
 			return err
@@ -151,7 +151,7 @@ func (db *DB) DeleteClient(ctx context.Context, id string, ev store.AuditEvent) 
 	var hashes []tokenfmt.Hash
 	var recorded bool
 	now := fromMS(ms(eventTime(ev)))
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
 		var found string
 		err := db.txQueryRow(ctx, tx, "SELECT id FROM clients WHERE id = $1", id).Scan(&found)
@@ -262,7 +262,7 @@ func (db *DB) ClientSecrets(ctx context.Context, clientID string) ([]store.Secre
 // RotateClientSecret implements store.ClientStore.
 func (db *DB) RotateClientSecret(ctx context.Context, id string, next tokenfmt.Hash, hint string, graceUntil, now time.Time, ev store.AuditEvent) (store.Client, error) {
 	var out store.Client
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		c, err := db.lockClient(ctx, tx, id)
 		if err != nil {
 			return err

@@ -286,9 +286,11 @@ func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row 
 	return st.QueryRowContext(ctx, args...)
 }
 
-// update runs fn in a write transaction and returns once it has committed.
-// fn may be retried never; it must not keep tx after returning.
-func (db *DB) update(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// update runs fn once in a write transaction and returns once it has
+// committed. fn must use the context it is given, not ctx: on SQLite that
+// one carries ctx's values but is never cancelled (see runSavepoint). It
+// must not keep tx after returning.
+func (db *DB) update(ctx context.Context, fn writeFunc) error {
 	if db.batch != nil {
 		return db.batch.do(ctx, fn)
 	}
@@ -301,7 +303,7 @@ func (db *DB) update(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}

@@ -177,7 +177,7 @@ func scanDeviceCode(row rowScanner) (store.DeviceCode, error) {
 
 // CreateAuthCode implements store.GrantStore.
 func (db *DB) CreateAuthCode(ctx context.Context, c store.AuthCode) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := db.txExec(ctx, tx, insertAuthCodeSQL, c.Hash[:], c.ClientID, c.UserID, c.RedirectURI, c.APIID, jsonList(c.Scopes),
 			c.Challenge, c.ChallengeMethod, c.Nonce, ms(c.AuthTime), ms(c.CreatedAt), ms(c.ExpiresAt), nullMS(c.UsedAt), c.GrantID)
 		return db.wrapUnique(err, "create authorization code")
@@ -189,7 +189,7 @@ func (db *DB) CreateAuthCode(ctx context.Context, c store.AuthCode) error {
 // the ID, ClientID and CreatedAt of g.
 func (db *DB) RedeemAuthCode(ctx context.Context, h tokenfmt.Hash, g store.Grant, now time.Time, ev store.AuditEvent) (store.AuthCode, error) {
 	var out store.AuthCode
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		c, err := scanAuthCode(db.txQueryRow(ctx, tx, redeemAuthCodeSQL, h[:], ms(now), g.ID))
 		if errors.Is(err, sql.ErrNoRows) {
 			// Not consumed: find out why, changing nothing.
@@ -223,7 +223,7 @@ func (db *DB) RedeemAuthCode(ctx context.Context, h tokenfmt.Hash, g store.Grant
 
 // CreateDeviceCode implements store.GrantStore.
 func (db *DB) CreateDeviceCode(ctx context.Context, d store.DeviceCode) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := db.txExec(ctx, tx, insertDeviceSQL, d.Hash[:], d.UserCode, d.ClientID, d.APIID, jsonList(d.Scopes),
 			ms(d.CreatedAt), ms(d.ExpiresAt), d.Interval.Milliseconds(), nullMS(d.LastPolledAt), d.Status, d.UserID,
 			nullMS(d.AuthTime), d.GrantID)
@@ -249,7 +249,7 @@ func (db *DB) GetDeviceCodeByUserCode(ctx context.Context, userCode string) (sto
 // LastPolledAt and Interval. An error from update is returned unwrapped.
 func (db *DB) UpdateDeviceCode(ctx context.Context, h tokenfmt.Hash, userCode string, update func(*store.DeviceCode) (*store.Grant, error), ev store.AuditEvent) (store.DeviceCode, error) {
 	var out store.DeviceCode
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var row *sql.Row
 		if h != (tokenfmt.Hash{}) {
 			row = db.txQueryRow(ctx, tx, deviceByHashSQL+db.d.forUpdate, h[:])
@@ -360,7 +360,7 @@ func (db *DB) insertGrantTokens(ctx context.Context, tx *sql.Tx, grantID string,
 // IssueGrantTokens implements store.GrantStore. The tokens' GrantID must be
 // grantID. A missing grant is ErrNotFound.
 func (db *DB) IssueGrantTokens(ctx context.Context, grantID string, access *store.Token, accessHash tokenfmt.Hash, refresh *store.RefreshToken) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := db.lockLiveGrant(ctx, tx, grantID); err != nil {
 			return err
 		}
@@ -395,7 +395,7 @@ func (db *DB) GetRefreshToken(ctx context.Context, h tokenfmt.Hash) (store.Refre
 // GrantID of next and access must be the grant of old.
 func (db *DB) RotateRefreshToken(ctx context.Context, old tokenfmt.Hash, next store.RefreshToken, access *store.Token, accessHash tokenfmt.Hash, retry []byte, retryUntil, now time.Time) (store.RefreshToken, error) {
 	var out store.RefreshToken
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		r, err := scanRefresh(db.txQueryRow(ctx, tx, rotateRefreshSQL, old[:], ms(now), nullBytes(retry), nullMS(retryUntil)))
 		if errors.Is(err, sql.ErrNoRows) {
 			// Not used now: find out why, changing nothing.
@@ -442,7 +442,7 @@ func (db *DB) RevokeGrant(ctx context.Context, id, reason string, now time.Time,
 	var hashes []tokenfmt.Hash
 	var recorded bool
 	now = fromMS(ms(now))
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
 		err := db.lockLiveGrant(ctx, tx, id)
 		if errors.Is(err, store.ErrRevoked) {
@@ -507,7 +507,7 @@ var purgeGrantsSQL = []string{
 // and are purged by PurgeTokens.
 func (db *DB) PurgeGrants(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	var n int
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		n = 0
 		for _, q := range purgeGrantsSQL {
 			if n >= limit {

@@ -230,7 +230,7 @@ func (db *DB) RevokeAccessJWT(ctx context.Context, jti, apiID string, expiresAt,
 		return nil // expired: nothing left to reject
 	}
 	var recorded bool
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
 		// Lock the head before looking: of two concurrent revocations of
 		// one jti the second waits here, then sees the first's entry.
@@ -301,7 +301,7 @@ func nonEmpty(ids []string) []string {
 // PurgeRevocations implements store.RevocationStore.
 func (db *DB) PurgeRevocations(ctx context.Context, now time.Time, limit int) (int, error) {
 	var n int
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE expires_at <= $1 ORDER BY seq LIMIT $2)",
 			ms(now), limit)
 		if err != nil {

@@ -112,7 +112,7 @@ func placeholders(from, to int) string {
 
 // CreateToken implements store.Store.
 func (db *DB) CreateToken(ctx context.Context, t store.Token, secret tokenfmt.Hash, ev store.AuditEvent) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := db.txExec(ctx, tx, insertTokenSQL, tokenArgs(&t)...); err != nil {
 			return db.wrapUnique(err, "create token")
 		}
@@ -201,7 +201,7 @@ func tokenHashes(ctx context.Context, tx *sql.Tx, id string) ([]tokenfmt.Hash, e
 func (db *DB) UpdateToken(ctx context.Context, id string, update func(*store.Token) error, ev store.AuditEvent) (store.Token, []tokenfmt.Hash, error) {
 	var out store.Token
 	var hashes []tokenfmt.Hash
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t, err := db.lockToken(ctx, tx, id)
 		if err != nil {
 			return err
@@ -229,7 +229,7 @@ func (db *DB) UpdateToken(ctx context.Context, id string, update func(*store.Tok
 func (db *DB) RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hint string, graceUntil, now time.Time, ev store.AuditEvent) (store.Token, []tokenfmt.Hash, error) {
 	var out store.Token
 	var changed []tokenfmt.Hash
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t, err := db.lockToken(ctx, tx, id)
 		if err != nil {
 			return err
@@ -272,7 +272,7 @@ func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time,
 	var out store.Token
 	var hashes []tokenfmt.Hash
 	var recorded bool
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
 		t, err := db.lockToken(ctx, tx, id)
 		if err != nil {
@@ -310,7 +310,7 @@ func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time,
 // PurgeTokens implements store.Store.
 func (db *DB) PurgeTokens(ctx context.Context, cutoff, accessCutoff time.Time, limit int) (int, error) {
 	var n int
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id FROM tokens WHERE (expires_at IS NOT NULL AND expires_at < $1)
 			OR (revoked_at IS NOT NULL AND revoked_at < $1)
 			OR (client_id <> '' AND ((expires_at IS NOT NULL AND expires_at < $3) OR (revoked_at IS NOT NULL AND revoked_at < $3)))

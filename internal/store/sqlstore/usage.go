@@ -26,7 +26,7 @@ func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota [
 	if len(usage) == 0 && len(quota) == 0 {
 		return nil
 	}
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, u := range usage {
 			var allowed int64
 			for _, h := range u.Hours {

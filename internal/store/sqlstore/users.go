@@ -28,7 +28,7 @@ func scanUser(row rowScanner) (store.User, error) {
 
 // CreateUser implements store.UserStore.
 func (db *DB) CreateUser(ctx context.Context, u store.User, ev store.AuditEvent) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := db.txExec(ctx, tx, "INSERT INTO users ("+userColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7)",
 			u.ID, u.Username, u.Email, u.PasswordHash, nullMS(u.DisabledAt), ms(u.CreatedAt), ms(u.UpdatedAt))
 		if err != nil {
@@ -74,7 +74,7 @@ func (db *DB) ListUsers(ctx context.Context, after string, limit int) ([]store.U
 // UpdateUser implements store.UserStore.
 func (db *DB) UpdateUser(ctx context.Context, id string, update func(*store.User) error, ev store.AuditEvent) (store.User, error) {
 	var out store.User
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		u, err := scanUser(db.txQueryRow(ctx, tx, "SELECT "+userColumns+" FROM users WHERE id = $1"+db.d.forUpdate, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlstore: update user %s: %w", id, store.ErrNotFound)
@@ -116,7 +116,7 @@ func (db *DB) DeleteUser(ctx context.Context, id string, ev store.AuditEvent) ([
 	var hashes []tokenfmt.Hash
 	var recorded bool
 	now := fromMS(ms(eventTime(ev)))
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
 		var found string
 		err := db.txQueryRow(ctx, tx, "SELECT id FROM users WHERE id = $1"+db.d.forUpdate, id).Scan(&found)
@@ -246,7 +246,7 @@ func (db *DB) GetConsent(ctx context.Context, userID, clientID, apiID string) (s
 // CreatedAt and takes the new Scopes and UpdatedAt. A missing user or client
 // is ErrNotFound.
 func (db *DB) PutConsent(ctx context.Context, c store.Consent, ev store.AuditEvent) error {
-	return db.update(ctx, func(tx *sql.Tx) error {
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, q := range []struct{ what, sql, id string }{
 			{"user", "SELECT id FROM users WHERE id = $1", c.UserID},
 			{"client", "SELECT id FROM clients WHERE id = $1", c.ClientID},
@@ -314,7 +314,7 @@ func (db *DB) DeleteConsent(ctx context.Context, userID, clientID string, now ti
 	var hashes []tokenfmt.Hash
 	var recorded bool
 	now = fromMS(ms(now))
-	err := db.update(ctx, func(tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
 		for _, q := range []string{
 			"DELETE FROM auth_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL",

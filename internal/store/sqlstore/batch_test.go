@@ -1,0 +1,89 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestBatchWriteOutlivesItsCaller checks that a caller giving up while its
+// write runs neither interrupts that write nor touches the other writes of
+// its batch: once started, a write runs to completion and commits with the
+// batch. (The driver interrupts a statement whose context ends, and SQLite
+// may answer an interrupted write by rolling back the whole transaction.)
+func TestBatchWriteOutlivesItsCaller(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "jeton.db")
+	db := openSQLiteT(t, path)
+	insert := func(ctx context.Context, tx *sql.Tx, name string) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO apis (id, name, identifier, scopes, key_prefix, created_at, updated_at) VALUES ($1, $1, $1, '[]', 'jtp', 0, 0)", name)
+		return err
+	}
+
+	// Hold the writer so that the next two writes queue and share a batch.
+	started, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- db.update(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+			close(started)
+			<-release
+			return insert(ctx, tx, "held")
+		})
+	}()
+	<-started
+
+	quitter, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		who string
+		err error
+	}
+	results := make(chan result, 2)
+	go func() {
+		err := db.update(quitter, func(ctx context.Context, tx *sql.Tx) error {
+			if err := insert(ctx, tx, "quitter-1"); err != nil {
+				return err
+			}
+			cancel() // the caller gives up halfway through its write
+			return insert(ctx, tx, "quitter-2")
+		})
+		results <- result{"quitter", err}
+	}()
+	go func() {
+		err := db.update(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+			return insert(ctx, tx, "bystander")
+		})
+		results <- result{"bystander", err}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); len(db.batch.reqs) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the two writes never queued")
+		}
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if r := <-results; r.err != nil {
+			t.Errorf("%s: %v", r.who, r.err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = openSQLiteT(t, path)
+	defer db.Close()
+	for _, name := range []string{"held", "quitter-1", "quitter-2", "bystander"} {
+		var n int
+		if err := db.read.QueryRow("SELECT count(*) FROM apis WHERE name = $1", name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("row %q: %d after reopening, want 1", name, n)
+		}
+	}
+}
