@@ -37,6 +37,7 @@
 #                    bench/out/cpu-NAME.pprof (`go tool pprof -top FILE`);
 #                    profiling costs a few per cent, so do not quote those
 #                    figures as results
+#   ROWS=create,refresh  only these rows (and the baseline), for quick checks
 #
 # Exit status: 0 when every run completed without failed requests (whether or
 # not the targets were met, unless STRICT=1), 1 on any failure, including
@@ -53,6 +54,7 @@ WRK_TIMEOUT=${WRK_TIMEOUT:-2s}
 STRICT=${STRICT:-0}
 JETON_BIN=${JETON_BIN:-}
 PROFILE=${PROFILE:-0}
+ROWS=${ROWS:-}
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
@@ -142,6 +144,18 @@ export BENCH_THREADS=$THREADS
 # --- wrk runs ---------------------------------------------------------------
 
 names=(baseline verify introspect create cc_opaque cc_jwt introspect_access refresh)
+if [[ -n $ROWS ]]; then
+	# Only the named rows, in the usual order; the baseline always runs,
+	# since every ratio is to it.
+	picked=(baseline)
+	for name in "${names[@]:1}"; do
+		[[ " ${ROWS//,/ } " == *" $name "* ]] && picked+=("$name")
+	done
+	for want in ${ROWS//,/ }; do
+		[[ " ${names[*]} " == *" $want "* ]] || die "ROWS: unknown row '$want' (rows: ${names[*]})"
+	done
+	names=("${picked[@]}")
+fi
 declare -A url=(
 	[baseline]="http://127.0.0.1:$base_port/v1/verify"
 	[verify]="http://127.0.0.1:$jeton_port/v1/verify"
