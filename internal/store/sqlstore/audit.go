@@ -17,7 +17,23 @@ const (
 	insertAuditSQL = `INSERT INTO audit_events (seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 	advanceAuditSQL = "UPDATE audit_head SET hash = $1 WHERE id = 1"
+
+	// SQLite's writer keeps its own copy of the head (see auditHead).
+	readAuditHeadSQL = "SELECT seq, hash FROM audit_head WHERE id = 1"
+	moveAuditHeadSQL = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 AND hash = $4"
 )
+
+// auditHead is the SQLite writer's copy of the audit_head row, which saves
+// an append one statement. It is a guess, never trusted: an append moves
+// the head with an UPDATE that only matches if the row is still what the
+// copy says, and reads the row again when it does not (after a write that
+// was rolled back, or another process's append). Only the writer goroutine,
+// which runs every write on SQLite, touches it.
+type auditHead struct {
+	known bool
+	seq   int64
+	hash  string
+}
 
 // appendAudit appends ev to the hash chain inside tx. Claiming the next
 // sequence number updates the single audit_head row first, which holds a row
@@ -34,16 +50,70 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) 
 	if ev.ID == "" {
 		ev.ID = ids.New(ids.Event, ev.Time)
 	}
+	if db.batch != nil {
+		return db.appendAuditSQLite(ctx, tx, ev)
+	}
 	if err := db.txQueryRow(ctx, tx, claimAuditSQL).Scan(&ev.Seq, &ev.PrevHash); err != nil {
 		return fmt.Errorf("sqlstore: audit: claim sequence: %w", err)
 	}
 	ev.Hash = ev.ChainHash(ev.PrevHash)
-	if _, err := db.txExec(ctx, tx, insertAuditSQL,
-		ev.Seq, ev.ID, ms(ev.Time), ev.Actor, ev.Action, ev.Target, ev.RemoteAddr, string(ev.Details), ev.PrevHash, ev.Hash); err != nil {
-		return fmt.Errorf("sqlstore: audit: insert: %w", err)
+	if err := db.insertAudit(ctx, tx, &ev); err != nil {
+		return err
 	}
 	if _, err := db.txExec(ctx, tx, advanceAuditSQL, ev.Hash); err != nil {
 		return fmt.Errorf("sqlstore: audit: advance head: %w", err)
+	}
+	return nil
+}
+
+// appendAuditSQLite is appendAudit on SQLite's writer: it moves the head
+// from the writer's copy in one statement, instead of claiming a sequence
+// number and advancing the hash in two.
+func (db *DB) appendAuditSQLite(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) error {
+	h := &db.head
+	for fresh := false; ; fresh = true {
+		if !h.known {
+			if err := db.txQueryRow(ctx, tx, readAuditHeadSQL).Scan(&h.seq, &h.hash); err != nil {
+				return fmt.Errorf("sqlstore: audit: read head: %w", err)
+			}
+			h.known, fresh = true, true
+		}
+		ev.Seq, ev.PrevHash = h.seq+1, h.hash
+		ev.Hash = ev.ChainHash(ev.PrevHash)
+		res, err := db.txExec(ctx, tx, moveAuditHeadSQL, ev.Seq, ev.Hash, h.seq, h.hash)
+		if err != nil {
+			h.known = false
+			return fmt.Errorf("sqlstore: audit: advance head: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			h.known = false
+			return fmt.Errorf("sqlstore: audit: advance head: %w", err)
+		}
+		if n == 1 {
+			break
+		}
+		// The copy was stale. One write lock is held: the row read now
+		// cannot change before this transaction ends.
+		h.known = false
+		if fresh {
+			return fmt.Errorf("sqlstore: audit: advance head: the head moved under the write lock")
+		}
+	}
+	if err := db.insertAudit(ctx, tx, &ev); err != nil {
+		h.known = false
+		return err
+	}
+	// If this write or its batch is rolled back later, the row goes back
+	// and the next append finds the copy stale.
+	h.seq, h.hash = ev.Seq, ev.Hash
+	return nil
+}
+
+func (db *DB) insertAudit(ctx context.Context, tx *sql.Tx, ev *store.AuditEvent) error {
+	if _, err := db.txExec(ctx, tx, insertAuditSQL,
+		ev.Seq, ev.ID, ms(ev.Time), ev.Actor, ev.Action, ev.Target, ev.RemoteAddr, string(ev.Details), ev.PrevHash, ev.Hash); err != nil {
+		return fmt.Errorf("sqlstore: audit: insert: %w", err)
 	}
 	return nil
 }

@@ -3,9 +3,14 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/jetonhq/jeton/internal/audit"
+	"github.com/jetonhq/jeton/internal/store"
 )
 
 // TestBatchWriteOutlivesItsCaller checks that a caller giving up while its
@@ -85,5 +90,57 @@ func TestBatchWriteOutlivesItsCaller(t *testing.T) {
 		if n != 1 {
 			t.Errorf("row %q: %d after reopening, want 1", name, n)
 		}
+	}
+}
+
+// TestAuditHeadCopyGoesStale checks that the SQLite writer's copy of the
+// audit head never breaks the chain when it is wrong: after an append that
+// was rolled back, and after an append by another handle on the same file.
+func TestAuditHeadCopyGoesStale(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "jeton.db")
+	db := openSQLiteT(t, path)
+	defer db.Close()
+	ctx := context.Background()
+	appendAs := func(db *DB, action string) {
+		t.Helper()
+		if err := db.AppendAudit(ctx, store.AuditEvent{Action: action, Actor: "test"}); err != nil {
+			t.Fatalf("append %s: %v", action, err)
+		}
+	}
+	appendAs(db, "first")
+	rolledBack := errors.New("rolled back")
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := db.appendAudit(ctx, tx, store.AuditEvent{Action: "rolled-back", Actor: "test"}); err != nil {
+			return err
+		}
+		return rolledBack
+	})
+	if !errors.Is(err, rolledBack) {
+		t.Fatalf("update: %v", err)
+	}
+	appendAs(db, "after-rollback")
+	other := openSQLiteT(t, path)
+	appendAs(other, "other-handle")
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	appendAs(db, "after-other-handle")
+
+	n, err := audit.Verify(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := db.ScanAudit(ctx, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Action)
+	}
+	want := []string{"first", "after-rollback", "other-handle", "after-other-handle"}
+	if n != int64(len(want)) || !slices.Equal(got, want) {
+		t.Errorf("chain of %d: %v, want %v", n, got, want)
 	}
 }

@@ -80,6 +80,8 @@ type DB struct {
 	// revocations (and, on PostgreSQL, when another node's did).
 	revoked signal
 
+	head auditHead // SQLite: the writer's copy of the audit head
+
 	ckpt     *sql.DB // SQLite: the connection that checkpoints the WAL
 	ckptDone chan struct{}
 }
@@ -375,7 +377,7 @@ func (db *DB) prepared(_ context.Context, query string) *sql.Stmt {
 // Preparing cannot happen lazily: inside a batch the transaction holds the
 // only writer connection.
 var hotStatements = []string{
-	insertTokenSQL, insertSecretSQL, claimAuditSQL, insertAuditSQL, advanceAuditSQL,
+	insertTokenSQL, insertSecretSQL, readAuditHeadSQL, moveAuditHeadSQL, insertAuditSQL,
 	usageUpsertSQL, lastUseSQL, savepointSQL, rollbackToSQL, releaseSQL,
 }
 
