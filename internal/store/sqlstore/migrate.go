@@ -29,6 +29,13 @@ func loadMigrations(d dialect) ([]migration, error) {
 	var ms []migration
 	for _, name := range names {
 		base := strings.TrimPrefix(name, "migrations/")
+		// NNNN_name.sql is for both engines; NNNN_name.sqlite.sql and
+		// NNNN_name.postgres.sql for one only, the other engine having its
+		// own file of that number (or none).
+		if (strings.HasSuffix(base, ".sqlite.sql") && d.name != "sqlite") ||
+			(strings.HasSuffix(base, ".postgres.sql") && d.name != "postgres") {
+			continue
+		}
 		num, _, ok := strings.Cut(base, "_")
 		v, err := strconv.Atoi(num)
 		if !ok || err != nil || v <= 0 {

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetonhq/jeton/internal/audit"
 	"github.com/jetonhq/jeton/internal/ids"
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/store/storetest"
@@ -179,4 +181,66 @@ func BenchmarkCreateTokenParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAuditRowidMigration upgrades a database at schema version 4 that
+// holds audit events, and checks that migration 5 keeps every event and the
+// chain, leaves no automatic index on audit_events, and that appends go on.
+func TestAuditRowidMigration(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "jeton.db")
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrations, err := loadMigrations(sqliteDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := raw.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+	for _, m := range migrations {
+		if m.version > 4 {
+			break
+		}
+		for _, stmt := range splitStatements(m.sql) {
+			exec(stmt)
+		}
+		exec("INSERT INTO schema_migrations VALUES ($1, $2, 0)", m.version, m.name)
+	}
+	prev := ""
+	for i := int64(1); i <= 3; i++ {
+		ev := store.AuditEvent{Seq: i, ID: ids.New(ids.Event, time.Now()), Time: fromMS(ms(time.Now())), Actor: "test", Action: "old", Target: "t", PrevHash: prev}
+		ev.Hash = ev.ChainHash(prev)
+		exec("INSERT INTO audit_events (seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, '', '', $7, $8)",
+			ev.Seq, ev.ID, ms(ev.Time), ev.Actor, ev.Action, ev.Target, ev.PrevHash, ev.Hash)
+		exec("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", ev.Seq, ev.Hash)
+		prev = ev.Hash
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db := openSQLiteT(t, path)
+	defer db.Close()
+	ctx := context.Background()
+	if err := db.AppendAudit(ctx, store.AuditEvent{Action: "new", Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := audit.Verify(ctx, db)
+	if err != nil || n != 4 {
+		t.Fatalf("after the migration: %d entries verified, err %v; want 4", n, err)
+	}
+	var auto int
+	if err := db.read.QueryRow("SELECT count(*) FROM pragma_index_list('audit_events') WHERE origin <> 'c'").Scan(&auto); err != nil {
+		t.Fatal(err)
+	}
+	if auto != 0 {
+		t.Errorf("audit_events has %d automatic indexes, want 0", auto)
+	}
 }
