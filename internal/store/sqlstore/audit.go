@@ -71,21 +71,20 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) 
 // number and advancing the hash in two.
 func (db *DB) appendAuditSQLite(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) error {
 	h := &db.head
-	for fresh := false; ; fresh = true {
+	for attempt := 0; ; attempt++ {
 		if !h.known {
 			if err := db.txQueryRow(ctx, tx, readAuditHeadSQL).Scan(&h.seq, &h.hash); err != nil {
 				return fmt.Errorf("sqlstore: audit: read head: %w", err)
 			}
-			h.known, fresh = true, true
+			h.known = true
 		}
 		ev.Seq, ev.PrevHash = h.seq+1, h.hash
 		ev.Hash = ev.ChainHash(ev.PrevHash)
 		res, err := db.txExec(ctx, tx, moveAuditHeadSQL, ev.Seq, ev.Hash, h.seq, h.hash)
-		if err != nil {
-			h.known = false
-			return fmt.Errorf("sqlstore: audit: advance head: %w", err)
+		var n int64
+		if err == nil {
+			n, err = res.RowsAffected()
 		}
-		n, err := res.RowsAffected()
 		if err != nil {
 			h.known = false
 			return fmt.Errorf("sqlstore: audit: advance head: %w", err)
@@ -93,10 +92,10 @@ func (db *DB) appendAuditSQLite(ctx context.Context, tx *sql.Tx, ev store.AuditE
 		if n == 1 {
 			break
 		}
-		// The copy was stale. One write lock is held: the row read now
-		// cannot change before this transaction ends.
+		// The copy was stale: read the row and try again. This transaction
+		// holds the one write lock, so the row read now stays as it is.
 		h.known = false
-		if fresh {
+		if attempt > 0 {
 			return fmt.Errorf("sqlstore: audit: advance head: the head moved under the write lock")
 		}
 	}
