@@ -64,14 +64,7 @@ func (db *DB) CreateAPI(ctx context.Context, a store.API, ev store.AuditEvent) e
 
 // GetAPI implements store.Store.
 func (db *DB) GetAPI(ctx context.Context, id string) (store.API, error) {
-	a, err := scanAPI(db.queryRow(ctx, "SELECT "+apiColumns+" FROM apis WHERE id = $1", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return a, fmt.Errorf("sqlstore: get api %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return a, fmt.Errorf("sqlstore: get api: %w", err)
-	}
-	return a, nil
+	return getOne(ctx, db, scanAPI, "get api", id, "SELECT "+apiColumns+" FROM apis WHERE id = $1", id)
 }
 
 // ListAPIs implements store.Store.

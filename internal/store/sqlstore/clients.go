@@ -81,14 +81,7 @@ func (db *DB) CreateClient(ctx context.Context, c store.Client, secret *tokenfmt
 
 // GetClient implements store.ClientStore.
 func (db *DB) GetClient(ctx context.Context, id string) (store.Client, error) {
-	c, err := scanClient(db.queryRow(ctx, "SELECT "+clientColumns+" FROM clients WHERE id = $1", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("sqlstore: get client %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return c, fmt.Errorf("sqlstore: get client: %w", err)
-	}
-	return c, nil
+	return getOne(ctx, db, scanClient, "get client", id, "SELECT "+clientColumns+" FROM clients WHERE id = $1", id)
 }
 
 // ListClients implements store.ClientStore. IDs sort by creation time, so

@@ -288,6 +288,22 @@ func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row 
 	return st.QueryRowContext(ctx, args...)
 }
 
+// getOne runs a single-row query on the read pool and scans its row. No
+// row is store.ErrNotFound. Errors say what was asked; a not-found one also
+// names shown (the key), unless it is "" because the key is untrusted input.
+func getOne[T any](ctx context.Context, db *DB, scan func(rowScanner) (T, error), what, shown, query string, args ...any) (T, error) {
+	v, err := scan(db.queryRow(ctx, query, args...))
+	switch {
+	case errors.Is(err, sql.ErrNoRows) && shown != "":
+		return v, fmt.Errorf("sqlstore: %s %s: %w", what, shown, store.ErrNotFound)
+	case errors.Is(err, sql.ErrNoRows):
+		return v, fmt.Errorf("sqlstore: %s: %w", what, store.ErrNotFound)
+	case err != nil:
+		return v, fmt.Errorf("sqlstore: %s: %w", what, err)
+	}
+	return v, nil
+}
+
 // update runs fn once in a write transaction and returns once it has
 // committed. fn must use the context it is given, not ctx: on SQLite that
 // one carries ctx's values but is never cancelled (see runSavepoint). It

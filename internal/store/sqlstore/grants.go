@@ -233,15 +233,8 @@ func (db *DB) CreateDeviceCode(ctx context.Context, d store.DeviceCode) error {
 
 // GetDeviceCodeByUserCode implements store.GrantStore.
 func (db *DB) GetDeviceCodeByUserCode(ctx context.Context, userCode string) (store.DeviceCode, error) {
-	d, err := scanDeviceCode(db.queryRow(ctx, deviceByUserCodeSQL, userCode))
-	if errors.Is(err, sql.ErrNoRows) {
-		// The user code is not repeated: it is untrusted input.
-		return d, fmt.Errorf("sqlstore: get device code: %w", store.ErrNotFound)
-	}
-	if err != nil {
-		return d, fmt.Errorf("sqlstore: get device code: %w", err)
-	}
-	return d, nil
+	// The user code is not repeated in an error: it is untrusted input.
+	return getOne(ctx, db, scanDeviceCode, "get device code", "", deviceByUserCodeSQL, userCode)
 }
 
 // UpdateDeviceCode implements store.GrantStore. Only the state of the
@@ -285,14 +278,7 @@ func (db *DB) UpdateDeviceCode(ctx context.Context, h tokenfmt.Hash, userCode st
 
 // GetGrant implements store.GrantStore.
 func (db *DB) GetGrant(ctx context.Context, id string) (store.Grant, error) {
-	g, err := scanGrant(db.queryRow(ctx, "SELECT "+grantColumns+" FROM grants g WHERE g.id = $1", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return g, fmt.Errorf("sqlstore: get grant %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return g, fmt.Errorf("sqlstore: get grant: %w", err)
-	}
-	return g, nil
+	return getOne(ctx, db, scanGrant, "get grant", id, "SELECT "+grantColumns+" FROM grants g WHERE g.id = $1", id)
 }
 
 // ListGrants implements store.GrantStore. Revoked grants are included.

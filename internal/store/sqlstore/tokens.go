@@ -125,14 +125,8 @@ func (db *DB) CreateToken(ctx context.Context, t store.Token, secret tokenfmt.Ha
 
 // GetToken implements store.Store.
 func (db *DB) GetToken(ctx context.Context, id string) (store.Token, error) {
-	t, err := scanToken(db.queryRow(ctx, "SELECT "+tokenColumns+" FROM tokens t WHERE t.id = $1", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return t, fmt.Errorf("sqlstore: get token %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return t, fmt.Errorf("sqlstore: get token: %w", err)
-	}
-	return t, nil
+	return getOne(ctx, db, func(r rowScanner) (store.Token, error) { return scanToken(r) }, "get token", id,
+		"SELECT "+tokenColumns+" FROM tokens t WHERE t.id = $1", id)
 }
 
 // LookupToken implements store.Store.

@@ -40,28 +40,14 @@ func (db *DB) CreateUser(ctx context.Context, u store.User, ev store.AuditEvent)
 
 // GetUser implements store.UserStore.
 func (db *DB) GetUser(ctx context.Context, id string) (store.User, error) {
-	u, err := scanUser(db.queryRow(ctx, "SELECT "+userColumns+" FROM users WHERE id = $1", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return u, fmt.Errorf("sqlstore: get user %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return u, fmt.Errorf("sqlstore: get user: %w", err)
-	}
-	return u, nil
+	return getOne(ctx, db, scanUser, "get user", id, "SELECT "+userColumns+" FROM users WHERE id = $1", id)
 }
 
 // GetUserByUsername implements store.UserStore. The match is exact: callers
 // pass the lower-case form.
 func (db *DB) GetUserByUsername(ctx context.Context, username string) (store.User, error) {
-	u, err := scanUser(db.queryRow(ctx, "SELECT "+userColumns+" FROM users WHERE username = $1", username))
-	if errors.Is(err, sql.ErrNoRows) {
-		// The username is not repeated: it is untrusted input.
-		return u, fmt.Errorf("sqlstore: get user by username: %w", store.ErrNotFound)
-	}
-	if err != nil {
-		return u, fmt.Errorf("sqlstore: get user by username: %w", err)
-	}
-	return u, nil
+	// The username is not repeated in an error: it is untrusted input.
+	return getOne(ctx, db, scanUser, "get user by username", "", "SELECT "+userColumns+" FROM users WHERE username = $1", username)
 }
 
 // ListUsers implements store.UserStore.
@@ -231,15 +217,8 @@ func scanConsent(row rowScanner) (store.Consent, error) {
 
 // GetConsent implements store.UserStore.
 func (db *DB) GetConsent(ctx context.Context, userID, clientID, apiID string) (store.Consent, error) {
-	c, err := scanConsent(db.queryRow(ctx, "SELECT "+consentColumns+" FROM consents WHERE user_id = $1 AND client_id = $2 AND api_id = $3",
-		userID, clientID, apiID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, fmt.Errorf("sqlstore: get consent of %s for %s: %w", userID, clientID, store.ErrNotFound)
-	}
-	if err != nil {
-		return c, fmt.Errorf("sqlstore: get consent: %w", err)
-	}
-	return c, nil
+	return getOne(ctx, db, scanConsent, "get consent", "of "+userID+" for "+clientID,
+		"SELECT "+consentColumns+" FROM consents WHERE user_id = $1 AND client_id = $2 AND api_id = $3", userID, clientID, apiID)
 }
 
 // PutConsent implements store.UserStore. Replacing a consent keeps its
