@@ -469,25 +469,14 @@ func tokenListCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			if err != nil {
 				return answer{}, err
 			}
-			return answer{raw: l.Raw, show: func() error {
-				tw := newTable(stdout)
-				fmt.Fprintln(tw, "ID\tNAME\tSUBJECT\tSCOPES\tHINT\tEXPIRES\tLAST USED")
-				for _, t := range l.Tokens {
+			return pageAnswer(l.Raw, stdout, stderr, "tokens", "ID\tNAME\tSUBJECT\tSCOPES\tHINT\tEXPIRES\tLAST USED", l.Tokens,
+				func(t client.Token) []string {
 					expires := fmtTimePtr(t.ExpiresAt, "never")
 					if t.RevokedAt != nil {
 						expires = "revoked " + fmtTime(*t.RevokedAt)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, orDash(t.Name), orDash(t.Subject),
-						fmtList(t.Scopes), orDash(t.Hint), expires, fmtTimePtr(t.LastUsedAt, "never"))
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-				if l.NextCursor != "" {
-					fmt.Fprintf(stderr, "more tokens: --cursor %s\n", l.NextCursor)
-				}
-				return nil
-			}}, nil
+					return []string{t.ID, orDash(t.Name), orDash(t.Subject), fmtList(t.Scopes), orDash(t.Hint), expires, fmtTimePtr(t.LastUsedAt, "never")}
+				}, l.NextCursor), nil
 		},
 	}.run(ctx, args, stdout, stderr)
 }

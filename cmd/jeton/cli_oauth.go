@@ -214,6 +214,24 @@ func printMore(w io.Writer, what, next string) {
 	}
 }
 
+// pageAnswer is the answer of one page of a list: raw with --json, and
+// otherwise a table (header, then the fields of each item, tab-separated)
+// followed on stderr by the --cursor of the next page, if there is one.
+func pageAnswer[T any](raw json.RawMessage, stdout, stderr io.Writer, what, header string, items []T, fields func(T) []string, next string) answer {
+	return answer{raw: raw, show: func() error {
+		tw := newTable(stdout)
+		fmt.Fprintln(tw, header)
+		for _, it := range items {
+			fmt.Fprintln(tw, strings.Join(fields(it), "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		printMore(stderr, what, next)
+		return nil
+	}}
+}
+
 func clientListCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var pf pageFlags
 	return clientCommand{
@@ -225,19 +243,11 @@ func clientListCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 			if err != nil {
 				return answer{}, err
 			}
-			return answer{raw: l.Raw, show: func() error {
-				tw := newTable(stdout)
-				fmt.Fprintln(tw, "CLIENT ID\tNAME\tTYPE\tGRANTS\tAPIS\tSCOPES\tFORMAT\tSTATUS")
-				for _, o := range l.Clients {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, orDash(o.Name), o.Type, fmtGrants(o.GrantTypes),
-						fmtList(o.APIs), fmtList(o.Scopes), o.TokenFormat, enabledWord(o.Disabled))
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-				printMore(stderr, "clients", l.Next)
-				return nil
-			}}, nil
+			return pageAnswer(l.Raw, stdout, stderr, "clients", "CLIENT ID\tNAME\tTYPE\tGRANTS\tAPIS\tSCOPES\tFORMAT\tSTATUS", l.Clients,
+				func(o client.OAuthClient) []string {
+					return []string{o.ID, orDash(o.Name), o.Type, fmtGrants(o.GrantTypes),
+						fmtList(o.APIs), fmtList(o.Scopes), o.TokenFormat, enabledWord(o.Disabled)}
+				}, l.Next), nil
 		},
 	}.run(ctx, args, stdout, stderr)
 }
@@ -554,18 +564,10 @@ func userListCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			if err != nil {
 				return answer{}, err
 			}
-			return answer{raw: l.Raw, show: func() error {
-				tw := newTable(stdout)
-				fmt.Fprintln(tw, "ID\tUSERNAME\tEMAIL\tSTATUS\tCREATED")
-				for _, u := range l.Users {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, orDash(u.Email), enabledWord(u.Disabled), fmtTime(u.CreatedAt))
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-				printMore(stderr, "users", l.Next)
-				return nil
-			}}, nil
+			return pageAnswer(l.Raw, stdout, stderr, "users", "ID\tUSERNAME\tEMAIL\tSTATUS\tCREATED", l.Users,
+				func(u client.User) []string {
+					return []string{u.ID, u.Username, orDash(u.Email), enabledWord(u.Disabled), fmtTime(u.CreatedAt)}
+				}, l.Next), nil
 		},
 	}.run(ctx, args, stdout, stderr)
 }
