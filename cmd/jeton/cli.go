@@ -582,9 +582,7 @@ func tokenRotateCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	var grace secondsFlag
 	return clientCommand{
 		name: "token rotate", nargs: 1, argNames: "ID",
-		flags: func(fs *flag.FlagSet) {
-			fs.Var(&grace, "grace", "how long the old secret keeps working, such as 24h (at most 168h; none when unset)")
-		},
+		flags: grace.registerGrace,
 		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
 			t, err := c.RotateToken(ctx, pos[0], time.Duration(grace.secs)*time.Second)
 			if err != nil {
@@ -903,6 +901,12 @@ func (l *listFlag) Set(s string) error {
 }
 
 // secondsFlag is a Go duration ("720h") sent to the API as whole seconds.
+// registerGrace registers f as --grace, the grace period of a secret
+// rotation.
+func (f *secondsFlag) registerGrace(fs *flag.FlagSet) {
+	fs.Var(f, "grace", "how long the old secret keeps working, such as 24h (at most 168h; none when unset)")
+}
+
 type secondsFlag struct {
 	secs int64
 	set  bool

@@ -376,9 +376,7 @@ func clientRotateSecretCmd(ctx context.Context, args []string, stdout, stderr io
 	var grace secondsFlag
 	return clientCommand{
 		name: "client rotate-secret", nargs: 1, argNames: "ID",
-		flags: func(fs *flag.FlagSet) {
-			fs.Var(&grace, "grace", "how long the old secret keeps working, such as 24h (at most 168h; none when unset)")
-		},
+		flags: grace.registerGrace,
 		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
 			o, err := c.RotateClientSecret(ctx, pos[0], time.Duration(grace.secs)*time.Second)
 			if err != nil {
