@@ -20,6 +20,9 @@ type batcher struct {
 	once     sync.Once
 	// prepared returns the statement prepared for query on the writer, or nil.
 	prepared func(query string) *sql.Stmt
+	// afterCommit, if set, runs on the writer connection after each batch
+	// has been acknowledged, before the next one begins.
+	afterCommit func()
 }
 
 type writeReq struct {
@@ -116,6 +119,9 @@ func (b *batcher) run() {
 			}
 		}
 		b.commit(batch)
+		if b.afterCommit != nil {
+			b.afterCommit()
+		}
 	}
 }
 

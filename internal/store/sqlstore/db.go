@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -82,28 +83,14 @@ type DB struct {
 
 	head auditHead // SQLite: the writer's copy of the audit head
 
-	ckpt     *sql.DB // SQLite: the connection that checkpoints the WAL
-	ckptDone chan struct{}
-}
-
-// checkpointInterval is how often the WAL is checkpointed on SQLite.
-const checkpointInterval = 200 * time.Millisecond
-
-// checkpointLoop copies the WAL back into the database file in the
-// background. PASSIVE checkpoints never block the writer or readers; they
-// copy what they can and the next round continues.
-func (db *DB) checkpointLoop() {
-	defer close(db.ckptDone)
-	t := time.NewTicker(checkpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-db.closed:
-			return
-		case <-t.C:
-			db.ckpt.Exec("PRAGMA wal_checkpoint(PASSIVE)")
-		}
-	}
+	ckpt      *sql.DB // SQLite: the connection that checkpoints the WAL
+	ckptDone  chan struct{}
+	walPath   string        // SQLite: the WAL file
+	walLimit  int64         // SQLite: see Options.WALLimit
+	ckptEvery time.Duration // SQLite: see Options.CheckpointInterval
+	// ckptCaughtUp is set when a background checkpoint has copied the
+	// whole WAL; see limitWAL.
+	ckptCaughtUp atomic.Bool
 }
 
 // Options tune a DB. The zero value is the production default.
@@ -113,6 +100,12 @@ type Options struct {
 	SQLiteSynchronous string
 	// MaxBatch caps how many writes are group-committed together (default 512).
 	MaxBatch int
+	// WALLimit is the size in bytes that SQLite's WAL is kept near under
+	// sustained writes (default 256 MiB); see checkpoint.go.
+	WALLimit int64
+	// CheckpointInterval is how often SQLite's WAL is checkpointed in the
+	// background (default 200ms).
+	CheckpointInterval time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -121,6 +114,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
+	}
+	if o.WALLimit <= 0 {
+		o.WALLimit = 256 << 20
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = 200 * time.Millisecond
 	}
 	return o
 }
@@ -187,8 +186,10 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 	checkpointDSN := "file:" + path + "?" + pragmas.Encode()
 	// The writer does not checkpoint inside its commits (that stalls every
-	// caller of the batch); a background connection does, see checkpointLoop.
-	writeDSN := "file:" + path + "?" + pragmas.Encode() + "&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+	// caller of the batch); a background connection does, and the writer
+	// only finishes when the WAL grows too long: see checkpoint.go.
+	writeDSN := "file:" + path + "?" + pragmas.Encode() + "&_txlock=immediate" +
+		"&_pragma=wal_autocheckpoint(0)" + fmt.Sprintf("&_pragma=journal_size_limit(%d)", opts.WALLimit)
 	pragmas.Add("_pragma", "query_only(1)")
 	readDSN := "file:" + path + "?" + pragmas.Encode()
 
@@ -218,9 +219,11 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("sqlstore: open sqlite: %w", err)
 	}
 	ckpt.SetMaxOpenConns(1)
-	db := &DB{d: sqliteDialect, read: read, write: write, ckpt: ckpt, closed: make(chan struct{}), ckptDone: make(chan struct{})}
+	db := &DB{d: sqliteDialect, read: read, write: write, ckpt: ckpt, closed: make(chan struct{}), ckptDone: make(chan struct{}),
+		walPath: path + "-wal", walLimit: opts.WALLimit, ckptEvery: opts.CheckpointInterval}
 	go db.checkpointLoop()
 	db.batch = newBatcher(write, opts.MaxBatch, func(q string) *sql.Stmt { return db.prepared(context.Background(), q) })
+	db.batch.afterCommit = db.limitWAL
 	return db, nil
 }
 
