@@ -32,50 +32,46 @@ func TestWALStaysNearItsLimit(t *testing.T) {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// loop runs step on n goroutines until stop is closed or step fails.
+	loop := func(n int, step func() error) {
+		for range n {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if err := step(); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+	}
 	var writes atomic.Int64
 	var ids sync.Map // a few written ids, for the readers
 	padding := strings.Repeat("x", 512)
-	for range 32 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := hex.EncodeToString(randomBytes(t, 16)) // a random place in the b-tree
-				err := db.update(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
-					_, err := tx.ExecContext(ctx, "INSERT INTO apis (id, name, identifier, scopes, key_prefix, created_at, updated_at) VALUES ($1, $1, $1, $2, 'jtp', 0, 0)", id, padding)
-					return err
-				})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if writes.Add(1)%64 == 0 {
-					ids.Store(id, true)
-				}
-			}
+	loop(32, func() error {
+		id := hex.EncodeToString(randomBytes(t, 16)) // a random place in the b-tree
+		err := db.update(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, "INSERT INTO apis (id, name, identifier, scopes, key_prefix, created_at, updated_at) VALUES ($1, $1, $1, $2, 'jtp', 0, 0)", id, padding)
+			return err
 		})
-	}
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ids.Range(func(k, _ any) bool {
-					var name string
-					if err := db.read.QueryRow("SELECT name FROM apis WHERE id = $1", k).Scan(&name); err != nil {
-						t.Error(err)
-					}
-					return false
-				})
-			}
+		if err == nil && writes.Add(1)%64 == 0 {
+			ids.Store(id, true)
+		}
+		return err
+	})
+	loop(4, func() (err error) {
+		ids.Range(func(k, _ any) bool {
+			var name string
+			err = db.read.QueryRow("SELECT name FROM apis WHERE id = $1", k).Scan(&name)
+			return false
 		})
-	}
+		return err
+	})
 
 	// Watch the WAL file until it has been cut back three times, and for at
 	// least 1,000 writes: enough to take a WAL that is never started again
