@@ -28,10 +28,24 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// countingStore counts LookupToken calls to prove what reaches the store.
+// countingStore counts LookupToken and RecordUsage calls to prove what
+// reaches the store, and can fail one RecordUsage call.
 type countingStore struct {
 	store.Store
-	lookups atomic.Int64
+	lookups     atomic.Int64
+	usageWrites atomic.Int64
+	// failUsageWrite is the RecordUsage call (counting from 1) that fails
+	// without writing; 0 fails none.
+	failUsageWrite atomic.Int64
+}
+
+var errInjected = errors.New("injected store failure")
+
+func (c *countingStore) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota []store.QuotaDelta) error {
+	if c.usageWrites.Add(1) == c.failUsageWrite.Load() {
+		return errInjected
+	}
+	return c.Store.RecordUsage(ctx, usage, quota)
 }
 
 func (c *countingStore) LookupToken(ctx context.Context, h tokenfmt.Hash) (store.Token, time.Time, error) {
@@ -427,5 +441,63 @@ func TestJanitorPurgesAfterRetention(t *testing.T) {
 	}
 	if got := f.verify(t, Request{Token: live.Secret}).Code; got != Valid {
 		t.Errorf("live token after janitor: %v", got)
+	}
+}
+
+// TestFlushUsageInChunks checks that a flush writes the usage of many
+// tokens in several bounded writes, and that when one of them fails the
+// counts it and the later ones carried are kept for the next flush, while
+// those already written are not written again.
+func TestFlushUsageInChunks(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	const n = 2*usageChunk + 10
+	secrets := make([]string, n)
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			c, err := f.svc.CreateToken(ctx, CreateParams{API: f.api.ID}, Actor{ID: "test"})
+			if err != nil {
+				errs <- err
+				return
+			}
+			secrets[i], ids[i] = c.Secret, c.Token.ID
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, s := range secrets {
+		if got := f.verify(t, Request{Token: s}).Code; got != Valid {
+			t.Fatalf("verify: %v", got)
+		}
+	}
+
+	f.st.failUsageWrite.Store(2)
+	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
+		t.Fatalf("first flush: %v, want the injected failure", err)
+	}
+	if got := f.st.usageWrites.Load(); got != 2 {
+		t.Errorf("first flush: %d writes, want 2 (one written, one failed)", got)
+	}
+	if err := f.svc.FlushUsage(ctx); err != nil {
+		t.Fatalf("second flush: %v", err)
+	}
+	if got := f.st.usageWrites.Load(); got != 4 {
+		t.Errorf("after the second flush: %d writes, want 4 (the other %d tokens in two)", got, n-usageChunk)
+	}
+	for _, id := range ids {
+		tok, err := f.svc.GetToken(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok.UseCount != 1 {
+			t.Fatalf("token %s: %d uses recorded, want 1", id, tok.UseCount)
+		}
 	}
 }

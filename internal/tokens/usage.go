@@ -191,16 +191,26 @@ func (m *meter) restore(usage []store.UsageDelta, quota []store.QuotaDelta) {
 	}
 }
 
+// usageChunk is how many deltas FlushUsage writes per store call. Each
+// call is one write among the store's others; on SQLite they all go
+// through one writer, and the usage of 20,000 tokens written in one call
+// held every other write (token creates, refreshes) for about half a
+// second, every flush interval.
+const usageChunk = 256
+
 // FlushUsage writes the usage and quota consumption counted since the last
-// flush in one store write. On failure the counts are kept for the next try.
+// flush, in writes of at most usageChunk deltas. On failure the counts not
+// yet written are kept for the next try.
 func (s *Service) FlushUsage(ctx context.Context) error {
 	usage, quota := s.usage.drain()
-	if len(usage) == 0 && len(quota) == 0 {
-		return nil
-	}
-	if err := s.store.RecordUsage(ctx, usage, quota); err != nil {
-		s.usage.restore(usage, quota)
-		return err
+	for len(usage) > 0 || len(quota) > 0 {
+		nu := min(len(usage), usageChunk)
+		nq := min(len(quota), usageChunk-nu)
+		if err := s.store.RecordUsage(ctx, usage[:nu], quota[:nq]); err != nil {
+			s.usage.restore(usage, quota)
+			return err
+		}
+		usage, quota = usage[nu:], quota[nq:]
 	}
 	return nil
 }
