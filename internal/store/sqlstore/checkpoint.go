@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"fmt"
 	"os"
 	"time"
 )
@@ -53,6 +54,10 @@ func (db *DB) checkpointLoop() {
 	}
 }
 
+// restartWait caps how long the writer's checkpoint waits for the readers
+// still on the WAL.
+const restartWait = 20 * time.Millisecond
+
 // limitWAL runs on the writer between batches. When the WAL file is
 // longer than db.walLimit, it checkpoints on the writer connection, so that
 // the next write transaction starts the WAL again: as soon as a background
@@ -71,7 +76,7 @@ func (db *DB) limitWAL() {
 	// that begin meanwhile read the database file and do not hold it up; the
 	// wait is for those already running, which are short, so it is capped
 	// well below the busy timeout a write would wait.
-	db.write.Exec("PRAGMA busy_timeout = 20")
+	db.write.Exec(fmt.Sprintf("PRAGMA busy_timeout = %d", restartWait.Milliseconds()))
 	db.write.Exec("PRAGMA wal_checkpoint(RESTART)")
-	db.write.Exec("PRAGMA busy_timeout = 5000")
+	db.write.Exec(fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds()))
 }

@@ -173,6 +173,10 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 	return &DB{d: postgresDialect, read: pool, write: pool, dsn: dsn, closed: make(chan struct{})}, nil
 }
 
+// busyTimeout is how long a SQLite statement waits for a lock another
+// connection holds.
+const busyTimeout = 5 * time.Second
+
 func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("sqlstore: empty sqlite path")
@@ -181,7 +185,7 @@ func openSQLite(ctx context.Context, path string, opts Options) (*DB, error) {
 	// temp_store(MEMORY) keeps savepoint sub-journals in RAM: group commit
 	// uses one savepoint per write, and on disk they cost a write syscall per
 	// page. Durability is unaffected; the WAL commit is still fsynced.
-	for _, p := range []string{"busy_timeout(5000)", "journal_mode(WAL)", "foreign_keys(1)", "temp_store(MEMORY)", "synchronous(" + opts.SQLiteSynchronous + ")"} {
+	for _, p := range []string{fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()), "journal_mode(WAL)", "foreign_keys(1)", "temp_store(MEMORY)", "synchronous(" + opts.SQLiteSynchronous + ")"} {
 		pragmas.Add("_pragma", p)
 	}
 	checkpointDSN := "file:" + path + "?" + pragmas.Encode()
