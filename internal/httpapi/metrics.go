@@ -44,6 +44,23 @@ func NewMetrics() *Metrics {
 	return m
 }
 
+// WALStats is what an SQLite store reports about its write-ahead log.
+type WALStats interface {
+	WALSize() int64     // the WAL file's size in bytes
+	WALRestarts() int64 // times the writer checkpointed an oversized WAL
+}
+
+// WatchWAL adds gauges of st's write-ahead log to the registry. Call it
+// once, for an SQLite store only.
+func (m *Metrics) WatchWAL(st WALStats) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jeton_store_wal_bytes",
+			Help: "Size of SQLite's write-ahead log file."}, func() float64 { return float64(st.WALSize()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jeton_store_wal_restarts_total",
+			Help: "Checkpoints the SQLite writer ran because the write-ahead log outgrew its limit."},
+			func() float64 { return float64(st.WALRestarts()) }))
+}
+
 // OnVerify records one verification; it is tokens.Config.OnVerify.
 func (m *Metrics) OnVerify(c tokens.Code, d time.Duration) {
 	if int(c) < len(m.verifyCodes) && m.verifyCodes[c] != nil {

@@ -96,6 +96,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer db.Close()
 
 	metrics := httpapi.NewMetrics()
+	if db.Dialect() == "sqlite" {
+		metrics.WatchWAL(db)
+	}
 	svc, err := tokens.New(ctx, tokens.Config{Store: db, Logger: log, Retention: cfg.Retention, AccessTokenRetention: cfg.AccessTokenRetention, Now: cfg.Now,
 		OnVerify: metrics.OnVerify, OnStoreError: metrics.OnStoreError})
 	if err != nil {

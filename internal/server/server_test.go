@@ -64,8 +64,9 @@ func TestServeFirstStartAndGracefulShutdown(t *testing.T) {
 		}
 	}
 	if _, body := call("GET", "/metrics", ""); !strings.Contains(body, `jeton_verify_results_total{code="valid"}`) ||
-		!strings.Contains(body, `jeton_http_requests_total{code="200",route="POST /v1/verify"}`) {
-		t.Errorf("metrics lack verify results or request counts")
+		!strings.Contains(body, `jeton_http_requests_total{code="200",route="POST /v1/verify"}`) ||
+		!strings.Contains(body, "jeton_store_wal_bytes ") || !strings.Contains(body, "jeton_store_wal_restarts_total 0") {
+		t.Errorf("metrics lack verify results, request counts or the WAL's figures")
 	}
 	cancel()
 	select {

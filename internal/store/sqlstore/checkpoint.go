@@ -71,6 +71,7 @@ func (db *DB) limitWAL() {
 		return
 	}
 	db.ckptCaughtUp.Store(false)
+	db.walRestarts.Add(1)
 	// RESTART copies the rest of the WAL, then waits until no reader still
 	// uses it, so that the next write transaction starts it again. Readers
 	// that begin meanwhile read the database file and do not hold it up; the
@@ -80,3 +81,20 @@ func (db *DB) limitWAL() {
 	db.write.Exec("PRAGMA wal_checkpoint(RESTART)")
 	db.write.Exec(fmt.Sprintf("PRAGMA busy_timeout = %d", busyTimeout.Milliseconds()))
 }
+
+// WALSize returns the size in bytes of SQLite's WAL file, or 0 on
+// PostgreSQL or when there is none.
+func (db *DB) WALSize() int64 {
+	if db.walPath == "" {
+		return 0
+	}
+	fi, err := os.Stat(db.walPath)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// WALRestarts returns how many times the SQLite writer has checkpointed the
+// WAL itself because it had outgrown its limit (see limitWAL).
+func (db *DB) WALRestarts() int64 { return db.walRestarts.Load() }

@@ -101,6 +101,9 @@ func TestWALStaysNearItsLimit(t *testing.T) {
 	if largest > 8*limit {
 		t.Errorf("the WAL reached %d bytes, want at most %d", largest, 8*limit)
 	}
+	if db.WALRestarts() == 0 {
+		t.Error("WALRestarts is 0: the writer never checkpointed")
+	}
 	t.Logf("%d writes, WAL cut back %d times, at most %d bytes", writes.Load(), shrinks, largest)
 }
 

@@ -91,6 +91,7 @@ type DB struct {
 	// ckptCaughtUp is set when a background checkpoint has copied the
 	// whole WAL; see limitWAL.
 	ckptCaughtUp atomic.Bool
+	walRestarts  atomic.Int64 // SQLite: checkpoints limitWAL ran
 }
 
 // Options tune a DB. The zero value is the production default.
