@@ -313,9 +313,17 @@ func getOne[T any](ctx context.Context, db *DB, scan func(rowScanner) (T, error)
 }
 
 // update runs fn once in a write transaction and returns once it has
-// committed. fn must use the context it is given, not ctx: on SQLite that
-// one carries ctx's values but is never cancelled (see runSavepoint). It
-// must not keep tx after returning.
+// committed. fn must use the context it is given, not ctx: that one carries
+// ctx's values but is never cancelled. It must not keep tx after returning.
+//
+// ctx can stop a write only before it starts (while it waits for SQLite's
+// writer or for a PostgreSQL connection), and the write then fails with
+// ctx's error having changed nothing. Once started, a write runs to the end
+// and update reports what happened. Were the caller's cancellation to reach
+// the transaction, a write cancelled during its COMMIT could be stored and
+// still be reported as failed: the driver stops waiting for the server's
+// answer, not the server. A refresh token rotated that way would be spent
+// without its client knowing, and its next use would revoke the family.
 func (db *DB) update(ctx context.Context, fn writeFunc) error {
 	if db.batch != nil {
 		return db.batch.do(ctx, fn)
@@ -325,11 +333,17 @@ func (db *DB) update(ctx context.Context, fn writeFunc) error {
 		return ErrClosed
 	default:
 	}
-	tx, err := db.write.BeginTx(ctx, nil)
+	conn, err := db.write.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
-	if err := fn(ctx, tx); err != nil {
+	defer conn.Close()
+	wctx := context.WithoutCancel(ctx)
+	tx, err := conn.BeginTx(wctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	if err := fn(wctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}

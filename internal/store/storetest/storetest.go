@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AuditChain", testAuditChain},
 		{"ListAudit", testListAudit},
 		{"ConcurrentAudit", testConcurrentAudit},
+		{"CancelledWrites", testCancelledWrites},
 		{"PurgeTokens", testPurgeTokens},
 	}
 	for _, group := range [][]storeTest{clientTests, grantTests, userTests, keyTests, revocationTests} {
@@ -676,6 +677,92 @@ func testConcurrentAudit(t *testing.T, s store.Store) {
 		}
 		prev = e.Hash
 	}
+}
+
+// testCancelledWrites cancels creates at every stage, from before they are
+// submitted to after they commit. A create reported as done is stored with
+// its audit event; one reported as failed says that it was cancelled and left
+// nothing behind; and the audit chain stays whole.
+func testCancelledWrites(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	const n = 200
+	type result struct {
+		id  string
+		err error
+	}
+	results := make([]result, n)
+	// burst runs n concurrent creates; the i-th is cancelled after delay(i),
+	// or never when delay returns a negative duration.
+	burst := func(delay func(i int) time.Duration) {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				tok, h := newToken(a.ID)
+				c, cancel := context.WithCancel(ctx)
+				defer cancel()
+				if d := delay(i); d == 0 {
+					cancel()
+				} else if d > 0 {
+					time.AfterFunc(d, cancel)
+				}
+				results[i] = result{tok.ID, s.CreateToken(c, tok, h, ev("token.create", tok.ID))}
+			})
+		}
+		wg.Wait()
+	}
+	// Time an uncancelled burst, then spread the cancellations of the next
+	// one over twice that time, so that they land at every stage of the
+	// writes on any store and machine.
+	start := time.Now()
+	burst(func(int) time.Duration { return -1 })
+	spread := 2 * time.Since(start)
+	for i, r := range results {
+		if r.err != nil {
+			t.Fatalf("uncancelled create %d: %v", i, r.err)
+		}
+	}
+	burst(func(i int) time.Duration {
+		if i == n-1 {
+			return -1 // never cancelled: must succeed
+		}
+		return spread * time.Duration(i) / n // the first is cancelled before the call
+	})
+
+	audited := map[string]int{}
+	prev := ""
+	evs, err := s.ScanAudit(ctx, 0, 3*n)
+	if err != nil {
+		t.Fatalf("ScanAudit: %v", err)
+	}
+	for i, e := range evs {
+		if e.PrevHash != prev || e.Hash != e.ChainHash(prev) {
+			t.Fatalf("audit chain broken at event %d", i)
+		}
+		prev = e.Hash
+		audited[e.Target]++
+	}
+	var done, failed int
+	for i, r := range results {
+		_, getErr := s.GetToken(ctx, r.id)
+		switch {
+		case r.err == nil:
+			done++
+			if getErr != nil || audited[r.id] != 1 {
+				t.Errorf("create %d reported done: GetToken = %v, %d audit events, want the token and 1 event", i, getErr, audited[r.id])
+			}
+		case !errors.Is(r.err, context.Canceled):
+			t.Errorf("create %d failed with %q, which does not say that it was cancelled", i, r.err)
+		default:
+			failed++
+			if !errors.Is(getErr, store.ErrNotFound) || audited[r.id] != 0 {
+				t.Errorf("create %d reported cancelled: GetToken = %v, %d audit events, want ErrNotFound and none", i, getErr, audited[r.id])
+			}
+		}
+	}
+	if results[0].err == nil || results[n-1].err != nil {
+		t.Errorf("pre-cancelled create: %v (want an error); uncancelled create: %v (want nil)", results[0].err, results[n-1].err)
+	}
+	t.Logf("%d creates done, %d cancelled; %d audit events", done, failed, len(evs))
 }
 
 func testPurgeTokens(t *testing.T, s store.Store) {
