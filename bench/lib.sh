@@ -24,6 +24,7 @@ seconds() {
 tmp=""
 pids=()
 server_pid=""
+at_exit=() # functions run on exit, after the processes have stopped
 cleanup() {
 	local rc=$? pid i
 	trap - EXIT INT TERM
@@ -40,6 +41,9 @@ cleanup() {
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 		wait "$pid" 2>/dev/null || true
+	done
+	for i in "${at_exit[@]}"; do
+		"$i" || log "on exit: $i failed"
 	done
 	if [[ -n $tmp && -d $tmp ]]; then
 		for f in "$tmp"/*.log; do

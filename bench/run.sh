@@ -38,6 +38,11 @@
 #                    profiling costs a few per cent, so do not quote those
 #                    figures as results
 #   ROWS=create,refresh  only these rows (and the baseline), for quick checks
+#   POSTGRES=DSN     serve from PostgreSQL instead of a temporary SQLite file:
+#                    DSN names an existing database (e.g.
+#                    postgres://postgres@127.0.0.1:5432/test?sslmode=disable);
+#                    the run uses a fresh schema in it, dropped at the end
+#                    (needs psql). JETON_MASTER_KEY is generated if unset.
 #
 # Exit status: 0 when every run completed without failed requests (whether or
 # not the targets were met, unless STRICT=1), 1 on any failure, including
@@ -99,13 +104,30 @@ log "building into $tmp"
 base_port=$(pick_port) || die "no free port"
 jeton_port=$(pick_port "$base_port") || die "no free port"
 db="$tmp/jeton.db"
+store_desc="SQLite (temporary file)"
+if [[ -n ${POSTGRES:-} ]]; then
+	[[ $POSTGRES == postgres://* || $POSTGRES == postgresql://* ]] || die "POSTGRES must be a postgres:// DSN"
+	command -v psql >/dev/null || die "POSTGRES needs psql (Debian: postgresql-client)"
+	schema="jeton_bench_$$_$RANDOM"
+	psql -q -v ON_ERROR_STOP=1 "$POSTGRES" -c "CREATE SCHEMA $schema" >/dev/null ||
+		die "could not create schema $schema in POSTGRES"
+	drop_schema() { psql -q "$POSTGRES" -c "SET client_min_messages = warning" -c "DROP SCHEMA $schema CASCADE" >/dev/null; }
+	at_exit+=(drop_schema)
+	# pgx takes search_path as a run-time parameter from the DSN.
+	if [[ $POSTGRES == *\?* ]]; then db="$POSTGRES&search_path=$schema"; else db="$POSTGRES?search_path=$schema"; fi
+	if [[ -z ${JETON_MASTER_KEY:-} ]]; then
+		JETON_MASTER_KEY=$(head -c 32 /dev/urandom | base64)
+		export JETON_MASTER_KEY
+	fi
+	store_desc="PostgreSQL (schema $schema, dropped at the end)"
+fi
 
 log "starting baseline on 127.0.0.1:$base_port"
 "$tmp/baseline" -addr "127.0.0.1:$base_port" >"$tmp/baseline.log" 2>&1 &
 pids+=("$!")
 wait_healthy baseline "$!" "$base_port"
 
-log "bootstrapping $db"
+log "bootstrapping the store"
 JETON_TOKEN=$(timeout 60 "$tmp/jeton" admin bootstrap --db "$db" 2>>"$tmp/jeton.log") ||
 	die "jeton admin bootstrap failed (log: $OUT_DIR/jeton.log)"
 JETON_TOKEN=$(printf '%s' "$JETON_TOKEN" | tr -d '[:space:]')
@@ -296,7 +318,7 @@ go_version=$(go version | awk '{ print $3 }')
 	if [[ $PROFILE == 1 ]]; then
 		printf -- '- PROFILE=1: served by bench/profserve with a CPU profile of each jeton run (bench/out/cpu-*.pprof); profiling slows the server a little\n'
 	fi
-	printf -- '- store: SQLite (temporary file); %s keys seeded: %s\n' "$KEYS" "${seed_summary:-?}"
+	printf -- '- store: %s; %s keys seeded: %s\n' "$store_desc" "$KEYS" "${seed_summary:-?}"
 	printf -- '- OAuth seeding: %s; %s\n' "${seed_refresh:-?}" "${seed_access:-?}"
 	printf '\n%s\n' "$tbl"
 	if ((${#problems[@]} > 0)); then

@@ -79,7 +79,7 @@ func main() {
 	}()
 
 	// The same settings as `jeton serve` with its defaults.
-	err := server.Run(ctx, server.Config{Addr: *addr, DB: *db, ClientIPHeader: "X-Forwarded-For",
+	err := server.Run(ctx, server.Config{Addr: *addr, DB: *db, MasterKey: os.Getenv("JETON_MASTER_KEY"), ClientIPHeader: "X-Forwarded-For",
 		Retention: 30 * 24 * time.Hour, Logger: log, Notice: os.Stderr, KeyPrePublish: 10 * time.Minute})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "profserve: %v\n", err)
