@@ -159,19 +159,44 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	return db, nil
 }
 
+// pgPoolSize is the size of each of a node's two PostgreSQL pools, per
+// GOMAXPROCS.
+const pgPoolSize = 4
+
+// openPostgres opens two pools on dsn: one for writes and one for reads.
+// Writes can wait a long time for a connection's worth of work: every audited
+// write holds the audit_head row lock until it commits, so a burst of them
+// queues on that lock with each waiter holding a connection. With one pool,
+// that queue also held up every read behind it (cache misses of verify,
+// authorization codes, readiness probes: 20-300 ms on the benchmark machine
+// during a burst of creates). Reads get their own pool, so they never wait
+// for a write.
 func openPostgres(ctx context.Context, dsn string) (*DB, error) {
-	pool, err := sql.Open("pgx", dsn)
+	open := func(what string) (*sql.DB, error) {
+		pool, err := sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: open postgres: %w", err)
+		}
+		n := pgPoolSize * runtime.GOMAXPROCS(0)
+		pool.SetMaxOpenConns(n)
+		pool.SetMaxIdleConns(n)
+		pool.SetConnMaxIdleTime(5 * time.Minute)
+		if err := pool.PingContext(ctx); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("sqlstore: connect to postgres (%s pool): %w", what, err)
+		}
+		return pool, nil
+	}
+	write, err := open("write")
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: open postgres: %w", err)
+		return nil, err
 	}
-	pool.SetMaxOpenConns(4 * runtime.GOMAXPROCS(0))
-	pool.SetMaxIdleConns(4 * runtime.GOMAXPROCS(0))
-	pool.SetConnMaxIdleTime(5 * time.Minute)
-	if err := pool.PingContext(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("sqlstore: connect to postgres: %w", err)
+	read, err := open("read")
+	if err != nil {
+		write.Close()
+		return nil, err
 	}
-	return &DB{d: postgresDialect, read: pool, write: pool, dsn: dsn, closed: make(chan struct{})}, nil
+	return &DB{d: postgresDialect, read: read, write: write, dsn: dsn, closed: make(chan struct{})}, nil
 }
 
 // busyTimeout is how long a SQLite statement waits for a lock another
