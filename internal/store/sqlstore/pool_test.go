@@ -21,11 +21,7 @@ func TestPostgresReadsDoNotWaitForWrites(t *testing.T) {
 	dsn := storetest.PostgresDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := Open(ctx, dsn, Options{})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer db.Close()
+	db := openPostgresT(t, dsn)
 	now := time.Now()
 	api := store.API{ID: ids.New(ids.API, now), Name: "acme", Identifier: "https://acme.example.com",
 		Scopes: []string{"repos:read"}, KeyPrefix: "jtp", CreatedAt: now, UpdatedAt: now}

@@ -19,15 +19,7 @@ func TestPostgresRevocationsWakeOtherNodes(t *testing.T) {
 	dsn := storetest.PostgresDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	open := func() *DB {
-		db, err := Open(ctx, dsn, Options{})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	a, b := open(), open()
+	a, b := openPostgresT(t, dsn), openPostgresT(t, dsn)
 
 	// The listener wakes readers once it listens (it may have missed
 	// something before); wait for that, so that the wake-up below can only

@@ -27,6 +27,18 @@ func openSQLiteT(t testing.TB, path string) *DB {
 	return db
 }
 
+// openPostgresT opens a store on dsn (from storetest.PostgresDSN), closed
+// when t ends.
+func openPostgresT(t testing.TB, dsn string) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), dsn, Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 func TestSQLiteConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
@@ -42,12 +54,7 @@ func TestPostgresConformance(t *testing.T) {
 		t.Skip("JETON_TEST_POSTGRES_DSN is not set")
 	}
 	storetest.Run(t, func(t *testing.T) store.Store {
-		db, err := Open(context.Background(), storetest.PostgresDSN(t), Options{})
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
+		return openPostgresT(t, storetest.PostgresDSN(t))
 	})
 }
 
