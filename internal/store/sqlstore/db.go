@@ -15,13 +15,15 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -107,6 +109,13 @@ type Options struct {
 	// CheckpointInterval is how often SQLite's WAL is checkpointed in the
 	// background (default 200ms).
 	CheckpointInterval time.Duration
+	// LockTimeout bounds how long a PostgreSQL write waits for a lock that
+	// another transaction holds (the audit log's head, a row being changed)
+	// before it fails, having changed nothing (default 10s; a lock_timeout
+	// in the DSN takes precedence). A started write cannot be cancelled by
+	// its caller (see update), so this is what keeps one stuck transaction
+	// from holding every writer of every node.
+	LockTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -121,6 +130,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CheckpointInterval <= 0 {
 		o.CheckpointInterval = 200 * time.Millisecond
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 10 * time.Second
 	}
 	return o
 }
@@ -137,7 +149,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	var db *DB
 	var err error
 	if IsPostgres(dsn) {
-		db, err = openPostgres(ctx, dsn)
+		db, err = openPostgres(ctx, dsn, opts)
 	} else {
 		db, err = openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"), opts)
 	}
@@ -171,12 +183,17 @@ const pgPoolSize = 4
 // authorization codes, readiness probes: 20-300 ms on the benchmark machine
 // during a burst of creates). Reads get their own pool, so they never wait
 // for a write.
-func openPostgres(ctx context.Context, dsn string) (*DB, error) {
-	open := func(what string) (*sql.DB, error) {
-		pool, err := sql.Open("pgx", dsn)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: open postgres: %w", err)
-		}
+func openPostgres(ctx context.Context, dsn string, opts Options) (*DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open postgres: %w", err)
+	}
+	readCfg := cfg.Copy()
+	if cfg.RuntimeParams["lock_timeout"] == "" {
+		cfg.RuntimeParams["lock_timeout"] = strconv.FormatInt(opts.LockTimeout.Milliseconds(), 10)
+	}
+	open := func(what string, cfg *pgx.ConnConfig) (*sql.DB, error) {
+		pool := stdlib.OpenDB(*cfg)
 		n := pgPoolSize * runtime.GOMAXPROCS(0)
 		pool.SetMaxOpenConns(n)
 		pool.SetMaxIdleConns(n)
@@ -187,11 +204,11 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 		}
 		return pool, nil
 	}
-	write, err := open("write")
+	write, err := open("write", cfg)
 	if err != nil {
 		return nil, err
 	}
-	read, err := open("read")
+	read, err := open("read", readCfg)
 	if err != nil {
 		write.Close()
 		return nil, err

@@ -70,6 +70,12 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if db.d.name == "postgres" {
+			// A migration waits for as long as it takes: for another node's
+			// migration, and for the locks its DDL needs while older nodes
+			// still serve (Options.LockTimeout bounds ordinary writes only).
+			if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+				return fmt.Errorf("sqlstore: migration lock timeout: %w", err)
+			}
 			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
 				return fmt.Errorf("sqlstore: migration lock: %w", err)
 			}

@@ -3,7 +3,9 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,5 +86,76 @@ func TestPostgresReadsDoNotWaitForWrites(t *testing.T) {
 		if err != nil {
 			t.Errorf("CreateToken after the head was released: %v", err)
 		}
+	}
+}
+
+// TestPostgresLockWaitIsBounded: a write waiting for a lock that another
+// transaction keeps fails after Options.LockTimeout, having changed nothing,
+// and reads are not bounded that way.
+func TestPostgresLockWaitIsBounded(t *testing.T) {
+	t.Parallel()
+	dsn := storetest.PostgresDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := Open(ctx, dsn, Options{LockTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	var writeTimeout, readTimeout string
+	if err := db.write.QueryRowContext(ctx, "SHOW lock_timeout").Scan(&writeTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.read.QueryRowContext(ctx, "SHOW lock_timeout").Scan(&readTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if writeTimeout != "100ms" || readTimeout != "0" {
+		t.Errorf("lock_timeout: write pool %q, read pool %q; want 100ms and 0", writeTimeout, readTimeout)
+	}
+
+	now := time.Now()
+	api := store.API{ID: ids.New(ids.API, now), Name: "acme", Identifier: "https://acme.example.com",
+		Scopes: []string{"repos:read"}, KeyPrefix: "jtp", CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateAPI(ctx, api, store.AuditEvent{Action: "api.create", Target: api.ID}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	holder, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.ExecContext(ctx, "SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+
+	secret, _ := tokenfmt.Generate("jtp")
+	tok := store.Token{ID: ids.New(ids.Token, now), APIID: api.ID, Name: "ci", Subject: "cus_1",
+		Scopes: []string{"repos:read"}, Hint: tokenfmt.Hint(secret), CreatedAt: now, UpdatedAt: now}
+	done := make(chan error, 1)
+	go func() {
+		done <- db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Action: "token.create", Target: tok.ID})
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		holder.Rollback() // lets the create finish, so that the test can end
+		t.Fatal("CreateToken still waits for the audit head after 10s")
+	}
+	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
+		t.Fatalf("CreateToken while the audit head is held = %v, want a lock timeout", err)
+	}
+	if _, err := db.GetToken(ctx, tok.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetToken after the failed create = %v, want ErrNotFound", err)
+	}
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Action: "token.create", Target: tok.ID}); err != nil {
+		t.Errorf("CreateToken once the head is free: %v", err)
 	}
 }
