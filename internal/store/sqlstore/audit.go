@@ -13,10 +13,8 @@ import (
 )
 
 const (
-	claimAuditSQL  = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
 	insertAuditSQL = `INSERT INTO audit_events (seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
-	advanceAuditSQL = "UPDATE audit_head SET hash = $1 WHERE id = 1"
 
 	// SQLite's writer keeps its own copy of the head (see auditHead).
 	readAuditHeadSQL = "SELECT seq, hash FROM audit_head WHERE id = 1"
@@ -35,10 +33,9 @@ type auditHead struct {
 	hash  string
 }
 
-// appendAudit appends ev to the hash chain inside tx. Claiming the next
-// sequence number updates the single audit_head row first, which holds a row
-// lock on PostgreSQL until commit: appends from every node are serialised
-// and the chain never forks. An event without an Action records nothing.
+// appendAudit appends ev to the audit log inside tx: to the hash chain
+// itself on SQLite, to the events pending chaining on PostgreSQL (see
+// auditchain.go). An event without an Action records nothing.
 func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) error {
 	if ev.Action == "" {
 		return nil
@@ -50,20 +47,10 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, ev store.AuditEvent) 
 	if ev.ID == "" {
 		ev.ID = ids.New(ids.Event, ev.Time)
 	}
-	if db.batch != nil {
-		return db.appendAuditSQLite(ctx, tx, ev)
+	if db.batch == nil {
+		return db.appendAuditPending(ctx, tx, ev)
 	}
-	if err := db.txQueryRow(ctx, tx, claimAuditSQL).Scan(&ev.Seq, &ev.PrevHash); err != nil {
-		return fmt.Errorf("sqlstore: audit: claim sequence: %w", err)
-	}
-	ev.Hash = ev.ChainHash(ev.PrevHash)
-	if err := db.insertAudit(ctx, tx, &ev); err != nil {
-		return err
-	}
-	if _, err := db.txExec(ctx, tx, advanceAuditSQL, ev.Hash); err != nil {
-		return fmt.Errorf("sqlstore: audit: advance head: %w", err)
-	}
-	return nil
+	return db.appendAuditSQLite(ctx, tx, ev)
 }
 
 // appendAuditSQLite is appendAudit on SQLite's writer: it moves the head
@@ -178,6 +165,9 @@ func (db *DB) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.Audit
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY seq DESC LIMIT " + strconv.Itoa(limit+1)
+	if err := db.chainAudit(ctx); err != nil {
+		return nil, 0, fmt.Errorf("sqlstore: list audit: %w", err)
+	}
 	rows, err := db.read.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("sqlstore: list audit: %w", err)
@@ -196,6 +186,9 @@ func (db *DB) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.Audit
 
 // ScanAudit implements store.Store.
 func (db *DB) ScanAudit(ctx context.Context, after int64, limit int) ([]store.AuditEvent, error) {
+	if err := db.chainAudit(ctx); err != nil {
+		return nil, fmt.Errorf("sqlstore: scan audit: %w", err)
+	}
 	rows, err := db.read.QueryContext(ctx, "SELECT "+auditColumns+" FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2", after, clampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: scan audit: %w", err)

@@ -94,6 +94,8 @@ type DB struct {
 	// whole WAL; see limitWAL.
 	ckptCaughtUp atomic.Bool
 	walRestarts  atomic.Int64 // SQLite: checkpoints limitWAL ran
+
+	chainDone chan struct{} // PostgreSQL: closed when auditChainLoop ends
 }
 
 // Options tune a DB. The zero value is the production default.
@@ -159,6 +161,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if db.d.name == "postgres" {
+		db.chainDone = make(chan struct{})
+		go db.auditChainLoop()
 	}
 	if db.batch != nil {
 		// The batcher owns the writer connection once it runs a batch, so
@@ -288,6 +294,9 @@ func (db *DB) Close() error {
 	close(db.closed)
 	if db.batch != nil {
 		db.batch.close()
+	}
+	if db.chainDone != nil {
+		<-db.chainDone
 	}
 	db.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
 	db.readStmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })

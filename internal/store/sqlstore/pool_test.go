@@ -17,7 +17,7 @@ import (
 )
 
 // TestPostgresReadsDoNotWaitForWrites: with every write connection taken by
-// creates queued on the audit log's head, reads are still answered at once.
+// creates queued on a lock, reads are still answered at once.
 func TestPostgresReadsDoNotWaitForWrites(t *testing.T) {
 	t.Parallel()
 	dsn := storetest.PostgresDSN(t)
@@ -31,8 +31,9 @@ func TestPostgresReadsDoNotWaitForWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Another connection holds the audit head, as a slow audited write on
-	// another node would.
+	// Another transaction locks the API row, which a token's insert must
+	// share (its foreign key), as a slow change of the API on another node
+	// would.
 	other, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +44,7 @@ func TestPostgresReadsDoNotWaitForWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Rollback()
-	if _, err := holder.ExecContext(ctx, "SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"); err != nil {
+	if _, err := holder.ExecContext(ctx, "SELECT id FROM apis WHERE id = $1 FOR UPDATE", api.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -84,7 +85,7 @@ func TestPostgresReadsDoNotWaitForWrites(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			t.Errorf("CreateToken after the head was released: %v", err)
+			t.Errorf("CreateToken after the lock was released: %v", err)
 		}
 	}
 }
@@ -129,7 +130,7 @@ func TestPostgresLockWaitIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer holder.Rollback()
-	if _, err := holder.ExecContext(ctx, "SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"); err != nil {
+	if _, err := holder.ExecContext(ctx, "SELECT id FROM apis WHERE id = $1 FOR UPDATE", api.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -144,10 +145,10 @@ func TestPostgresLockWaitIsBounded(t *testing.T) {
 	case err = <-done:
 	case <-time.After(10 * time.Second):
 		holder.Rollback() // lets the create finish, so that the test can end
-		t.Fatal("CreateToken still waits for the audit head after 10s")
+		t.Fatal("CreateToken still waits for the API row after 10s")
 	}
 	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
-		t.Fatalf("CreateToken while the audit head is held = %v, want a lock timeout", err)
+		t.Fatalf("CreateToken while the API row is locked = %v, want a lock timeout", err)
 	}
 	if _, err := db.GetToken(ctx, tok.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetToken after the failed create = %v, want ErrNotFound", err)
@@ -156,6 +157,6 @@ func TestPostgresLockWaitIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Action: "token.create", Target: tok.ID}); err != nil {
-		t.Errorf("CreateToken once the head is free: %v", err)
+		t.Errorf("CreateToken once the API row is free: %v", err)
 	}
 }
