@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -56,9 +57,23 @@ func (db *DB) chainAudit(ctx context.Context) error {
 	if db.d.name != "postgres" {
 		return nil
 	}
+	return db.chainPending(ctx, db.update)
+}
+
+// chainPending chains pending events with update (DB.update, or pgUpdate
+// once the store is closing) until none is left.
+func (db *DB) chainPending(ctx context.Context, update func(context.Context, writeFunc) error) error {
+	// Taking the head lock costs a transaction; look first.
+	var one int
+	switch err := db.read.QueryRowContext(ctx, "SELECT 1 FROM audit_pending LIMIT 1").Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("sqlstore: chain audit events: %w", err)
+	}
 	for {
 		var n int
-		err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		err := update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			var err error
 			n, err = db.chainBatch(ctx, tx)
 			return err
@@ -140,30 +155,25 @@ func (db *DB) chainBatch(ctx context.Context, tx *sql.Tx) (int, error) {
 }
 
 // auditChainLoop chains pending audit events every auditChainEvery until
-// the store closes, and once more then.
+// the store closes, and once more then. A failure leaves the events
+// pending, where they are safe: the next round, another node, or the next
+// read of the log (which reports the error) chains them.
 func (db *DB) auditChainLoop() {
 	defer close(db.chainDone)
 	t := time.NewTicker(auditChainEvery)
 	defer t.Stop()
-	chain := func() {
+	chain := func(update func(context.Context, writeFunc) error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		// Taking the head lock costs a transaction; look first.
-		// A failure leaves the events pending, where they are safe: the
-		// next round, or the next read of the log, chains them (and a read
-		// reports the error).
-		var one int
-		if db.read.QueryRowContext(ctx, "SELECT 1 FROM audit_pending LIMIT 1").Scan(&one) == nil {
-			db.chainAudit(ctx)
-		}
+		db.chainPending(ctx, update)
 	}
 	for {
 		select {
 		case <-db.closed:
-			chain()
+			chain(db.pgUpdate) // update refuses writes once closed
 			return
 		case <-t.C:
-			chain()
+			chain(db.update)
 		}
 	}
 }

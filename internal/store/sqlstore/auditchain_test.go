@@ -135,3 +135,36 @@ func TestPostgresAuditChainAcrossNodes(t *testing.T) {
 		prev = e.Hash
 	}
 }
+
+// TestPostgresCloseChainsPendingEvents: Close chains what is pending, so that
+// a node that stops leaves nothing behind it.
+func TestPostgresCloseChainsPendingEvents(t *testing.T) {
+	t.Parallel()
+	dsn := storetest.PostgresDSN(t)
+	ctx := context.Background()
+	db, err := Open(ctx, dsn, Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	const n = 50
+	for range n {
+		if err := db.AppendAudit(ctx, store.AuditEvent{Actor: "test", Action: "token.create", Target: "tok_x"}); err != nil {
+			t.Fatalf("AppendAudit: %v", err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	raw, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var pending, chained int
+	if err := raw.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM audit_pending), (SELECT count(*) FROM audit_events)").Scan(&pending, &chained); err != nil {
+		t.Fatal(err)
+	}
+	if pending != 0 || chained != n {
+		t.Errorf("after Close: %d events pending, %d chained; want 0 and %d", pending, chained, n)
+	}
+}

@@ -384,6 +384,11 @@ func (db *DB) update(ctx context.Context, fn writeFunc) error {
 		return ErrClosed
 	default:
 	}
+	return db.pgUpdate(ctx, fn)
+}
+
+// pgUpdate is update on PostgreSQL, open or closing.
+func (db *DB) pgUpdate(ctx context.Context, fn writeFunc) error {
 	conn, err := db.write.Conn(ctx)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
