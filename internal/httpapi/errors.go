@@ -55,6 +55,8 @@ func publicError(err error) *Error {
 		return &Error{Status: http.StatusConflict, Code: "api_in_use", Message: "the api has live tokens; revoke them or delete with force=true"}
 	case errors.Is(err, store.ErrBuiltin):
 		return &Error{Status: http.StatusConflict, Code: "conflict", Message: "the built-in jeton api cannot be changed that way"}
+	case errors.Is(err, store.ErrBusy):
+		return &Error{Status: http.StatusServiceUnavailable, Code: "busy", Message: "the store is busy; nothing was changed, retry shortly", Err: err}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error", Err: err}
 }
@@ -100,8 +102,13 @@ func (a adapter) wrap(h handlerFunc) http.Handler {
 }
 
 func writeError(w http.ResponseWriter, e *Error) {
-	if e.Status == http.StatusUnauthorized {
+	switch e.Status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="jeton"`)
+	case http.StatusServiceUnavailable:
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
 	}
 	writeJSON(w, e.Status, map[string]any{"error": map[string]string{"code": e.Code, "message": e.Message}})
 }

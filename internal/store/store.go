@@ -23,6 +23,9 @@ var (
 	// ErrBuiltin is returned when a change is refused because it would break
 	// a built-in object (the jeton API).
 	ErrBuiltin = errors.New("store: built-in object")
+	// ErrBusy is returned when a write gave up waiting for a lock that
+	// another transaction held. It changed nothing and may be retried.
+	ErrBusy = errors.New("store: busy")
 )
 
 // API is a resource server that tokens are issued for.

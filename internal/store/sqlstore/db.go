@@ -401,12 +401,22 @@ func (db *DB) pgUpdate(ctx context.Context, fn writeFunc) error {
 	}
 	if err := fn(wctx, tx); err != nil {
 		tx.Rollback()
-		return err
+		return busy(err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlstore: commit: %w", err)
+		return busy(fmt.Errorf("sqlstore: commit: %w", err))
 	}
 	return nil
+}
+
+// busy marks a PostgreSQL lock timeout (Options.LockTimeout) as
+// store.ErrBusy.
+func busy(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+		return fmt.Errorf("%w (%w)", err, store.ErrBusy)
+	}
+	return err
 }
 
 // wrapUnique turns a unique-constraint violation into store.ErrAlreadyExists.

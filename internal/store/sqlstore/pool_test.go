@@ -147,8 +147,8 @@ func TestPostgresLockWaitIsBounded(t *testing.T) {
 		holder.Rollback() // lets the create finish, so that the test can end
 		t.Fatal("CreateToken still waits for the API row after 10s")
 	}
-	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
-		t.Fatalf("CreateToken while the API row is locked = %v, want a lock timeout", err)
+	if !errors.Is(err, store.ErrBusy) || !strings.Contains(err.Error(), "lock timeout") {
+		t.Fatalf("CreateToken while the API row is locked = %v, want a lock timeout (store.ErrBusy)", err)
 	}
 	if _, err := db.GetToken(ctx, tok.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetToken after the failed create = %v, want ErrNotFound", err)
