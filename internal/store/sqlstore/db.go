@@ -182,13 +182,13 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 const pgPoolSize = 4
 
 // openPostgres opens two pools on dsn: one for writes and one for reads.
-// Writes can wait a long time for a connection's worth of work: every audited
-// write holds the audit_head row lock until it commits, so a burst of them
-// queues on that lock with each waiter holding a connection. With one pool,
-// that queue also held up every read behind it (cache misses of verify,
-// authorization codes, readiness probes: 20-300 ms on the benchmark machine
-// during a burst of creates). Reads get their own pool, so they never wait
-// for a write.
+// Writes can queue on row locks (a revocation holds revocation_head until
+// it commits; a rotation holds its token's row), each waiter holding a
+// connection. With one pool, such a queue also held up every read behind it
+// (cache misses of verify, authorization codes, readiness probes: 20-300 ms
+// on the benchmark machine during a burst of creates, when every audited
+// write still took turns on the audit head). Reads get their own pool, so
+// they never wait for a write.
 func openPostgres(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {

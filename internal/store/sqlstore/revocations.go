@@ -64,9 +64,11 @@ func eventTime(ev store.AuditEvent) time.Time {
 
 // recordRevocations appends revs to the feed inside tx, numbering them in
 // order, and on PostgreSQL notifies the other nodes when tx commits. Call
-// it after the transaction's other row locks are taken and before
-// appendAudit, so that every transaction takes the head locks in the same
-// order (revocation_head, then audit_head) and none can deadlock.
+// it after the transaction's other row locks are taken, so that
+// revocation_head, which stays locked until commit, is held as briefly as
+// possible and always last. (Writes never lock audit_head on PostgreSQL:
+// only the audit chainer does, and it takes no other lock; see
+// auditchain.go.)
 func (db *DB) recordRevocations(ctx context.Context, tx *sql.Tx, revs []store.Revocation) error {
 	if len(revs) == 0 {
 		return nil
