@@ -25,19 +25,7 @@ func TestPostgresAuditedWritesDoNotWaitForTheHead(t *testing.T) {
 	}
 	defer db.Close()
 
-	other, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	holder, err := other.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback()
-	if _, err := holder.ExecContext(ctx, "SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"); err != nil {
-		t.Fatal(err)
-	}
+	release := holdLock(t, dsn, "SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
 	targets := []string{"tok_a", "tok_b", "tok_c"}
 	for _, target := range targets {
 		// With the head held, an append that needed it would fail after
@@ -46,9 +34,7 @@ func TestPostgresAuditedWritesDoNotWaitForTheHead(t *testing.T) {
 			t.Fatalf("AppendAudit while the head is held: %v", err)
 		}
 	}
-	if err := holder.Rollback(); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	evs, err := db.ScanAudit(ctx, 0, 100)
 	if err != nil {
 		t.Fatalf("ScanAudit: %v", err)

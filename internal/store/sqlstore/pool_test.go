@@ -25,28 +25,12 @@ func TestPostgresReadsDoNotWaitForWrites(t *testing.T) {
 	defer cancel()
 	db := openPostgresT(t, dsn)
 	now := time.Now()
-	api := store.API{ID: ids.New(ids.API, now), Name: "acme", Identifier: "https://acme.example.com",
-		Scopes: []string{"repos:read"}, KeyPrefix: "jtp", CreatedAt: now, UpdatedAt: now}
-	if err := db.CreateAPI(ctx, api, store.AuditEvent{Action: "api.create", Target: api.ID}); err != nil {
-		t.Fatal(err)
-	}
+	api := createTestAPI(t, db)
 
 	// Another transaction locks the API row, which a token's insert must
 	// share (its foreign key), as a slow change of the API on another node
 	// would.
-	other, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	holder, err := other.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback()
-	if _, err := holder.ExecContext(ctx, "SELECT id FROM apis WHERE id = $1 FOR UPDATE", api.ID); err != nil {
-		t.Fatal(err)
-	}
+	release := holdLock(t, dsn, "SELECT id FROM apis WHERE id = $1 FOR UPDATE", api.ID)
 
 	// Twice as many creates as write connections: all of them wait.
 	n := 2 * pgPoolSize * runtime.GOMAXPROCS(0)
@@ -78,9 +62,7 @@ func TestPostgresReadsDoNotWaitForWrites(t *testing.T) {
 		t.Errorf("GetAPI while the writes wait: %v", err)
 	}
 
-	if err := holder.Rollback(); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -115,24 +97,8 @@ func TestPostgresLockWaitIsBounded(t *testing.T) {
 	}
 
 	now := time.Now()
-	api := store.API{ID: ids.New(ids.API, now), Name: "acme", Identifier: "https://acme.example.com",
-		Scopes: []string{"repos:read"}, KeyPrefix: "jtp", CreatedAt: now, UpdatedAt: now}
-	if err := db.CreateAPI(ctx, api, store.AuditEvent{Action: "api.create", Target: api.ID}); err != nil {
-		t.Fatal(err)
-	}
-	other, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	holder, err := other.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Rollback()
-	if _, err := holder.ExecContext(ctx, "SELECT id FROM apis WHERE id = $1 FOR UPDATE", api.ID); err != nil {
-		t.Fatal(err)
-	}
+	api := createTestAPI(t, db)
+	release := holdLock(t, dsn, "SELECT id FROM apis WHERE id = $1 FOR UPDATE", api.ID)
 
 	secret, _ := tokenfmt.Generate("jtp")
 	tok := store.Token{ID: ids.New(ids.Token, now), APIID: api.ID, Name: "ci", Subject: "cus_1",
@@ -144,7 +110,7 @@ func TestPostgresLockWaitIsBounded(t *testing.T) {
 	select {
 	case err = <-done:
 	case <-time.After(10 * time.Second):
-		holder.Rollback() // lets the create finish, so that the test can end
+		release() // lets the create finish, so that the test can end
 		t.Fatal("CreateToken still waits for the API row after 10s")
 	}
 	if !errors.Is(err, store.ErrBusy) || !strings.Contains(err.Error(), "lock timeout") {
@@ -153,10 +119,49 @@ func TestPostgresLockWaitIsBounded(t *testing.T) {
 	if _, err := db.GetToken(ctx, tok.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetToken after the failed create = %v, want ErrNotFound", err)
 	}
-	if err := holder.Rollback(); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Action: "token.create", Target: tok.ID}); err != nil {
 		t.Errorf("CreateToken once the API row is free: %v", err)
 	}
+}
+
+// createTestAPI creates an API named acme in db.
+func createTestAPI(t *testing.T, db *DB) store.API {
+	t.Helper()
+	now := time.Now()
+	api := store.API{ID: ids.New(ids.API, now), Name: "acme", Identifier: "https://acme.example.com",
+		Scopes: []string{"repos:read"}, KeyPrefix: "jtp", CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateAPI(context.Background(), api, store.AuditEvent{Action: "api.create", Target: api.ID}); err != nil {
+		t.Fatalf("CreateAPI: %v", err)
+	}
+	return api
+}
+
+// holdLock runs query (a SELECT ... FOR UPDATE) in a transaction of its own
+// connection to dsn, as another node would, and keeps its locks until
+// release (or the end of t).
+func holdLock(t *testing.T, dsn, query string, args ...any) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	other, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		other.Close()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			tx.Rollback()
+			other.Close()
+		})
+	}
+	t.Cleanup(release)
+	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		t.Fatalf("hold lock: %v", err)
+	}
+	return release
 }
