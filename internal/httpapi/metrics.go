@@ -61,6 +61,20 @@ func (m *Metrics) WatchWAL(st WALStats) {
 			func() float64 { return float64(st.WALRestarts()) }))
 }
 
+// AuditStats is what a PostgreSQL store reports about chaining its audit
+// events after commit.
+type AuditStats interface {
+	AuditChainErrors() int64 // background rounds of chaining that failed
+}
+
+// WatchAudit adds a counter of st's failed audit chaining to the registry.
+// Call it once, for a PostgreSQL store only.
+func (m *Metrics) WatchAudit(st AuditStats) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jeton_audit_chain_errors_total",
+		Help: "Background rounds of chaining committed audit events that failed (the events stay pending and are chained later)."},
+		func() float64 { return float64(st.AuditChainErrors()) }))
+}
+
 // OnVerify records one verification; it is tokens.Config.OnVerify.
 func (m *Metrics) OnVerify(c tokens.Code, d time.Duration) {
 	if int(c) < len(m.verifyCodes) && m.verifyCodes[c] != nil {

@@ -98,6 +98,8 @@ func Run(ctx context.Context, cfg Config) error {
 	metrics := httpapi.NewMetrics()
 	if db.Dialect() == "sqlite" {
 		metrics.WatchWAL(db)
+	} else {
+		metrics.WatchAudit(db)
 	}
 	svc, err := tokens.New(ctx, tokens.Config{Store: db, Logger: log, Retention: cfg.Retention, AccessTokenRetention: cfg.AccessTokenRetention, Now: cfg.Now,
 		OnVerify: metrics.OnVerify, OnStoreError: metrics.OnStoreError})

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/store/sqlstore"
+	"github.com/jetonhq/jeton/internal/store/storetest"
 )
 
 // TestServeFirstStartAndGracefulShutdown starts the real server on an empty
@@ -172,5 +174,63 @@ func TestMasterKey(t *testing.T) {
 	}
 	if addr, stop := start(Config{DB: "postgres://127.0.0.1:1/none"}); addr != "" || !strings.Contains(stop().Error(), "JETON_MASTER_KEY") {
 		t.Errorf("PostgreSQL without a master key did not refuse to start with a clear message")
+	}
+}
+
+// TestServeOnPostgres starts the real server on an empty PostgreSQL schema,
+// creates an API through the admin API, and finds its audit event (chained
+// after commit on PostgreSQL) and PostgreSQL's metrics.
+func TestServeOnPostgres(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var notice bytes.Buffer
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Addr: "127.0.0.1:0", DB: dsn, Notice: &notice, Ready: ready,
+			MasterKey: base64.StdEncoding.EncodeToString(make([]byte, 32)), Logger: slog.New(slog.DiscardHandler)})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	admin := regexp.MustCompile(`jtp_[0-9A-Za-z]{49}`).FindString(notice.String())
+	if admin == "" {
+		t.Fatalf("first start notice: %q", notice.String())
+	}
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := call("POST", "/v1/apis", `{"name":"acme","identifier":"https://acme.example.com","scopes":["repos:read"]}`)
+	if code != 201 {
+		t.Fatalf("create api: %d %s", code, body)
+	}
+	if code, body := call("GET", "/v1/audit?action=api.create", ""); code != 200 || !strings.Contains(body, `"action":"api.create"`) {
+		t.Errorf("audit right after the create: %d %s", code, body)
+	}
+	if _, body := call("GET", "/metrics", ""); !strings.Contains(body, "jeton_audit_chain_errors_total 0") ||
+		strings.Contains(body, "jeton_store_wal_bytes") {
+		t.Errorf("metrics: want jeton_audit_chain_errors_total and no WAL figures")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after cancel")
 	}
 }

@@ -165,7 +165,9 @@ func (db *DB) auditChainLoop() {
 	chain := func(update func(context.Context, writeFunc) error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		db.chainPending(ctx, update)
+		if db.chainPending(ctx, update) != nil {
+			db.chainErrors.Add(1)
+		}
 	}
 	for {
 		select {
@@ -177,3 +179,8 @@ func (db *DB) auditChainLoop() {
 		}
 	}
 }
+
+// AuditChainErrors reports how many background rounds of chaining audit
+// events failed (PostgreSQL; always 0 on SQLite). Events of a failed round
+// stay pending and are chained by a later one.
+func (db *DB) AuditChainErrors() int64 { return db.chainErrors.Load() }

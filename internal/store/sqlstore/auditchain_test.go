@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -152,5 +153,51 @@ func TestPostgresCloseChainsPendingEvents(t *testing.T) {
 	}
 	if pending != 0 || chained != n {
 		t.Errorf("after Close: %d events pending, %d chained; want 0 and %d", pending, chained, n)
+	}
+}
+
+// TestPostgresFailedChainingKeepsEvents: while the head cannot be had, the
+// background rounds fail and are counted, the events stay pending, and the
+// first round after the head is free chains them.
+func TestPostgresFailedChainingKeepsEvents(t *testing.T) {
+	t.Parallel()
+	dsn := storetest.PostgresDSN(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := Open(ctx, dsn, Options{LockTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer db.Close()
+	release := holdLock(t, dsn, "SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+	if err := db.AppendAudit(ctx, store.AuditEvent{Actor: "test", Action: "token.revoke", Target: "tok_a"}); err != nil {
+		t.Fatalf("AppendAudit: %v", err)
+	}
+	for db.AuditChainErrors() < 2 {
+		if ctx.Err() != nil {
+			t.Fatal("no failed round of chaining counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := db.ScanAudit(ctx, 0, 10); !errors.Is(err, store.ErrBusy) {
+		t.Errorf("ScanAudit while the head is held = %v, want store.ErrBusy", err)
+	}
+	release()
+	for {
+		var pending int
+		if err := db.read.QueryRowContext(ctx, "SELECT count(*) FROM audit_pending").Scan(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%d events still pending after the head was released", pending)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	evs, err := db.ScanAudit(ctx, 0, 10)
+	if err != nil || len(evs) != 1 || evs[0].Target != "tok_a" {
+		t.Errorf("ScanAudit = %v, %v; want the one event", evs, err)
 	}
 }

@@ -95,7 +95,8 @@ type DB struct {
 	ckptCaughtUp atomic.Bool
 	walRestarts  atomic.Int64 // SQLite: checkpoints limitWAL ran
 
-	chainDone chan struct{} // PostgreSQL: closed when auditChainLoop ends
+	chainDone   chan struct{} // PostgreSQL: closed when auditChainLoop ends
+	chainErrors atomic.Int64  // PostgreSQL: failed rounds of auditChainLoop
 }
 
 // Options tune a DB. The zero value is the production default.
