@@ -27,6 +27,12 @@ func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota [
 		return nil
 	}
 	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if db.d.name == "postgres" {
+			if err := recordUsageBulk(ctx, tx, usage); err != nil {
+				return err
+			}
+			usage = nil
+		}
 		for _, u := range usage {
 			var allowed int64
 			for _, h := range u.Hours {
@@ -64,6 +70,91 @@ func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota [
 		}
 		return nil
 	})
+}
+
+// PostgreSQL writes a flush's usage in two statements, whatever its size:
+// one round trip per row made a node flush about 5,000 tokens a second
+// against a local server (two statements each), fewer against a remote one,
+// and a node whose keys in use outgrew that would fall further behind at
+// every flush. (SQLite runs in the process: a statement per row costs it no
+// round trip.)
+const (
+	pgUsageUpsertSQL = `INSERT INTO token_usage (token_id, hour, allowed, denied)
+		SELECT u.token_id, u.hour, u.allowed, u.denied
+		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u (token_id, hour, allowed, denied)
+		WHERE EXISTS (SELECT 1 FROM tokens WHERE id = u.token_id)
+		ON CONFLICT (token_id, hour) DO UPDATE SET allowed = token_usage.allowed + excluded.allowed,
+			denied = token_usage.denied + excluded.denied`
+	pgLastUseSQL = `UPDATE tokens SET use_count = tokens.use_count + u.allowed,
+		last_used_ip = CASE WHEN tokens.last_used_at IS NULL OR tokens.last_used_at <= u.at THEN u.ip ELSE tokens.last_used_ip END,
+		last_used_at = CASE WHEN tokens.last_used_at IS NULL OR tokens.last_used_at < u.at THEN u.at ELSE tokens.last_used_at END
+		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS u (id, allowed, at, ip)
+		WHERE tokens.id = u.id`
+)
+
+// recordUsageBulk writes usage on PostgreSQL inside tx, as RecordUsage does
+// on SQLite row by row. Deltas are first merged per token and hour: one
+// statement may not change a row twice.
+func recordUsageBulk(ctx context.Context, tx *sql.Tx, usage []store.UsageDelta) error {
+	type hourKey struct {
+		id   string
+		hour int64
+	}
+	type lastUse struct {
+		allowed int64
+		at      time.Time
+		ip      string
+	}
+	hours := map[hourKey]*store.UsageHour{}
+	var hourKeys []hourKey
+	uses := map[string]*lastUse{}
+	var useIDs []string
+	for _, u := range usage {
+		var allowed int64
+		for _, h := range u.Hours {
+			allowed += h.Allowed
+			k := hourKey{u.TokenID, ms(h.Hour)}
+			if sum := hours[k]; sum != nil {
+				sum.Allowed += h.Allowed
+				sum.Denied += h.Denied
+			} else {
+				hours[k] = &store.UsageHour{Allowed: h.Allowed, Denied: h.Denied}
+				hourKeys = append(hourKeys, k)
+			}
+		}
+		if u.LastUsedAt.IsZero() && allowed == 0 {
+			continue
+		}
+		l := uses[u.TokenID]
+		if l == nil {
+			l = &lastUse{at: u.LastUsedAt, ip: u.LastUsedIP}
+			uses[u.TokenID] = l
+			useIDs = append(useIDs, u.TokenID)
+		} else if !u.LastUsedAt.Before(l.at) {
+			l.at, l.ip = u.LastUsedAt, u.LastUsedIP // the latest, as row by row
+		}
+		l.allowed += allowed
+	}
+	if len(hourKeys) > 0 {
+		ids, hs, allowed, denied := make([]string, len(hourKeys)), make([]int64, len(hourKeys)), make([]int64, len(hourKeys)), make([]int64, len(hourKeys))
+		for i, k := range hourKeys {
+			ids[i], hs[i], allowed[i], denied[i] = k.id, k.hour, hours[k].Allowed, hours[k].Denied
+		}
+		if _, err := tx.ExecContext(ctx, pgUsageUpsertSQL, ids, hs, allowed, denied); err != nil {
+			return fmt.Errorf("sqlstore: record usage: %w", err)
+		}
+	}
+	if len(useIDs) > 0 {
+		allowed, at, ips := make([]int64, len(useIDs)), make([]int64, len(useIDs)), make([]string, len(useIDs))
+		for i, id := range useIDs {
+			l := uses[id]
+			allowed[i], at[i], ips[i] = l.allowed, ms(l.at), l.ip
+		}
+		if _, err := tx.ExecContext(ctx, pgLastUseSQL, useIDs, allowed, at, ips); err != nil {
+			return fmt.Errorf("sqlstore: record last use: %w", err)
+		}
+	}
+	return nil
 }
 
 // Usage implements store.Store.

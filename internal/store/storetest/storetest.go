@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListTokens", testListTokens},
 		{"LostUpdates", testLostUpdates},
 		{"Usage", testUsage},
+		{"UsageManyTokens", testUsageManyTokens},
 		{"Quota", testQuota},
 		{"AuditChain", testAuditChain},
 		{"ListAudit", testListAudit},
@@ -568,6 +569,50 @@ func testUsage(t *testing.T, s store.Store) {
 	got, _ := s.GetToken(ctx, tok.ID)
 	if got.UseCount != 6 || !got.LastUsedAt.Equal(h1.Add(time.Minute)) || got.LastUsedIP != "192.0.2.1" {
 		t.Errorf("last use: count %d at %v from %q", got.UseCount, got.LastUsedAt, got.LastUsedIP)
+	}
+}
+
+// testUsageManyTokens records one flush of 300 tokens in one call, in which
+// one token appears twice (both deltas count; the later use wins) and one
+// no longer exists.
+func testUsageManyTokens(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	h0 := base.Truncate(time.Hour)
+	h1 := h0.Add(time.Hour)
+	var toks []store.Token
+	var deltas []store.UsageDelta
+	for i := range 300 {
+		tok, _ := mustCreateToken(t, s, a.ID, nil)
+		toks = append(toks, tok)
+		deltas = append(deltas, store.UsageDelta{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: h0, Allowed: int64(i + 1), Denied: 1}},
+			LastUsedAt: h0.Add(time.Duration(i) * time.Second), LastUsedIP: "192.0.2.1"})
+	}
+	twice := toks[7]
+	deltas = append(deltas,
+		store.UsageDelta{TokenID: twice.ID, Hours: []store.UsageHour{{Hour: h0, Allowed: 10}, {Hour: h1, Allowed: 5, Denied: 2}},
+			LastUsedAt: h1.Add(time.Minute), LastUsedIP: "192.0.2.7"},
+		store.UsageDelta{TokenID: "tok_deleted_meanwhile", Hours: []store.UsageHour{{Hour: h0, Allowed: 1}}, LastUsedAt: h0, LastUsedIP: "192.0.2.9"})
+	if err := s.RecordUsage(ctx, deltas, nil); err != nil {
+		t.Fatalf("RecordUsage: %v", err)
+	}
+	for i, tok := range toks {
+		want := []store.UsageHour{{Hour: h0, Allowed: int64(i + 1), Denied: 1}}
+		wantCount, wantAt, wantIP := int64(i+1), h0.Add(time.Duration(i)*time.Second), "192.0.2.1"
+		if tok.ID == twice.ID {
+			want = []store.UsageHour{{Hour: h0, Allowed: int64(i + 1 + 10), Denied: 1}, {Hour: h1, Allowed: 5, Denied: 2}}
+			wantCount, wantAt, wantIP = int64(i+1+15), h1.Add(time.Minute), "192.0.2.7"
+		}
+		hours, err := s.Usage(ctx, tok.ID, h0, h1.Add(time.Hour))
+		if err != nil {
+			t.Fatalf("Usage: %v", err)
+		}
+		if diff := cmp.Diff(hours, want); diff != "" {
+			t.Errorf("token %d: Usage (-got +want):\n%s", i, diff)
+		}
+		got, _ := s.GetToken(ctx, tok.ID)
+		if got.UseCount != wantCount || !got.LastUsedAt.Equal(wantAt) || got.LastUsedIP != wantIP {
+			t.Errorf("token %d: last use: count %d at %v from %q, want %d at %v from %q", i, got.UseCount, got.LastUsedAt, got.LastUsedIP, wantCount, wantAt, wantIP)
+		}
 	}
 }
 
