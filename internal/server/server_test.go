@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,36 +25,11 @@ import (
 // flushes the usage counted in memory.
 func TestServeFirstStartAndGracefulShutdown(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "jeton.db")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var notice bytes.Buffer
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Addr: "127.0.0.1:0", DB: dbPath, Notice: &notice, Ready: ready,
-			Logger: slog.New(slog.DiscardHandler)})
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	}
-	admin := regexp.MustCompile(`jtp_[0-9A-Za-z]{49}`).FindString(notice.String())
+	srv := startServer(t, Config{DB: dbPath, Notice: &notice})
+	admin, call := srv.admin, srv.call
 	if admin == "" || !strings.Contains(notice.String(), "will not be shown again") {
 		t.Fatalf("first start notice: %q", notice.String())
-	}
-	call := func(method, path, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+admin)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
 		if code, _ := call("GET", p, ""); code != 200 {
@@ -70,15 +46,7 @@ func TestServeFirstStartAndGracefulShutdown(t *testing.T) {
 		!strings.Contains(body, "jeton_store_wal_bytes ") || !strings.Contains(body, "jeton_store_wal_restarts_total 0") {
 		t.Errorf("metrics lack verify results, request counts or the WAL's figures")
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after shutdown: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("shutdown did not finish")
-	}
+	srv.stop()
 	// The usage flush interval (10s) has not passed: only the shutdown
 	// flush can have written these counts.
 	db, err := sqlstore.Open(context.Background(), dbPath, sqlstore.Options{})
@@ -98,17 +66,7 @@ func TestServeFirstStartAndGracefulShutdown(t *testing.T) {
 
 	// A second start reuses the store and prints no new token.
 	notice.Reset()
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	go func() {
-		done <- Run(ctx2, Config{Addr: "127.0.0.1:0", DB: dbPath, Notice: &notice, Ready: ready, Logger: slog.New(slog.DiscardHandler)})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("second Run: %v", err)
-	}
-	cancel2()
-	<-done
+	startServer(t, Config{DB: dbPath, Notice: &notice}).stop()
 	if notice.Len() != 0 {
 		t.Errorf("second start printed %q", notice.String())
 	}
@@ -181,38 +139,11 @@ func TestMasterKey(t *testing.T) {
 // creates an API through the admin API, and finds its audit event (chained
 // after commit on PostgreSQL) and PostgreSQL's metrics.
 func TestServeOnPostgres(t *testing.T) {
-	dsn := storetest.PostgresDSN(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var notice bytes.Buffer
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Addr: "127.0.0.1:0", DB: dsn, Notice: &notice, Ready: ready,
-			MasterKey: base64.StdEncoding.EncodeToString(make([]byte, 32)), Logger: slog.New(slog.DiscardHandler)})
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
+	srv := startServer(t, Config{DB: storetest.PostgresDSN(t), MasterKey: base64.StdEncoding.EncodeToString(make([]byte, 32))})
+	if srv.admin == "" {
+		t.Fatal("no admin token on the first start")
 	}
-	admin := regexp.MustCompile(`jtp_[0-9A-Za-z]{49}`).FindString(notice.String())
-	if admin == "" {
-		t.Fatalf("first start notice: %q", notice.String())
-	}
-	call := func(method, path, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+admin)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	call := srv.call
 	code, body := call("POST", "/v1/apis", `{"name":"acme","identifier":"https://acme.example.com","scopes":["repos:read"]}`)
 	if code != 201 {
 		t.Fatalf("create api: %d %s", code, body)
@@ -224,13 +155,67 @@ func TestServeOnPostgres(t *testing.T) {
 		strings.Contains(body, "jeton_store_wal_bytes") {
 		t.Errorf("metrics: want jeton_audit_chain_errors_total and no WAL figures")
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after shutdown: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return after cancel")
+	srv.stop()
+}
+
+// testServer is a server started by startServer.
+type testServer struct {
+	admin string // the one-time admin token of a first start ("" otherwise)
+	// call sends a request with the admin token and returns the status and body.
+	call func(method, path, body string) (int, string)
+	// stop shuts the server down and fails the test if that fails.
+	stop func()
+}
+
+// startServer runs Run with cfg on a free port of 127.0.0.1 until stop or
+// the end of the test.
+func startServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	notice := &bytes.Buffer{}
+	if cfg.Notice == nil {
+		cfg.Notice = notice
+	} else {
+		cfg.Notice = io.MultiWriter(cfg.Notice, notice)
 	}
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	cfg.Addr, cfg.Ready, cfg.Logger = "127.0.0.1:0", ready, slog.New(slog.DiscardHandler)
+	go func() { done <- Run(ctx, cfg) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	}
+	srv := &testServer{admin: regexp.MustCompile(`jtp_[0-9A-Za-z]{49}`).FindString(notice.String())}
+	srv.call = func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+srv.admin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	var once sync.Once
+	srv.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run after shutdown: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("shutdown did not finish")
+			}
+		})
+	}
+	t.Cleanup(srv.stop)
+	return srv
 }
