@@ -48,12 +48,8 @@ func TestPostgresAuditedWritesDoNotWaitForTheHead(t *testing.T) {
 			t.Errorf("event %d: seq %d target %s, want seq %d target %s", i, e.Seq, e.Target, i+1, targets[i])
 		}
 	}
-	var pending int
-	if err := db.read.QueryRowContext(ctx, "SELECT count(*) FROM audit_pending").Scan(&pending); err != nil {
-		t.Fatal(err)
-	}
-	if pending != 0 {
-		t.Errorf("%d events still pending after a scan", pending)
+	if n := pendingEvents(t, db); n != 0 {
+		t.Errorf("%d events still pending after a scan", n)
 	}
 }
 
@@ -82,19 +78,7 @@ func TestPostgresAuditChainAcrossNodes(t *testing.T) {
 	}
 	wg.Wait()
 	// The background chainers empty audit_pending on their own.
-	for {
-		var pending int
-		if err := a.read.QueryRowContext(ctx, "SELECT count(*) FROM audit_pending").Scan(&pending); err != nil {
-			t.Fatal(err)
-		}
-		if pending == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%d events still pending", pending)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitNonePending(ctx, t, a)
 	var evs []store.AuditEvent
 	for after := int64(0); ; {
 		page, err := b.ScanAudit(ctx, after, 1000)
@@ -183,21 +167,31 @@ func TestPostgresFailedChainingKeepsEvents(t *testing.T) {
 		t.Errorf("ScanAudit while the head is held = %v, want store.ErrBusy", err)
 	}
 	release()
-	for {
-		var pending int
-		if err := db.read.QueryRowContext(ctx, "SELECT count(*) FROM audit_pending").Scan(&pending); err != nil {
-			t.Fatal(err)
-		}
-		if pending == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%d events still pending after the head was released", pending)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitNonePending(ctx, t, db)
 	evs, err := db.ScanAudit(ctx, 0, 10)
 	if err != nil || len(evs) != 1 || evs[0].Target != "tok_a" {
 		t.Errorf("ScanAudit = %v, %v; want the one event", evs, err)
+	}
+}
+
+// pendingEvents counts the audit events of db waiting to be chained.
+func pendingEvents(t *testing.T, db *DB) int {
+	t.Helper()
+	var n int
+	if err := db.read.QueryRow("SELECT count(*) FROM audit_pending").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitNonePending waits until db's background chainer (or another node's)
+// has chained every pending event, failing t when ctx ends first.
+func waitNonePending(ctx context.Context, t *testing.T, db *DB) {
+	t.Helper()
+	for n := pendingEvents(t, db); n > 0; n = pendingEvents(t, db) {
+		if ctx.Err() != nil {
+			t.Fatalf("%d audit events still pending", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
