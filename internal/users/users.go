@@ -19,6 +19,7 @@ import (
 	"github.com/jetonhq/jeton/internal/ids"
 	"github.com/jetonhq/jeton/internal/password"
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/throttle"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
 	"github.com/jetonhq/jeton/internal/tokens"
 )
@@ -102,7 +103,7 @@ func (c Config) withDefaults() Config {
 type Service struct {
 	cfg      Config
 	store    store.Store
-	throttle *throttle
+	throttle *throttle.Throttle
 	audits   *auditBudget
 }
 
@@ -112,7 +113,7 @@ func New(cfg Config) *Service {
 	return &Service{
 		cfg:      cfg,
 		store:    cfg.Store,
-		throttle: newThrottle(cfg.UserFailures, cfg.AddressFailures, cfg.FailureWindow),
+		throttle: throttle.New(cfg.UserFailures, cfg.AddressFailures, cfg.FailureWindow),
 		audits:   newAuditBudget(),
 	}
 }
@@ -396,14 +397,13 @@ func (s *Service) Authenticate(ctx context.Context, username, pw string, ip neti
 	now := s.cfg.Now()
 	typed := truncate(username, MaxUsernameLen)
 	key := strings.ToLower(truncate(username, MaxUsernameLen+1))
-	addr := addrKey(ip)
 	remote := ""
 	if ip.IsValid() {
 		remote = ip.String()
 	}
-	stamp, ok := s.throttle.begin(key, addr, now)
+	attempt, ok := s.throttle.Begin(key, ip, now)
 	if !ok {
-		if suppressed, ok := s.audits.take(addr, now); ok {
+		if suppressed, ok := s.audits.take(throttle.AddrKey(ip), now); ok {
 			details := map[string]any{"username": typed, "reason": ReasonThrottled}
 			if suppressed > 0 {
 				details["suppressed"] = suppressed // throttled attempts not audited before this one
@@ -414,14 +414,14 @@ func (s *Service) Authenticate(ctx context.Context, username, pw string, ip neti
 	}
 	u, reason, rehash, err := s.check(ctx, key, pw)
 	if err != nil {
-		s.throttle.undo(key, addr, stamp)
+		s.throttle.Undo(attempt)
 		return store.User{}, err
 	}
 	if reason != "" {
 		s.appendAudit(ctx, s.event("anonymous", remote, "user.login_failure", u.ID, map[string]any{"username": typed, "reason": reason}))
 		return store.User{}, ErrBadCredentials
 	}
-	s.throttle.succeed(key, addr, stamp)
+	s.throttle.Succeed(attempt)
 	details := map[string]any{"username": u.Username}
 	if rehash && s.rehash(ctx, u, pw) {
 		details["rehashed"] = true

@@ -1,0 +1,159 @@
+package throttle
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+
+func TestAddrKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		ip   string
+		want string
+	}{
+		{"198.51.100.7", "198.51.100.7/32"},
+		{"::ffff:198.51.100.7", "198.51.100.7/32"},
+		{"2001:db8:1:2:ffff::9", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::1", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+	}
+	for _, tt := range tests {
+		if got := AddrKey(netip.MustParseAddr(tt.ip)).String(); got != tt.want {
+			t.Errorf("AddrKey(%s) = %s, want %s", tt.ip, got, tt.want)
+		}
+	}
+	if got := AddrKey(netip.Addr{}); got.IsValid() {
+		t.Errorf("AddrKey(invalid) = %s, want the invalid prefix", got)
+	}
+}
+
+// TestLimits checks the per-account and per-address limits, that every
+// address of one IPv6 /64 shares a limit, and that failures leave the
+// window.
+func TestLimits(t *testing.T) {
+	t.Parallel()
+	const window = 15 * time.Minute
+	tests := []struct {
+		name     string
+		acct     func(i int) string
+		ip       func(i int) netip.Addr
+		allowed  int // attempts let through before the first refusal
+		refusing string
+	}{
+		{"one account, many addresses", func(int) string { return "alice" },
+			func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}) }, 3, "account"},
+		{"one address, many accounts", func(i int) string { return fmt.Sprint("user", i) },
+			func(int) netip.Addr { return netip.MustParseAddr("198.51.100.7") }, 5, "address"},
+		{"one IPv6 /64, a fresh address each time", func(i int) string { return fmt.Sprint("user", i) },
+			func(i int) netip.Addr { return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i + 1)}) }, 5, "/64"},
+		{"unknown address: per account only", func(int) string { return "alice" },
+			func(int) netip.Addr { return netip.Addr{} }, 3, "account"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			th := New(3, 5, window)
+			for i := range tt.allowed {
+				if _, ok := th.Begin(tt.acct(i), tt.ip(i), t0); !ok {
+					t.Fatalf("attempt %d refused, want %d let through", i+1, tt.allowed)
+				}
+			}
+			if _, ok := th.Begin(tt.acct(tt.allowed), tt.ip(tt.allowed), t0.Add(window-time.Second)); ok {
+				t.Fatalf("attempt %d let through inside the window, want refused per %s", tt.allowed+1, tt.refusing)
+			}
+			if _, ok := th.Begin(tt.acct(tt.allowed), tt.ip(tt.allowed), t0.Add(window)); !ok {
+				t.Errorf("attempt refused once the failures left the window")
+			}
+		})
+	}
+}
+
+// TestConcurrentAttemptsCount checks that attempts count from the moment
+// they begin: of many concurrent guesses, only the limit gets through.
+func TestConcurrentAttemptsCount(t *testing.T) {
+	t.Parallel()
+	th := New(10, 1000, time.Minute)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	passed := 0
+	for range 100 {
+		wg.Go(func() {
+			if _, ok := th.Begin("alice", netip.MustParseAddr("198.51.100.7"), t0); ok {
+				mu.Lock()
+				passed++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if passed != 10 {
+		t.Errorf("%d of 100 concurrent attempts let through, want 10", passed)
+	}
+}
+
+func TestSucceedAndUndo(t *testing.T) {
+	t.Parallel()
+	ip := netip.MustParseAddr("198.51.100.7")
+	fail := func(th *Throttle, n int) {
+		for range n {
+			if _, ok := th.Begin("alice", ip, t0); !ok {
+				t.Fatal("attempt refused under the limit")
+			}
+		}
+	}
+
+	// Succeed forgets the account's failures and the attempt's address
+	// failure, not the address's others.
+	th := New(3, 3, time.Minute)
+	fail(th, 2)
+	a, _ := th.Begin("alice", ip, t0)
+	th.Succeed(a)
+	if _, ok := th.Begin("alice", ip, t0); !ok {
+		t.Fatal("refused after a success: the address has 2 failures of 3")
+	}
+	if _, ok := th.Begin("bob", ip, t0); ok {
+		t.Fatal("address let through with 3 failures of 3: a success must not forget the address's other failures")
+	}
+
+	// Undo forgets the attempt alone.
+	th = New(3, 10, time.Minute)
+	fail(th, 2)
+	a, _ = th.Begin("alice", ip, t0)
+	th.Undo(a)
+	if _, ok := th.Begin("alice", ip, t0); !ok {
+		t.Fatal("refused with 2 failures of 3 after Undo")
+	}
+	if _, ok := th.Begin("alice", ip, t0); ok {
+		t.Fatal("let through with 3 failures of 3: Undo must not forget the account's other failures")
+	}
+}
+
+// TestSprayKeepsLiveCounters checks that a spray of distinct addresses
+// past MaxTracked neither grows memory without bound nor wipes the
+// counters of an address that is still failing.
+func TestSprayKeepsLiveCounters(t *testing.T) {
+	t.Parallel()
+	th := New(1<<30, 3, time.Minute)
+	attacker := netip.MustParseAddr("203.0.113.9")
+	for range 3 {
+		th.Begin("x", attacker, t0)
+	}
+	// Old failures from a spray of addresses, then a fresh spray.
+	for i := range MaxTracked {
+		th.Begin("x", netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), t0.Add(-2*time.Minute))
+	}
+	for i := range MaxTracked / 4 {
+		th.Begin("x", netip.AddrFrom4([4]byte{11, byte(i >> 16), byte(i >> 8), byte(i)}), t0)
+	}
+	if n := len(th.addrs.m); n > MaxTracked {
+		t.Errorf("%d addresses tracked, want at most %d", n, MaxTracked)
+	}
+	if _, ok := th.Begin("x", attacker, t0); ok {
+		t.Error("an address at its limit was let through after a spray of other addresses")
+	}
+}
