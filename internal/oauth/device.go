@@ -5,15 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jetonhq/jeton/internal/ids"
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/throttle"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
 	"github.com/jetonhq/jeton/internal/tokens"
 	"github.com/jetonhq/jeton/internal/web"
@@ -230,7 +229,8 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 		s.pages.DeviceEntry(w, status, web.DeviceEntryPage{UserCode: truncate(f.get("user_code"), 32), Username: user.Username, Error: msg, CSRF: s.pages.CSRFToken(w, r)})
 	}
 	ip := s.clientIP(r)
-	if !s.codeGuesses.allow(ip, s.cfg.Now()) {
+	guess, ok := s.codeGuesses.Begin(user.ID, ip, s.cfg.Now())
+	if !ok {
 		entryError(http.StatusTooManyRequests, "Too many wrong codes. Wait a few minutes and try again.")
 		return
 	}
@@ -239,16 +239,17 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 	if valid {
 		d, err = s.store.GetDeviceCodeByUserCode(ctx, code)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.codeGuesses.Undo(guess) // undecided, not wrong
 			s.showError(w, err)
 			return
 		}
 	}
 	now := s.now()
 	if !valid || err != nil || d.Status != store.DevicePending || !now.Before(d.ExpiresAt) {
-		s.codeGuesses.fail(ip, s.cfg.Now())
 		entryError(http.StatusBadRequest, "That code is not valid or has expired. Check the code on your device.")
-		return
+		return // the guess stays counted
 	}
+	s.codeGuesses.Undo(guess) // a right code is not a wrong guess
 	e, err := s.client(ctx, d.ClientID)
 	if err != nil {
 		s.showError(w, err)
@@ -300,40 +301,17 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 	s.message(w, http.StatusOK, "Device connected", "You can return to your device; it will continue in a few seconds.")
 }
 
-// guessLimiter bounds how many wrong user codes one address may type, so
-// that the 34-bit user codes cannot be guessed (RFC 8628 §5.1).
-type guessLimiter struct {
-	mu   sync.Mutex
-	seen map[netip.Addr]*guesses
-}
-
-type guesses struct {
-	start time.Time
-	n     int
-}
-
+// Wrong user codes are limited per user and per client address (IPv6:
+// per /64), so that the 34-bit user codes cannot be guessed (RFC 8628
+// §5.1): a guess counts from the moment it is checked, so concurrent
+// guesses cannot all pass before the first fails, and a right code does
+// not count.
 const (
-	maxWrongUserCodes = 10
-	userCodeWindow    = 15 * time.Minute
+	wrongUserCodesPerUser    = 10
+	wrongUserCodesPerAddress = 20
+	userCodeWindow           = 15 * time.Minute
 )
 
-func (g *guessLimiter) allow(ip netip.Addr, now time.Time) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	e := g.seen[ip]
-	return e == nil || now.Sub(e.start) >= userCodeWindow || e.n < maxWrongUserCodes
-}
-
-func (g *guessLimiter) fail(ip netip.Addr, now time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.seen == nil || len(g.seen) > 100000 {
-		g.seen = map[netip.Addr]*guesses{}
-	}
-	e := g.seen[ip]
-	if e == nil || now.Sub(e.start) >= userCodeWindow {
-		e = &guesses{start: now}
-		g.seen[ip] = e
-	}
-	e.n++
+func newCodeGuesses() *throttle.Throttle {
+	return throttle.New(wrongUserCodesPerUser, wrongUserCodesPerAddress, userCodeWindow)
 }

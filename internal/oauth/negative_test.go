@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokens"
+	"github.com/jetonhq/jeton/internal/users"
 )
 
 func TestTokenEndpointErrors(t *testing.T) {
@@ -259,4 +262,106 @@ func TestForgedJWTsAreInactive(t *testing.T) {
 	// An expired JWT is inactive too.
 	e.clock.Advance(2 * time.Hour)
 	mustf(t, e.introspect(tok.AccessToken)["active"] == false, "expired JWT still active")
+}
+
+// TestDeviceUserCodeGuessesAreLimited checks the limit on wrong user codes
+// on the device page (RFC 8628 §5.1): per user, counted from the moment a
+// guess is checked (concurrent guesses cannot all pass), not counting right
+// codes, and per address apart from the user's.
+func TestDeviceUserCodeGuessesAreLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, _ := e.client(func(p *oauth.ClientParams) {
+		p.Type = store.ClientPublic
+		p.GrantTypes = []string{oauth.GrantDeviceCode}
+		p.RedirectURIs = nil
+	})
+	conf := oauth2.Config{ClientID: c.ID, Scopes: []string{"repos:read"},
+		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+	da, err := conf.DeviceAuth(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const otherPassword = "another horse battery"
+	for _, name := range []string{"bob", "carol"} {
+		if _, err := e.users.Create(context.Background(), users.CreateParams{Username: name, Email: name + "@example.com", Password: otherPassword}, tokens.Actor{ID: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	signIn := func(name, password string) (*browser, string) {
+		b := e.browser()
+		p := b.login(b.do("GET", "/device", nil), name, password)
+		return b, p.formValues().Get("csrf")
+	}
+	// enter posts a user code to the device page, as the entry form does,
+	// and returns the status; it is safe to call from any goroutine.
+	enter := func(b *browser, csrf, code string) (int, error) {
+		req, _ := http.NewRequest("POST", e.url+"/device", strings.NewReader(url.Values{"user_code": {code}, "csrf": {csrf}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := b.http.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	alice, aliceCSRF := signIn("alice", e.password)
+
+	// Right codes do not count, however many.
+	for i := range 25 {
+		if status, err := enter(alice, aliceCSRF, da.UserCode); err != nil || status != http.StatusOK {
+			t.Fatalf("right code, entry %d: %d %v, want 200", i+1, status, err)
+		}
+	}
+
+	// 30 wrong codes at once: 10 are checked, the others refused.
+	statuses := make(chan int, 30)
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Go(func() {
+			status, err := enter(alice, aliceCSRF, "BCDF-GHJK")
+			if err != nil {
+				status = 0
+			}
+			statuses <- status
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusBadRequest] != 10 || count[http.StatusTooManyRequests] != 20 {
+		t.Fatalf("30 concurrent wrong codes answered %v, want 10 × 400 and 20 × 429", count)
+	}
+	if status, err := enter(alice, aliceCSRF, da.UserCode); err != nil || status != http.StatusTooManyRequests {
+		t.Fatalf("right code after 10 wrong ones: %d %v, want 429", status, err)
+	}
+
+	// Another user at the same address: the address has 10 wrong codes of 20.
+	bob, bobCSRF := signIn("bob", otherPassword)
+	if status, err := enter(bob, bobCSRF, da.UserCode); err != nil || status != http.StatusOK {
+		t.Fatalf("another user's right code: %d %v, want 200", status, err)
+	}
+	for i := range 10 {
+		if status, err := enter(bob, bobCSRF, "BCDF-GHJK"); err != nil || status != http.StatusBadRequest {
+			t.Fatalf("another user's wrong code %d: %d %v, want 400", i+1, status, err)
+		}
+	}
+	// Now the address has 20: refused for a user with no wrong code of hers.
+	carol, carolCSRF := signIn("carol", otherPassword)
+	if status, err := enter(carol, carolCSRF, da.UserCode); err != nil || status != http.StatusTooManyRequests {
+		t.Fatalf("right code from an address with 20 wrong ones: %d %v, want 429", status, err)
+	}
+
+	// The window passes (and with it the device code's life).
+	e.clock.Advance(16 * time.Minute)
+	da, err = conf.DeviceAuth(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, err := enter(alice, aliceCSRF, da.UserCode); err != nil || status != http.StatusOK {
+		t.Fatalf("right code after the window: %d %v, want 200", status, err)
+	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/jetonhq/jeton/internal/signing"
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/throttle"
 	"github.com/jetonhq/jeton/internal/tokens"
 	"github.com/jetonhq/jeton/internal/users"
 	"github.com/jetonhq/jeton/internal/web"
@@ -144,7 +145,7 @@ type Server struct {
 	jtis        jtiCache  // client assertion ids seen (replay prevention)
 	jwks        jwksCache // fetched jwks_uri documents of private_key_jwt clients
 	endpoints   endpoints
-	codeGuesses guessLimiter
+	codeGuesses *throttle.Throttle // wrong user codes on the device page
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -170,9 +171,10 @@ func New(cfg Config) (*Server, error) {
 	iss := cfg.Issuer
 	s := &Server{
 		cfg: cfg, store: cfg.Store, tokens: cfg.Tokens, users: cfg.Users, keys: cfg.Keys, pages: cfg.Pages, log: cfg.Logger,
-		clients: clientCache{ttl: cfg.ClientCacheTTL, m: map[string]*cachedClient{}},
-		jtis:    jtiCache{seen: map[string]time.Time{}},
-		jwks:    jwksCache{m: map[string]*fetchedJWKS{}},
+		clients:     clientCache{ttl: cfg.ClientCacheTTL, m: map[string]*cachedClient{}},
+		jtis:        jtiCache{seen: map[string]time.Time{}},
+		jwks:        jwksCache{m: map[string]*fetchedJWKS{}},
+		codeGuesses: newCodeGuesses(),
 		endpoints: endpoints{
 			authorize: iss + "/oauth2/authorize", token: iss + "/oauth2/token", device: iss + "/device",
 			deviceAuth: iss + "/oauth2/device_authorization", userinfo: iss + "/oauth2/userinfo",
