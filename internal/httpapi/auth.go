@@ -101,15 +101,24 @@ func (a *API) authorize(r *http.Request, n need) (*caller, error) {
 	return c, nil
 }
 
+// Failed authentications are audited at most authFailuresPerMinute times
+// per address (IPv6: per /64) and authFailuresPerMinuteInAll times in all
+// a minute; each entry says how many were not audited before it.
+const (
+	authFailuresPerMinute      = 10
+	authFailuresPerMinuteInAll = 600
+)
+
 func (a *API) auditAuthFailure(r *http.Request, tokenID, reason string) {
-	addr := a.clientIP(r).String()
-	ok, suppressed := a.authLog.admit(addr, a.cfg.Now())
+	ip := a.clientIP(r)
+	suppressed, ok := a.authLog.Take(ip, a.cfg.Now())
 	if !ok {
 		return
 	}
+	addr := ip.String()
 	details := map[string]any{"reason": reason, "method": r.Method, "path": r.URL.Path}
 	if suppressed > 0 {
-		details["suppressed_before"] = suppressed
+		details["suppressed"] = suppressed // failures not audited before this one
 	}
 	ev := store.AuditEvent{Time: a.cfg.Now(), Actor: "anonymous", Action: "auth.failure", Target: tokenID, RemoteAddr: addr}
 	if tokenID != "" {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,7 +12,9 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/store/sqlstore"
@@ -373,6 +376,57 @@ func TestAuthFailuresAreAuditedAndBounded(t *testing.T) {
 	}
 	if n != authFailuresPerMinute {
 		t.Errorf("%d auth.failure events for 30 failures, want %d (bounded)", n, authFailuresPerMinute)
+	}
+}
+
+// TestAuthFailureAuditsFromAnAddressSpray checks that failures from fresh
+// addresses stay bounded: one IPv6 host taking a new address of its /64
+// for each request counts as one address, and addresses beyond count
+// towards a bound for all.
+func TestAuthFailureAuditsFromAnAddressSpray(t *testing.T) {
+	t.Parallel()
+	var later atomic.Int64 // how far the clock has been advanced
+	now := func() time.Time { return time.Now().Add(time.Duration(later.Load())) }
+	e := newEnv(t, Config{Now: now, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}})
+	// audited returns the auth.failure events once there are want of them
+	// (auditing runs in the background), and a little later, so that any
+	// more would show.
+	audited := func(want int) []store.AuditEvent {
+		t.Helper()
+		list := func() []store.AuditEvent {
+			evs, _, _ := e.db.ListAudit(context.Background(), store.AuditFilter{Action: "auth.failure", Limit: 1000})
+			return evs
+		}
+		for deadline := time.Now().Add(5 * time.Second); len(list()) < want && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		return list()
+	}
+	for i := range 50 {
+		e.do(t, "GET", "/v1/apis", "jtp_garbage", ``, "X-Forwarded-For", fmt.Sprintf("2001:db8:1:2::%x", i+1))
+	}
+	if n := len(audited(authFailuresPerMinute)); n != authFailuresPerMinute {
+		t.Fatalf("%d auth.failure events for 50 failures from one /64, want %d", n, authFailuresPerMinute)
+	}
+	for i := range authFailuresPerMinuteInAll + 100 {
+		e.do(t, "GET", "/v1/apis", "jtp_garbage", ``, "X-Forwarded-For", fmt.Sprintf("10.%d.%d.1", i/256, i%256))
+	}
+	evs := audited(authFailuresPerMinuteInAll)
+	if len(evs) != authFailuresPerMinuteInAll {
+		t.Fatalf("%d auth.failure events in a minute from %d addresses, want %d (the bound for all)", len(evs), authFailuresPerMinuteInAll+100, authFailuresPerMinuteInAll)
+	}
+
+	// A minute later the next audited failure says how many were not.
+	later.Add(int64(time.Minute))
+	e.do(t, "GET", "/v1/apis", "jtp_garbage", ``, "X-Forwarded-For", "192.0.2.1")
+	evs = audited(authFailuresPerMinuteInAll + 1)
+	var details map[string]any
+	json.Unmarshal(evs[0].Details, &details)
+	// Of the IPv4 spray, 600-10 were audited: the /64's 40 suppressed
+	// failures were reported by the spray's first entry.
+	if got, want := details["suppressed"], float64(100+authFailuresPerMinute); got != want {
+		t.Errorf("suppressed = %v, want %v (the failures not audited since the last entry)", got, want)
 	}
 }
 

@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/signing"
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/throttle"
 	"github.com/jetonhq/jeton/internal/tokens"
 	"github.com/jetonhq/jeton/internal/users"
 )
@@ -62,8 +62,8 @@ type API struct {
 	log     *slog.Logger
 	adapt   adapter
 	mux     *http.ServeMux
-	builtin string // id of the jeton API
-	authLog authFailureLimiter
+	builtin string                // id of the jeton API
+	authLog *throttle.AuditBudget // failed admin authentications audited
 }
 
 // New returns the handler. The built-in jeton API must exist.
@@ -74,7 +74,7 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 		return nil, err
 	}
 	a := &API{cfg: cfg, tokens: cfg.Tokens, store: cfg.Store, log: cfg.Logger, builtin: builtin.ID,
-		authLog: authFailureLimiter{seen: map[string]*authFailures{}}}
+		authLog: throttle.NewAuditBudget(authFailuresPerMinute, authFailuresPerMinuteInAll, time.Minute)}
 	a.adapt = adapter{log: cfg.Logger, onError: func(string) { cfg.Metrics.storeErrors.WithLabelValues("request").Inc() }}
 	a.mux = http.NewServeMux()
 	a.routes()
@@ -133,46 +133,4 @@ func (a *API) trusted(addr netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// authFailureLimiter keeps failed-authentication audit entries from becoming
-// a write amplifier: at most a few entries per address per minute, each
-// saying how many failures were suppressed before it.
-type authFailureLimiter struct {
-	mu   sync.Mutex
-	seen map[string]*authFailures
-}
-
-type authFailures struct {
-	windowStart time.Time
-	logged      int
-	suppressed  int
-}
-
-const authFailuresPerMinute = 10
-
-// admit reports whether a failure from addr should be audited, and how many
-// were suppressed since the last audited one.
-func (l *authFailureLimiter) admit(addr string, now time.Time) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.seen[addr]
-	if f == nil {
-		if len(l.seen) > 10000 {
-			clear(l.seen)
-		}
-		f = &authFailures{windowStart: now}
-		l.seen[addr] = f
-	}
-	if now.Sub(f.windowStart) >= time.Minute {
-		f.windowStart, f.logged = now, 0
-	}
-	if f.logged >= authFailuresPerMinute {
-		f.suppressed++
-		return false, 0
-	}
-	f.logged++
-	n := f.suppressed
-	f.suppressed = 0
-	return true, n
 }

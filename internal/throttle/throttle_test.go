@@ -157,3 +157,58 @@ func TestSprayKeepsLiveCounters(t *testing.T) {
 		t.Error("an address at its limit was let through after a spray of other addresses")
 	}
 }
+
+func TestAuditBudget(t *testing.T) {
+	t.Parallel()
+	a := NewAuditBudget(2, 5, time.Minute)
+	take := func(ip string, at time.Time) (int, bool) {
+		var addr netip.Addr
+		if ip != "" {
+			addr = netip.MustParseAddr(ip)
+		}
+		return a.Take(addr, at)
+	}
+	steps := []struct {
+		ip             string
+		at             time.Duration
+		wantOK         bool
+		wantSuppressed int
+	}{
+		{"2001:db8::1", 0, true, 0},
+		{"2001:db8::2", 0, true, 0},  // the same /64
+		{"2001:db8::3", 0, false, 0}, // its budget is spent
+		{"198.51.100.1", 0, true, 1}, // says one was not audited
+		{"198.51.100.1", 0, true, 0},
+		{"198.51.100.1", 0, false, 0},
+		{"", 0, true, 1},              // an unknown address has its own budget
+		{"198.51.100.2", 0, false, 0}, // five in all: the bound for all
+		{"198.51.100.2", time.Minute, true, 1},
+		{"2001:db8::4", time.Minute, true, 0}, // a new period
+	}
+	for i, st := range steps {
+		suppressed, ok := take(st.ip, t0.Add(st.at))
+		if ok != st.wantOK || suppressed != st.wantSuppressed {
+			t.Errorf("step %d (%q at +%v): Take = %d, %v; want %d, %v", i+1, st.ip, st.at, suppressed, ok, st.wantSuppressed, st.wantOK)
+		}
+	}
+}
+
+// TestAuditBudgetSprayIsBounded checks that a spray of addresses neither
+// grows memory without bound nor gets more entries than the bound for all.
+func TestAuditBudgetSprayIsBounded(t *testing.T) {
+	t.Parallel()
+	a := NewAuditBudget(10, 600, time.Minute)
+	audited := 0
+	for i := range 2 * MaxTracked {
+		if _, ok := a.Take(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), t0.Add(time.Duration(i)*time.Millisecond)); ok {
+			audited++
+		}
+	}
+	if n := len(a.addrs); n > MaxTracked {
+		t.Errorf("%d addresses tracked, want at most %d", n, MaxTracked)
+	}
+	// 131,072 ms is 2 minutes and 11 s: three periods.
+	if audited > 3*600 {
+		t.Errorf("%d entries audited in three periods, want at most %d", audited, 3*600)
+	}
+}

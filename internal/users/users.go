@@ -50,6 +50,14 @@ const (
 	ReasonThrottled     = "throttled"
 )
 
+// Throttled attempts are audited at most perAddressAudits times per address
+// and globalAudits times in all per auditPeriod.
+const (
+	auditPeriod      = time.Minute
+	perAddressAudits = 10
+	globalAudits     = 600
+)
+
 // Revoke reasons of the grants revoked when a user is disabled or their
 // password is reset.
 const (
@@ -104,7 +112,7 @@ type Service struct {
 	cfg      Config
 	store    store.Store
 	throttle *throttle.Throttle
-	audits   *auditBudget
+	audits   *throttle.AuditBudget
 }
 
 // New returns a Service. Failure counters live in memory, per node.
@@ -114,7 +122,7 @@ func New(cfg Config) *Service {
 		cfg:      cfg,
 		store:    cfg.Store,
 		throttle: throttle.New(cfg.UserFailures, cfg.AddressFailures, cfg.FailureWindow),
-		audits:   newAuditBudget(),
+		audits:   throttle.NewAuditBudget(perAddressAudits, globalAudits, auditPeriod),
 	}
 }
 
@@ -403,7 +411,7 @@ func (s *Service) Authenticate(ctx context.Context, username, pw string, ip neti
 	}
 	attempt, ok := s.throttle.Begin(key, ip, now)
 	if !ok {
-		if suppressed, ok := s.audits.take(throttle.AddrKey(ip), now); ok {
+		if suppressed, ok := s.audits.Take(ip, now); ok {
 			details := map[string]any{"username": typed, "reason": ReasonThrottled}
 			if suppressed > 0 {
 				details["suppressed"] = suppressed // throttled attempts not audited before this one
