@@ -7,6 +7,7 @@ package ratelimit
 import (
 	"context"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
 )
@@ -94,9 +95,17 @@ func (m *Memory) Allow(_ context.Context, key string, l Limit, now time.Time) (D
 	return d, nil
 }
 
-// evictLocked makes room for one more key: first by dropping keys whose
-// theoretical arrival time has passed (they are back at full allowance, so
-// forgetting them changes nothing), then, if the shard is still full, any key.
+// evictLocked makes room for one more key when the shard is full. Keys
+// whose theoretical arrival time has passed go first: they are back at full
+// allowance, so forgetting them changes nothing. If the shard is still
+// above its low-water mark (7/8 of the bound), the keys nearest to full
+// allowance go next, down to that mark: forgetting a key hands it its full
+// burst again, and for those it makes the least difference.
+//
+// Going down to the mark, not just under the bound, is what keeps this
+// cheap: a shard full of live keys (more keys within their window than the
+// limiter holds) otherwise scanned all of them on every new key, with the
+// shard's lock held; now one scan pays for the next eighth of new keys.
 func (m *Memory) evictLocked(s *memShard, now int64) {
 	max := m.MaxKeysPerShard
 	if max <= 0 {
@@ -110,11 +119,28 @@ func (m *Memory) evictLocked(s *memShard, now int64) {
 			delete(s.tat, k)
 		}
 	}
-	for k := range s.tat {
-		if len(s.tat) < max {
+	low := max - (max+7)/8 // at least one key goes
+	if len(s.tat) <= low {
+		return
+	}
+	tats := make([]int64, 0, len(s.tat))
+	for _, tat := range s.tat {
+		tats = append(tats, tat)
+	}
+	slices.Sort(tats)
+	cut := tats[len(tats)-low] // keep the low keys with the latest arrival times
+	for k, tat := range s.tat {
+		if tat < cut {
+			delete(s.tat, k)
+		}
+	}
+	for k, tat := range s.tat { // ties at cut
+		if len(s.tat) <= low {
 			break
 		}
-		delete(s.tat, k)
+		if tat == cut {
+			delete(s.tat, k)
+		}
 	}
 }
 

@@ -2,6 +2,9 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
+	"hash/maphash"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -70,5 +73,69 @@ func BenchmarkMemoryAllow(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Allow(ctx, "tok_0123456789", l, time.Now())
+	}
+}
+
+// TestMemoryFullShardEvictsNearestToFullAllowance checks what a shard full
+// of live keys forgets to make room: an eighth of its keys at once, those
+// nearest to their full allowance, so that the keys after it fit without
+// another scan.
+func TestMemoryFullShardEvictsNearestToFullAllowance(t *testing.T) {
+	t.Parallel()
+	m := NewMemory()
+	m.MaxKeysPerShard = 64
+	ctx := context.Background()
+	now := time.Now()
+	l := Limit{Rate: 10, Window: time.Hour} // each request puts a key 6 minutes further from full allowance
+	// Keys of one shard, each used as often as its index (1 to 64 times).
+	s := &m.shards[0]
+	var keys []string
+	for i := 0; len(keys) < 64; i++ {
+		k := fmt.Sprint("key", i)
+		if maphash.String(m.seed, k)%uint64(len(m.shards)) == 0 {
+			keys = append(keys, k)
+		}
+	}
+	for i, k := range keys {
+		for range i%10 + 1 {
+			m.Allow(ctx, k, l, now)
+		}
+	}
+	if len(s.tat) != 64 {
+		t.Fatalf("shard holds %d keys, want 64", len(s.tat))
+	}
+	var extra string
+	for i := 0; extra == ""; i++ {
+		if k := fmt.Sprint("extra", i); maphash.String(m.seed, k)%uint64(len(m.shards)) == 0 {
+			extra = k
+		}
+	}
+	m.Allow(ctx, extra, l, now)
+	if got, want := len(s.tat), 64-8+1; got != want {
+		t.Fatalf("after a new key the full shard holds %d keys, want %d (an eighth forgotten, then the new key)", got, want)
+	}
+	for i, k := range keys {
+		_, kept := s.tat[k]
+		if uses := i%10 + 1; uses == 1 && kept {
+			t.Errorf("%s, used once, was kept while keys used more often were not all kept", k)
+		} else if uses > 2 && !kept {
+			t.Errorf("%s, used %d times, was forgotten before keys used once", k, uses)
+		}
+	}
+}
+
+// BenchmarkMemoryNewKeyFullShards measures a new key's first request when
+// every shard is full of keys within their window.
+func BenchmarkMemoryNewKeyFullShards(b *testing.B) {
+	m := NewMemory()
+	ctx := context.Background()
+	now := time.Now()
+	l := Limit{Rate: 1000, Window: 24 * time.Hour}
+	for i := range 64 * 16384 {
+		m.Allow(ctx, strconv.Itoa(i), l, now)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		m.Allow(ctx, strconv.Itoa(64*16384+i), l, now)
 	}
 }
