@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"container/heap"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -191,40 +192,78 @@ func (s *Server) checkAssertion(ctx context.Context, c *store.Client, assertion 
 	if claims.ID == "" {
 		return invalidClient(false, "client_assertion needs a jti")
 	}
-	if !s.jtis.first(c.ID+"\x00"+claims.ID, claims.Expiry.Time(), now) {
+	switch first, err := s.jtis.first(c.ID+"\x00"+claims.ID, claims.Expiry.Time(), now); {
+	case err != nil:
+		return err
+	case !first:
 		return invalidClient(false, "client_assertion was already used")
 	}
 	return nil
 }
 
 // jtiCache remembers client assertion ids until they expire, so an
-// assertion cannot be replayed on this node.
+// assertion cannot be replayed on this node (RFC 7523 §3). An assertion
+// lives at most maxAssertionLifetime, so the ids live are those of the
+// last ten minutes: maxJTIs holds 870 assertions a second for that long.
+// Expired ids leave in order of expiry, from a heap, at every call: a
+// full scan on every assertion once the cache filled up would stall every
+// private_key_jwt client behind one lock.
 type jtiCache struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
+	mu    sync.Mutex
+	seen  map[string]int64 // id -> expiry, Unix nanoseconds
+	byExp jtiHeap
+	max   int
 }
 
-const maxJTIs = 100000
+const maxJTIs = 1 << 19
 
-// first records id and reports whether it was not seen before.
-func (j *jtiCache) first(id string, exp, now time.Time) bool {
+// errTooManyAssertions answers an assertion that the cache has no room
+// for: the id cannot be remembered, so it cannot be accepted, but it is
+// not a replay either.
+var errTooManyAssertions = oerr(http.StatusServiceUnavailable, errServerError, "too many client assertions in use; try again in a minute")
+
+func newJTICache(max int) jtiCache { return jtiCache{seen: make(map[string]int64), max: max} }
+
+// first records id, which expires at exp, and reports whether it was not
+// seen before; an error if the cache is full of live ids.
+func (j *jtiCache) first(id string, exp, now time.Time) (bool, error) {
+	ns := now.UnixNano()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if t, ok := j.seen[id]; ok && now.Before(t) {
-		return false
-	}
-	if len(j.seen) >= maxJTIs {
-		for k, t := range j.seen {
-			if !now.Before(t) {
-				delete(j.seen, k)
-			}
-		}
-		if len(j.seen) >= maxJTIs {
-			return false // refuse rather than forget live ids
+	for len(j.byExp) > 0 && j.byExp[0].exp <= ns {
+		e := heap.Pop(&j.byExp).(jtiEntry)
+		if j.seen[e.id] == e.exp { // not recorded again since
+			delete(j.seen, e.id)
 		}
 	}
-	j.seen[id] = exp
-	return true
+	if t, ok := j.seen[id]; ok && ns < t {
+		return false, nil
+	}
+	if len(j.seen) >= j.max {
+		return false, errTooManyAssertions
+	}
+	j.seen[id] = exp.UnixNano()
+	heap.Push(&j.byExp, jtiEntry{id: id, exp: exp.UnixNano()})
+	return true, nil
+}
+
+type jtiEntry struct {
+	id  string
+	exp int64
+}
+
+// jtiHeap is a min-heap of ids by expiry (container/heap).
+type jtiHeap []jtiEntry
+
+func (h jtiHeap) Len() int           { return len(h) }
+func (h jtiHeap) Less(i, k int) bool { return h[i].exp < h[k].exp }
+func (h jtiHeap) Swap(i, k int)      { h[i], h[k] = h[k], h[i] }
+func (h *jtiHeap) Push(x any)        { *h = append(*h, x.(jtiEntry)) }
+func (h *jtiHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
 }
 
 // jwksCache holds the fetched jwks_uri documents of private_key_jwt

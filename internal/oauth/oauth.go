@@ -172,7 +172,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, store: cfg.Store, tokens: cfg.Tokens, users: cfg.Users, keys: cfg.Keys, pages: cfg.Pages, log: cfg.Logger,
 		clients:     clientCache{ttl: cfg.ClientCacheTTL, m: map[string]*cachedClient{}},
-		jtis:        jtiCache{seen: map[string]time.Time{}},
+		jtis:        newJTICache(maxJTIs),
 		jwks:        jwksCache{m: map[string]*fetchedJWKS{}},
 		codeGuesses: newCodeGuesses(),
 		endpoints: endpoints{
