@@ -228,10 +228,14 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 	entryError := func(status int, msg string) {
 		s.pages.DeviceEntry(w, status, web.DeviceEntryPage{UserCode: truncate(f.get("user_code"), 32), Username: user.Username, Error: msg, CSRF: s.pages.CSRFToken(w, r)})
 	}
+	// The code is looked up first; then, in one step with counting it if it
+	// is wrong, the limits decide whether the answer may say which it was.
 	ip := s.clientIP(r)
-	guess, ok := s.codeGuesses.Begin(user.ID, ip, s.cfg.Now())
-	if !ok {
+	tooMany := func() {
 		entryError(http.StatusTooManyRequests, "Too many wrong codes. Wait a few minutes and try again.")
+	}
+	if !s.codeGuesses.Allowed(user.ID, ip, s.cfg.Now()) {
+		tooMany() // spare the lookup
 		return
 	}
 	code, valid := normalizeUserCode(f.get("user_code"))
@@ -239,17 +243,23 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 	if valid {
 		d, err = s.store.GetDeviceCodeByUserCode(ctx, code)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.codeGuesses.Undo(guess) // undecided, not wrong
 			s.showError(w, err)
 			return
 		}
 	}
 	now := s.now()
 	if !valid || err != nil || d.Status != store.DevicePending || !now.Before(d.ExpiresAt) {
+		if !s.codeGuesses.Fail(user.ID, ip, s.cfg.Now()) {
+			tooMany()
+			return
+		}
 		entryError(http.StatusBadRequest, "That code is not valid or has expired. Check the code on your device.")
-		return // the guess stays counted
+		return
 	}
-	s.codeGuesses.Undo(guess) // a right code is not a wrong guess
+	if !s.codeGuesses.Allowed(user.ID, ip, s.cfg.Now()) {
+		tooMany() // past the limit, a right code is not told from a wrong one
+		return
+	}
 	e, err := s.client(ctx, d.ClientID)
 	if err != nil {
 		s.showError(w, err)
@@ -303,9 +313,9 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 
 // Wrong user codes are limited per user and per client address (IPv6:
 // per /64), so that the 34-bit user codes cannot be guessed (RFC 8628
-// §5.1): a guess counts from the moment it is checked, so concurrent
-// guesses cannot all pass before the first fails, and a right code does
-// not count.
+// §5.1). A right code does not count, however many are entered at once;
+// past a limit every code is refused, right or wrong, so concurrent
+// guesses learn nothing more than the limit allows.
 const (
 	wrongUserCodesPerUser    = 10
 	wrongUserCodesPerAddress = 20

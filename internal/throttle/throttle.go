@@ -2,9 +2,13 @@
 // a device flow's user code) per account and per client address, in a
 // sliding window, in memory on one node.
 //
-// An attempt counts as a failure from the moment it begins until it is
-// known not to be one, so that concurrent guesses cannot all pass the check
-// before the first of them fails. Addresses are limited per host: the
+// A guess must not be decided by a check made before the failures of
+// concurrent guesses are counted, or a flood of concurrent guesses would
+// all pass it. Where checking a guess is slow (a password hash), Begin
+// counts it as a failure from the moment it starts until it is known not to
+// be one. Where checking is cheap (a lookup), the guess is checked first
+// and then Fail counts it and decides, in one step, whether its outcome may
+// be told. Addresses are limited per host: the
 // address itself for IPv4, its /64 for IPv6, since one host usually holds a
 // whole /64 and could otherwise try from a fresh address every time.
 package throttle
@@ -79,6 +83,31 @@ func (t *Throttle) Undo(a Attempt) {
 	defer t.mu.Unlock()
 	t.accts.remove(a.acct, a.stamp)
 	t.addrs.remove(a.addr, a.stamp)
+}
+
+// Allowed reports whether neither acct nor ip has reached its limit. A
+// right guess is checked with it, and is not counted.
+func (t *Throttle) Allowed(acct string, ip netip.Addr, now time.Time) bool {
+	addr, ns := AddrKey(ip), now.UnixNano()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.accts.full(acct, ns) && !(addr.IsValid() && t.addrs.full(addr, ns))
+}
+
+// Fail counts a wrong guess on acct from ip and reports whether it was
+// within the limits, that is, whether neither limit had been reached
+// before it. A guess that was not must be answered as refused, not as
+// wrong, like a right one past the limit: past the limit nothing is told.
+func (t *Throttle) Fail(acct string, ip netip.Addr, now time.Time) bool {
+	addr, ns := AddrKey(ip), now.UnixNano()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	within := !t.accts.full(acct, ns) && !(addr.IsValid() && t.addrs.full(addr, ns))
+	t.accts.add(acct, ns)
+	if addr.IsValid() {
+		t.addrs.add(addr, ns)
+	}
+	return within
 }
 
 // AddrKey is the unit of per-address limits: the address itself for IPv4

@@ -212,3 +212,43 @@ func TestAuditBudgetSprayIsBounded(t *testing.T) {
 		t.Errorf("%d entries audited in three periods, want at most %d", audited, 3*600)
 	}
 }
+
+// TestFailDecidesWithTheCount checks Fail and Allowed, for guesses that
+// are looked up before they are counted: of many concurrent wrong guesses
+// exactly the limit are told they are wrong, and right guesses, checked
+// with Allowed, never count.
+func TestFailDecidesWithTheCount(t *testing.T) {
+	t.Parallel()
+	th := New(10, 1000, time.Minute)
+	ip := netip.MustParseAddr("198.51.100.7")
+	for range 100 {
+		if !th.Allowed("alice", ip, t0) {
+			t.Fatal("a right guess counted")
+		}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	told := 0
+	for range 100 {
+		wg.Go(func() {
+			if th.Fail("alice", ip, t0) {
+				mu.Lock()
+				told++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if told != 10 {
+		t.Errorf("%d of 100 concurrent wrong guesses within the limit, want 10", told)
+	}
+	if th.Allowed("alice", ip, t0) {
+		t.Error("Allowed past the limit")
+	}
+	if !th.Allowed("bob", ip, t0) {
+		t.Error("another account refused: the address has 100 failures of 1000")
+	}
+	if !th.Allowed("alice", ip, t0.Add(time.Minute)) {
+		t.Error("refused once the failures left the window")
+	}
+}
