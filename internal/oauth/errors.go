@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -167,20 +168,14 @@ func parseForm(w http.ResponseWriter, r *http.Request) (form, error) {
 			return nil, badRequest("the body must be application/x-www-form-urlencoded")
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
-		var b strings.Builder
-		buf := make([]byte, 4096)
-		for {
-			n, err := r.Body.Read(buf)
-			b.Write(buf[:n])
-			if err != nil {
-				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
-					return nil, oerr(http.StatusRequestEntityTooLarge, errInvalidRequest, "the request body is over %d bytes", MaxFormBytes)
-				}
-				break
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+				return nil, oerr(http.StatusRequestEntityTooLarge, errInvalidRequest, "the request body is over %d bytes", MaxFormBytes)
 			}
+			return nil, badRequest("the request body could not be read")
 		}
-		raw = b.String()
+		raw = string(b)
 	} else {
 		raw = r.URL.RawQuery
 		if len(raw) > MaxFormBytes {
