@@ -21,10 +21,7 @@ type entry struct {
 	// rate limit or quota, so a request the scopes satisfy still asks
 	// Jeton.
 	scopesOnly bool
-	// grant marks an opaque OAuth access token (issued from a grant, which
-	// can be revoked as a whole).
-	grant   bool
-	expires int64 // Unix nanoseconds, by Config.Now
+	expires    int64 // Unix nanoseconds, by Config.Now
 }
 
 // cache is a bounded, sharded map from token key (SHA-256, never the token
@@ -159,24 +156,6 @@ func (c *cache) evictToken(id string) {
 		s.mu.Lock()
 		if e, ok := s.m[k]; ok && e.claims != nil && e.claims.TokenID == id {
 			delete(s.m, k)
-		}
-		s.mu.Unlock()
-	}
-}
-
-// evictGrantTokens removes every entry of an opaque OAuth access token.
-// Jeton's /v1/verify does not say which grant an opaque token came from, so
-// a grant revocation drops them all; the next request of each asks Jeton
-// again.
-func (c *cache) evictGrantTokens() {
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		for k, e := range s.m {
-			if e.grant {
-				c.unindex(e, k)
-				delete(s.m, k)
-			}
 		}
 		s.mu.Unlock()
 	}

@@ -37,7 +37,7 @@ func (v *Verifier) verifyOpaque(ctx context.Context, token, addr string, scopes 
 		return nil, false, errOnlyJWT
 	}
 	// The checksum rejects typos and garbage without a round trip.
-	prefix, err := tokenfmt.Parse(token)
+	_, err := tokenfmt.Parse(token)
 	if err != nil {
 		return nil, false, errMalformed
 	}
@@ -46,7 +46,6 @@ func (v *Verifier) verifyOpaque(ctx context.Context, token, addr string, scopes 
 	if c, e, hit := v.fromCache(&key, scopes, now); hit {
 		return c, true, e
 	}
-	grant := prefix == tokenfmt.PrefixAccess
 	// A request rejoins (at most twice) when the answer it waited for does
 	// not settle its own scopes; after that it calls for itself.
 rejoin:
@@ -62,7 +61,7 @@ rejoin:
 		f, leader := v.flights.join(key)
 		if leader {
 			ans := v.callVerify(ctx, token, addr, scopes)
-			v.remember(key, ans, grant)
+			v.remember(key, ans)
 			v.flights.finish(key, f, ans)
 			return v.result(ans, scopes)
 		}
@@ -92,7 +91,7 @@ rejoin:
 		}
 	}
 	ans := v.callVerify(ctx, token, addr, scopes)
-	v.remember(key, ans, grant)
+	v.remember(key, ans)
 	return v.result(ans, scopes)
 }
 
@@ -138,7 +137,7 @@ func (v *Verifier) fromCache(key *tokenfmt.Hash, scopes []string, now time.Time)
 }
 
 // remember caches an answer as the package documentation describes.
-func (v *Verifier) remember(key tokenfmt.Hash, ans answer, grant bool) {
+func (v *Verifier) remember(key tokenfmt.Hash, ans answer) {
 	if ans.aborted {
 		return
 	}
@@ -150,7 +149,7 @@ func (v *Verifier) remember(key tokenfmt.Hash, ans answer, grant bool) {
 		return
 	}
 	var ttl time.Duration
-	e := &entry{claims: ans.claims, err: ans.err, grant: grant}
+	e := &entry{claims: ans.claims, err: ans.err}
 	switch {
 	case ans.err == nil:
 		ttl = v.cfg.CacheTTL

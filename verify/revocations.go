@@ -215,8 +215,11 @@ func (f *feed) apply(ev *revocation) {
 		v.deny.add(false, ev.ID, ev.ExpiresAt, v.cfg.Now())
 		v.cache.evictToken(ev.ID)
 	case "grant":
+		// Denies the grant's JWTs (their sid). Its opaque access tokens need
+		// nothing here: Jeton records a token revocation for each live one
+		// in the same commit as the grant's, so each arrives as its own
+		// event and leaves the cache alone, not with every other grant's.
 		v.deny.add(true, ev.ID, ev.ExpiresAt, v.cfg.Now())
-		v.cache.evictGrantTokens()
 	default:
 		v.cfg.Logger.Debug("verify: revocation of an unknown kind ignored", "seq", ev.Seq, "kind", ev.Kind)
 	}

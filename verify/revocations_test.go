@@ -110,7 +110,7 @@ func TestRevocationCatchUpAtStart(t *testing.T) {
 }
 
 // TestRevocationEvictsCache: a revocation drops the cached positive answer
-// of an opaque token at once.
+// of an opaque token at once, and only that one.
 func TestRevocationEvictsCache(t *testing.T) {
 	t.Parallel()
 	f, _ := newFake(t)
@@ -119,33 +119,40 @@ func TestRevocationEvictsCache(t *testing.T) {
 	ctx := context.Background()
 	key := newToken(t, "jtp")
 	at := newToken(t, "jta")
+	other := newToken(t, "jta") // an access token of another grant
 	f.addToken(key, opaque{ID: "tok_key"})
 	f.addToken(at, opaque{ID: "tok_at"})
+	f.addToken(other, opaque{ID: "tok_other"})
 	for range 2 {
-		for _, tok := range []string{key, at} {
+		for _, tok := range []string{key, at, other} {
 			if _, err := v.Verify(ctx, tok); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if f.calls(key) != 1 || f.calls(at) != 1 {
-		t.Fatalf("not cached: %d %d calls", f.calls(key), f.calls(at))
+	if f.calls(key) != 1 || f.calls(at) != 1 || f.calls(other) != 1 {
+		t.Fatalf("not cached: %d %d %d calls", f.calls(key), f.calls(at), f.calls(other))
 	}
 	seq := f.publish("token", "tok_key", f.clock.Now().Add(time.Hour))
 	waitFor(t, "the event", func() bool { return rec.has(seq) })
 	if _, err := v.Verify(ctx, key); !errors.Is(err, verify.ErrRevoked) {
 		t.Errorf("revoked API key: %v", err)
 	}
-	// A grant revocation drops the cached opaque access tokens (Jeton's
-	// answer does not say which grant they came from).
+	// A grant revocation, as Jeton records it: the grant, and each of its
+	// live opaque access tokens.
 	f.addToken(at, opaque{Code: "revoked"})
-	seq = f.publish("grant", "grt_1", f.clock.Now().Add(time.Hour))
-	waitFor(t, "the event", func() bool { return rec.has(seq) })
+	f.publish("grant", "grt_1", f.clock.Now().Add(time.Hour))
+	seq = f.publish("token", "tok_at", f.clock.Now().Add(time.Hour))
+	waitFor(t, "the events", func() bool { return rec.has(seq) })
 	if _, err := v.Verify(ctx, at); !errors.Is(err, verify.ErrRevoked) {
 		t.Errorf("access token of a revoked grant: %v", err)
 	}
-	if f.calls(at) != 2 {
-		t.Errorf("access token: %d calls, want 2 (the grant revocation should drop its cache entry)", f.calls(at))
+	// The other grant's access token is still answered from the cache.
+	if _, err := v.Verify(ctx, other); err != nil {
+		t.Errorf("access token of another grant: %v", err)
+	}
+	if f.calls(other) != 1 {
+		t.Errorf("access token of another grant: %d calls, want 1 (a grant revocation must not drop other grants' entries)", f.calls(other))
 	}
 }
 
