@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"context"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -170,28 +171,54 @@ func (c *cache) invalidateAPI(apiID string) {
 type flight struct {
 	mu sync.Mutex
 	m  map[tokenfmt.Hash]*call
+	// joined counts the calls that waited for another's load.
+	joined atomic.Int64
 }
 
 type call struct {
 	done chan struct{}
 	rec  *record
 	err  error
+	// abandoned: load failed because the context of the request that
+	// started it ended; waiters try again.
+	abandoned bool
 }
 
-func (f *flight) do(h tokenfmt.Hash, load func() (*record, error)) (*record, error) {
-	f.mu.Lock()
-	if c, ok := f.m[h]; ok {
+// do returns load's result for h, running load under ctx unless a call
+// for h is already running, in which case it waits for that one, or for
+// ctx to end.
+//
+// The load that one request starts serves all the others waiting for the
+// same hash. If it fails because that request went away (its context
+// ended), the others are not told its cancellation: they try again, one of
+// them loading under its own context. (Loading under a detached context
+// instead would cost every store miss a watcher goroutine in the SQLite
+// driver, a third of its time.)
+func (f *flight) do(ctx context.Context, h tokenfmt.Hash, load func(context.Context) (*record, error)) (*record, error) {
+	for {
+		f.mu.Lock()
+		if c, ok := f.m[h]; ok {
+			f.mu.Unlock()
+			f.joined.Add(1)
+			select {
+			case <-c.done:
+				if c.abandoned {
+					continue
+				}
+				return c.rec, c.err
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		c := &call{done: make(chan struct{})}
+		f.m[h] = c
 		f.mu.Unlock()
-		<-c.done
+		c.rec, c.err = load(ctx)
+		c.abandoned = c.err != nil && ctx.Err() != nil
+		f.mu.Lock()
+		delete(f.m, h)
+		f.mu.Unlock()
+		close(c.done)
 		return c.rec, c.err
 	}
-	c := &call{done: make(chan struct{})}
-	f.m[h] = c
-	f.mu.Unlock()
-	c.rec, c.err = load()
-	f.mu.Lock()
-	delete(f.m, h)
-	f.mu.Unlock()
-	close(c.done)
-	return c.rec, c.err
 }

@@ -319,14 +319,15 @@ func contains(list []string, v string) bool {
 }
 
 // lookup returns the record for h (nil if no such token), from the cache
-// or, on a miss, from the store with one load per hash at a time.
+// or, on a miss, from the store with one load per hash at a time (see
+// flight.do for what happens when the request that started it goes away).
 func (s *Service) lookup(ctx context.Context, h *tokenfmt.Hash, now time.Time) (*record, error) {
 	nowNS := now.UnixNano()
 	if rec, ok := s.cache.get(h, nowNS); ok {
 		return rec, nil
 	}
 	key := *h
-	return s.flight.do(key, func() (*record, error) {
+	return s.flight.do(ctx, key, func(ctx context.Context) (*record, error) {
 		gen := s.cache.gen.Load()
 		tok, secretExpires, err := s.store.LookupToken(ctx, key)
 		if errors.Is(err, store.ErrNotFound) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,6 +190,84 @@ func TestSingleFlight(t *testing.T) {
 	wg.Wait()
 	if n := f.st.lookups.Load(); n > 2 {
 		t.Errorf("%d store lookups for 50 concurrent verifications of one token", n)
+	}
+}
+
+// blockingStore holds LookupToken until released, honouring the context
+// it is given as the drivers do.
+type blockingStore struct {
+	store.Store
+	entered chan context.Context // the context of each lookup, as it starts
+	release chan struct{}
+}
+
+func (b *blockingStore) LookupToken(ctx context.Context, h tokenfmt.Hash) (store.Token, time.Time, error) {
+	b.entered <- ctx
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return store.Token{}, time.Time{}, ctx.Err()
+	}
+	return b.Store.LookupToken(ctx, h)
+}
+
+// TestLookupSurvivesTheRequestThatStartedIt checks that when the request
+// whose store lookup concurrent verifications of one token share goes
+// away, the others are not failed with its cancellation: they get the
+// answer.
+func TestLookupSurvivesTheRequestThatStartedIt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c := f.create(t, Settings{}, 0)
+	bs := &blockingStore{Store: f.st.Store, entered: make(chan context.Context, 1), release: make(chan struct{})}
+	defer close(bs.entered) // after every verification below has returned
+	svc, err := New(context.Background(), Config{Store: bs, Now: f.clock.Now, UsageFlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close(context.Background())
+
+	first, cancel := context.WithCancel(context.Background())
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := svc.Verify(first, &Request{Token: c.Secret})
+		firstDone <- err
+	}()
+	<-bs.entered
+	type outcome struct {
+		res Result
+		err error
+	}
+	second := make(chan outcome, 1)
+	go func() {
+		res, err := svc.Verify(context.Background(), &Request{Token: c.Secret})
+		second <- outcome{res, err}
+	}()
+	// A third request that gives up while waiting stops waiting.
+	third, cancelThird := context.WithCancel(context.Background())
+	thirdDone := make(chan error, 1)
+	go func() {
+		_, err := svc.Verify(third, &Request{Token: c.Secret})
+		thirdDone <- err
+	}()
+	for svc.flight.joined.Load() < 2 { // both wait for the first one's lookup
+		runtime.Gosched()
+	}
+	cancel() // the first client goes away, and with it its lookup
+	if err := <-firstDone; !errors.Is(err, context.Canceled) {
+		t.Errorf("the request that went away: %v, want context.Canceled", err)
+	}
+	cancelThird()
+	close(bs.release)
+	go func() { // a lookup started by a late request goes through at once
+		for range bs.entered {
+		}
+	}()
+	if o := <-second; o.err != nil || o.res.Code != Valid {
+		t.Errorf("a request waiting for the shared lookup: %v, %v; want valid", o.res.Code, o.err)
+	}
+	if err := <-thirdDone; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("a request that gave up while waiting: %v, want nil or context.Canceled", err)
 	}
 }
 
