@@ -76,6 +76,9 @@ type Config struct {
 	AccessTokenRetention time.Duration
 	JanitorInterval      time.Duration // default 1h
 	JanitorBatch         int           // tokens deleted per transaction; default 500
+	// JanitorPause is the janitor's pause between two batches, leaving
+	// the store to other writers; default 10ms, negative for none.
+	JanitorPause time.Duration
 
 	// OnVerify, if set, is called after every verification (for metrics).
 	OnVerify func(Code, time.Duration)
@@ -116,6 +119,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.JanitorBatch <= 0 {
 		c.JanitorBatch = 500
+	}
+	if c.JanitorPause == 0 {
+		c.JanitorPause = 10 * time.Millisecond
 	}
 	return c
 }

@@ -523,6 +523,52 @@ func TestJanitorPurgesAfterRetention(t *testing.T) {
 	}
 }
 
+// TestJanitorHasNoBatchCap checks that one run deletes everything due,
+// however many batches that takes: more than the 1,000 batches a run was
+// once capped at, past which short-lived access tokens issued at a few
+// hundred a second piled up for good.
+func TestJanitorHasNoBatchCap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "jeton.db"), sqlstore.Options{SQLiteSynchronous: "OFF"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	clk := &clock{now: time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC)}
+	svc, err := New(ctx, Config{Store: db, Now: clk.Now, UsageFlushInterval: time.Hour, JanitorBatch: 1, JanitorPause: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close(ctx)
+	api, err := svc.CreateAPI(ctx, APIParams{Name: "acme", Identifier: "https://acme.test", Scopes: []string{"read"}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1100
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range 32 {
+		wg.Go(func() {
+			for range n / 32 {
+				_, err := svc.CreateToken(ctx, CreateParams{API: api.ID, ExpiresIn: time.Hour}, Actor{ID: "test"})
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(31 * 24 * time.Hour)
+	if got, err := svc.PurgeExpired(ctx); err != nil || got != n/32*32 {
+		t.Fatalf("PurgeExpired = %d, %v; want %d deleted one per batch", got, err, n/32*32)
+	}
+}
+
 // TestFlushUsageInChunks checks that a flush writes the usage of many
 // tokens in several bounded writes, and that when one of them fails the
 // counts it and the later ones carried are kept for the next flush, while

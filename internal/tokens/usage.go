@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -244,63 +245,79 @@ func (s *Service) flushLoop() {
 
 // PurgeExpired deletes tokens that expired or were revoked more than the
 // retention period ago (OAuth access tokens: the access token retention),
-// in bounded batches, and returns how many it deleted.
+// in batches of JanitorBatch, until none is left or ctx ends, and returns
+// how many it deleted.
 func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
 	cutoff := s.cfg.Now().Add(-s.cfg.Retention)
 	accessCutoff := s.cfg.Now().Add(-min(s.cfg.AccessTokenRetention, s.cfg.Retention))
-	total := 0
-	for range 1000 { // bounded: at most 1000 batches per run
-		n, err := s.store.PurgeTokens(ctx, cutoff, accessCutoff, s.cfg.JanitorBatch)
-		total += n
-		if err != nil {
-			return total, err
-		}
-		if n < s.cfg.JanitorBatch {
-			break
-		}
-		select {
-		case <-s.stop:
-			return total, nil
-		case <-time.After(10 * time.Millisecond): // leave room for other writers
-		}
-	}
-	return total, nil
+	return s.purge(ctx, func(ctx context.Context) (int, error) {
+		return s.store.PurgeTokens(ctx, cutoff, accessCutoff, s.cfg.JanitorBatch)
+	})
 }
 
 // PurgeRevocations deletes the entries of the revocation feed that
-// expired, in bounded batches, and returns how many it deleted.
+// expired, in batches, until none is left or ctx ends, and returns how
+// many it deleted.
 func (s *Service) PurgeRevocations(ctx context.Context) (int, error) {
+	return s.purge(ctx, func(ctx context.Context) (int, error) {
+		return s.store.PurgeRevocations(ctx, s.cfg.Now(), s.cfg.JanitorBatch)
+	})
+}
+
+// purge runs batch, which deletes at most JanitorBatch rows, until one
+// deletes fewer, ctx ends or the service stops, pausing JanitorPause
+// between two. There is no cap on the number of batches: the janitor must
+// keep up with the tokens that expire, and short-lived access tokens
+// issued at a few hundred a second already expire faster than any fixed
+// number of batches an hour can delete. ctx, which bounds the run, is what
+// stops it.
+func (s *Service) purge(ctx context.Context, batch func(context.Context) (int, error)) (int, error) {
 	total := 0
-	for range 1000 { // bounded: at most 1000 batches per run
-		n, err := s.store.PurgeRevocations(ctx, s.cfg.Now(), s.cfg.JanitorBatch)
+	for {
+		n, err := batch(ctx)
 		total += n
 		if err != nil {
 			return total, err
 		}
 		if n < s.cfg.JanitorBatch {
-			break
+			return total, nil
+		}
+		var pause <-chan time.Time
+		if s.cfg.JanitorPause > 0 {
+			pause = time.After(s.cfg.JanitorPause)
+		} else {
+			c := make(chan time.Time, 1)
+			c <- time.Time{}
+			pause = c
 		}
 		select {
 		case <-s.stop:
 			return total, nil
-		case <-time.After(10 * time.Millisecond): // leave room for other writers
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-pause:
 		}
 	}
-	return total, nil
 }
 
+// janitorLoop purges every JanitorInterval. A run may last until the next
+// one is due: one that has not caught up by then says so, and the next
+// starts at once and goes on.
 func (s *Service) janitorLoop() {
-	s.every(s.cfg.JanitorInterval, 10*time.Minute, "janitor", func(ctx context.Context) error {
+	s.every(s.cfg.JanitorInterval, s.cfg.JanitorInterval, "janitor", func(ctx context.Context) error {
 		n, err := s.PurgeExpired(ctx)
 		if n > 0 {
 			s.cfg.Logger.Info("janitor deleted expired and revoked tokens", "count", n)
 		}
-		if err != nil {
-			return err
+		if err == nil {
+			n, err = s.PurgeRevocations(ctx)
+			if n > 0 {
+				s.cfg.Logger.Info("janitor deleted expired revocation feed entries", "count", n)
+			}
 		}
-		n, err = s.PurgeRevocations(ctx)
-		if n > 0 {
-			s.cfg.Logger.Info("janitor deleted expired revocation feed entries", "count", n)
+		if errors.Is(err, context.DeadlineExceeded) {
+			s.cfg.Logger.Warn("janitor ran for a whole interval and has more to delete; it goes on now", "interval", s.cfg.JanitorInterval)
+			return nil
 		}
 		return err
 	})
