@@ -301,14 +301,28 @@ func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time,
 	return out, hashes, err
 }
 
+// purgeVictimsSQL selects at most $2 tokens, in id order, that expired or
+// were revoked before $1, or, OAuth access tokens (client_id set), before
+// $3. Each way of being due is looked up in its own index, with its own
+// limit: written as one WHERE with OR, both engines scanned the table in
+// id order, past every live token older than the first one due (on a
+// store of long-lived API keys, all of them) at every batch.
+const purgeVictimsSQL = `SELECT id FROM (
+	SELECT id FROM (SELECT id FROM tokens WHERE expires_at IS NOT NULL AND expires_at < $1 LIMIT $2) e
+	UNION SELECT id FROM (SELECT id FROM tokens WHERE revoked_at IS NOT NULL AND revoked_at < $1 LIMIT $2) r
+	UNION SELECT id FROM (SELECT id FROM tokens WHERE expires_at IS NOT NULL AND expires_at < $3 AND client_id <> '' LIMIT $2) ae
+	UNION SELECT id FROM (SELECT id FROM tokens WHERE revoked_at IS NOT NULL AND revoked_at < $3 AND client_id <> '' LIMIT $2) ar
+) due ORDER BY id LIMIT $2`
+
+// purgeRotatedSecretsSQL deletes the secrets that rotations left behind
+// and whose grace period ended before $1 (token_secrets_expires_idx).
+const purgeRotatedSecretsSQL = "DELETE FROM token_secrets WHERE expires_at IS NOT NULL AND expires_at < $1"
+
 // PurgeTokens implements store.Store.
 func (db *DB) PurgeTokens(ctx context.Context, cutoff, accessCutoff time.Time, limit int) (int, error) {
 	var n int
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM tokens WHERE (expires_at IS NOT NULL AND expires_at < $1)
-			OR (revoked_at IS NOT NULL AND revoked_at < $1)
-			OR (client_id <> '' AND ((expires_at IS NOT NULL AND expires_at < $3) OR (revoked_at IS NOT NULL AND revoked_at < $3)))
-			ORDER BY id LIMIT $2`, ms(cutoff), limit, ms(accessCutoff))
+		rows, err := tx.QueryContext(ctx, purgeVictimsSQL, ms(cutoff), limit, ms(accessCutoff))
 		if err != nil {
 			return fmt.Errorf("sqlstore: purge tokens: %w", err)
 		}
@@ -338,7 +352,7 @@ func (db *DB) PurgeTokens(ctx context.Context, cutoff, accessCutoff time.Time, l
 			}
 		}
 		n = len(victims)
-		if _, err := db.txExec(ctx, tx, "DELETE FROM token_secrets WHERE expires_at IS NOT NULL AND expires_at < $1", ms(cutoff)); err != nil {
+		if _, err := db.txExec(ctx, tx, purgeRotatedSecretsSQL, ms(cutoff)); err != nil {
 			return fmt.Errorf("sqlstore: purge rotated secrets: %w", err)
 		}
 		return nil
