@@ -23,8 +23,11 @@ import (
 type Code uint8
 
 // Verification outcomes. Their String forms are part of the public API.
+// The zero Code is none of them, so that a Result left unset reads as not
+// valid: a verification fails closed.
 const (
-	Valid Code = iota
+	codeUnset Code = iota
+	Valid
 	Malformed
 	NotFound
 	Expired
@@ -37,7 +40,7 @@ const (
 	numCodes
 )
 
-var codeNames = [numCodes]string{"valid", "malformed", "not_found", "expired", "revoked",
+var codeNames = [numCodes]string{"unset", "valid", "malformed", "not_found", "expired", "revoked",
 	"insufficient_scope", "wrong_api", "forbidden_ip", "rate_limited", "quota_exceeded"}
 
 func (c Code) String() string {
@@ -47,11 +50,11 @@ func (c Code) String() string {
 	return fmt.Sprintf("code(%d)", c)
 }
 
-// Codes lists every Code, for metrics that want one series per outcome.
+// Codes lists every outcome, for metrics that want one series per outcome.
 func Codes() []Code {
-	out := make([]Code, numCodes)
-	for i := range out {
-		out[i] = Code(i)
+	out := make([]Code, 0, numCodes-Valid)
+	for c := Valid; c < numCodes; c++ {
+		out = append(out, c)
 	}
 	return out
 }

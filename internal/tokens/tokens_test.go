@@ -626,3 +626,21 @@ func TestFlushUsageInChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroResultIsNotValid checks that a Result nobody set reads as not
+// valid, and that the zero Code is no outcome a metric counts.
+func TestZeroResultIsNotValid(t *testing.T) {
+	t.Parallel()
+	var r Result
+	if r.Valid() || r.Code == Valid {
+		t.Error("the zero Result is valid")
+	}
+	for _, c := range Codes() {
+		if c == 0 {
+			t.Error("Codes lists the zero Code")
+		}
+	}
+	if got := len(Codes()); got != 10 {
+		t.Errorf("Codes lists %d outcomes, want 10", got)
+	}
+}
