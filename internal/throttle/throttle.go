@@ -5,12 +5,14 @@
 // A guess must not be decided by a check made before the failures of
 // concurrent guesses are counted, or a flood of concurrent guesses would
 // all pass it. Where checking a guess is slow (a password hash), Begin
-// counts it as a failure from the moment it starts until it is known not to
-// be one. Where checking is cheap (a lookup), the guess is checked first
-// and then Fail counts it and decides, in one step, whether its outcome may
-// be told. Addresses are limited per host: the
-// address itself for IPv4, its /64 for IPv6, since one host usually holds a
-// whole /64 and could otherwise try from a fresh address every time.
+// counts it as a failure from the moment it starts until it is known not
+// to be one. Where checking is cheap (a lookup), the guess is checked
+// first, and then Fail counts it and decides, in one step, whether its
+// outcome may be told.
+//
+// Addresses are limited per host: the address itself for IPv4, its /64 for
+// IPv6, since one host usually holds a whole /64 and could otherwise try
+// from a fresh address every time.
 package throttle
 
 import (
