@@ -55,40 +55,66 @@ func (db *DB) SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.H
 	if db.d.name != "postgres" {
 		return
 	}
-	backoff := 100 * time.Millisecond
+	var wait backoff
 	for ctx.Err() == nil {
-		err := db.listen(ctx, onHash, onReset)
+		listened, err := db.listen(ctx, onHash, onReset)
 		if ctx.Err() != nil {
 			return
 		}
 		_ = err // a lost connection: reconnect after a pause
+		if listened {
+			wait.reset()
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait.next()):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
-func (db *DB) listen(ctx context.Context, onHash func(tokenfmt.Hash), onReset func()) error {
+// backoff is the pause before the LISTEN connection is made again: it
+// doubles after every attempt that could not listen, up to 5 s, and starts
+// again from 100 ms once one could. (It did not start again: a node whose
+// connection had failed a few times at start-up, and then lasted for days,
+// waited 5 s after its next drop, with its cache unaware of other nodes'
+// changes all that time.)
+type backoff struct{ last time.Duration }
+
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// next returns the pause before the next attempt.
+func (b *backoff) next() time.Duration {
+	b.last = min(max(2*b.last, minBackoff), maxBackoff)
+	return b.last
+}
+
+// reset records that an attempt got to listen.
+func (b *backoff) reset() { b.last = 0 }
+
+// listen listens on one connection until it fails; listened reports
+// whether it got as far as listening.
+func (db *DB) listen(ctx context.Context, onHash func(tokenfmt.Hash), onReset func()) (listened bool, err error) {
 	conn, err := pgx.Connect(ctx, db.dsn)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "LISTEN "+invalidationChannel); err != nil {
-		return err
+		return false, err
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+revocationChannel); err != nil {
-		return err
+		return false, err
 	}
 	onReset() // anything before this point may have been missed
 	db.revocationsRecorded()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
-			return err
+			return true, err
 		}
 		if n.Channel == revocationChannel {
 			db.revocationsRecorded()
