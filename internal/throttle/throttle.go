@@ -96,20 +96,23 @@ func (t *Throttle) Allowed(acct string, ip netip.Addr, now time.Time) bool {
 	return !t.accts.full(acct, ns) && !(addr.IsValid() && t.addrs.full(addr, ns))
 }
 
-// Fail counts a wrong guess on acct from ip and reports whether it was
-// within the limits, that is, whether neither limit had been reached
-// before it. A guess that was not must be answered as refused, not as
-// wrong, like a right one past the limit: past the limit nothing is told.
+// Fail reports whether a wrong guess on acct from ip is within the limits,
+// that is, whether neither limit had been reached before it, and if so
+// counts it. A guess that was not must be answered as refused, not as
+// wrong, like a right one past the limit: past the limit nothing is told,
+// and what is not told does not count, as with Begin.
 func (t *Throttle) Fail(acct string, ip netip.Addr, now time.Time) bool {
 	addr, ns := AddrKey(ip), now.UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	within := !t.accts.full(acct, ns) && !(addr.IsValid() && t.addrs.full(addr, ns))
+	if t.accts.full(acct, ns) || (addr.IsValid() && t.addrs.full(addr, ns)) {
+		return false
+	}
 	t.accts.add(acct, ns)
 	if addr.IsValid() {
 		t.addrs.add(addr, ns)
 	}
-	return within
+	return true
 }
 
 // AddrKey is the unit of per-address limits: the address itself for IPv4

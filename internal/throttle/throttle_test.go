@@ -246,7 +246,11 @@ func TestFailDecidesWithTheCount(t *testing.T) {
 		t.Error("Allowed past the limit")
 	}
 	if !th.Allowed("bob", ip, t0) {
-		t.Error("another account refused: the address has 100 failures of 1000")
+		t.Error("another account refused: the address has 10 failures of 1000")
+	}
+	// Refused guesses did not count: the address has exactly 10.
+	if n := len(th.addrs.recent(AddrKey(ip), t0.UnixNano())); n != 10 {
+		t.Errorf("the address has %d failures counted, want 10 (refused guesses do not count)", n)
 	}
 	if !th.Allowed("alice", ip, t0.Add(time.Minute)) {
 		t.Error("refused once the failures left the window")
