@@ -135,17 +135,22 @@ func TestSucceedAndUndo(t *testing.T) {
 
 // TestSprayKeepsLiveCounters checks that a spray of distinct addresses
 // past MaxTracked neither grows memory without bound nor wipes the
-// counters of an address that is still failing.
+// counters of an address that is still failing: when the bound is
+// reached, the addresses whose failures have left the window go first.
 func TestSprayKeepsLiveCounters(t *testing.T) {
 	t.Parallel()
 	th := New(1<<30, 3, time.Minute)
+	// Old failures from a spray of addresses, filling the throttle up to
+	// one short of its bound...
+	for i := range MaxTracked - 1 {
+		th.Begin("x", netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), t0.Add(-2*time.Minute))
+	}
+	// ...then an address that reaches its limit now, and a fresh spray.
 	attacker := netip.MustParseAddr("203.0.113.9")
 	for range 3 {
-		th.Begin("x", attacker, t0)
-	}
-	// Old failures from a spray of addresses, then a fresh spray.
-	for i := range MaxTracked {
-		th.Begin("x", netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), t0.Add(-2*time.Minute))
+		if _, ok := th.Begin("x", attacker, t0); !ok {
+			t.Fatal("attempt refused under the limit")
+		}
 	}
 	for i := range MaxTracked / 4 {
 		th.Begin("x", netip.AddrFrom4([4]byte{11, byte(i >> 16), byte(i >> 8), byte(i)}), t0)
