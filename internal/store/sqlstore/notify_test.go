@@ -106,8 +106,8 @@ func TestPostgresInvalidationsSurviveALostConnection(t *testing.T) {
 			WHERE application_name = $1 AND query LIKE 'LISTEN%'`, app).Scan(&killed); err != nil {
 			t.Fatal(err)
 		}
-		if killed != 1 {
-			t.Fatalf("round %d: %d LISTEN connections terminated, want 1", i+1, killed)
+		if killed < 1 { // more if the one killed before has not quite gone yet
+			t.Fatalf("round %d: no LISTEN connection to terminate", i+1)
 		}
 		awaitReset(fmt.Sprintf("after the connection was lost (round %d)", i+1))
 		awaitHash(notify())
