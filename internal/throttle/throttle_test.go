@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,22 +79,28 @@ func TestLimits(t *testing.T) {
 func TestConcurrentAttemptsCount(t *testing.T) {
 	t.Parallel()
 	th := New(10, 1000, time.Minute)
+	passed := concurrently(100, func() bool {
+		_, ok := th.Begin("alice", netip.MustParseAddr("198.51.100.7"), t0)
+		return ok
+	})
+	if passed != 10 {
+		t.Errorf("%d of 100 concurrent attempts let through, want 10", passed)
+	}
+}
+
+// concurrently runs f n times at once and returns how many returned true.
+func concurrently(n int, f func() bool) int {
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	passed := 0
-	for range 100 {
+	var count atomic.Int64
+	for range n {
 		wg.Go(func() {
-			if _, ok := th.Begin("alice", netip.MustParseAddr("198.51.100.7"), t0); ok {
-				mu.Lock()
-				passed++
-				mu.Unlock()
+			if f() {
+				count.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	if passed != 10 {
-		t.Errorf("%d of 100 concurrent attempts let through, want 10", passed)
-	}
+	return int(count.Load())
 }
 
 func TestSucceedAndUndo(t *testing.T) {
@@ -231,19 +238,7 @@ func TestFailDecidesWithTheCount(t *testing.T) {
 			t.Fatal("a right guess counted")
 		}
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	told := 0
-	for range 100 {
-		wg.Go(func() {
-			if th.Fail("alice", ip, t0) {
-				mu.Lock()
-				told++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	told := concurrently(100, func() bool { return th.Fail("alice", ip, t0) })
 	if told != 10 {
 		t.Errorf("%d of 100 concurrent wrong guesses within the limit, want 10", told)
 	}
