@@ -20,12 +20,21 @@ const MaxBodyBytes = 64 << 10
 // a redirect to the client's redirect URI.
 const contentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// referrerPolicy keeps the page's address (an authorization request's
+// state, say) from other sites, and only from them. It must not be
+// "no-referrer": under that policy a browser sends "Origin: null" with the
+// page's own form posts, and where it sends no Sec-Fetch-Site header (a
+// server reached over plain http by a name that is not loopback, or an
+// older browser) the cross-origin check has only that Origin to go by, and
+// refuses every form.
+const referrerPolicy = "same-origin"
+
 // setSecurityHeaders sets the headers every page carries.
 func setSecurityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", referrerPolicy)
 	h.Set("Cache-Control", "no-store")
 }
 
@@ -34,7 +43,7 @@ type bodyKey struct{}
 
 // Protect wraps a page handler. It sets the security headers on every
 // response (a Content-Security-Policy without script, X-Frame-Options
-// DENY, nosniff, no referrer, no caching), refuses cross-origin unsafe
+// DENY, nosniff, no referrer to other origins, no caching), refuses cross-origin unsafe
 // requests with [http.CrossOriginProtection] (403, a message page), and
 // bounds the request body to [MaxBodyBytes] (413).
 //

@@ -15,7 +15,7 @@ var wantPageHeaders = map[string]string{
 	"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'",
 	"X-Frame-Options":         "DENY",
 	"X-Content-Type-Options":  "nosniff",
-	"Referrer-Policy":         "no-referrer",
+	"Referrer-Policy":         "same-origin",
 	"Cache-Control":           "no-store",
 }
 
