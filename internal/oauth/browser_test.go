@@ -436,6 +436,12 @@ func testBrowserDeviceFlow(t *testing.T, tb *tab, host string) {
 	case <-ctx.Done():
 		t.Fatal("the device never got its token")
 	}
+
+	// Signing out ends the session: the device page asks to sign in again.
+	base := onHost(t, e.url, host)
+	tb.open(base + "/device")
+	mustf(t, tb.click(".who button") == http.StatusOK && tb.text("h1") == "Signed out", "sign out: %q", tb.text("h1"))
+	mustf(t, tb.open(base+"/device") == http.StatusOK && tb.text("h1") == "Sign in", "after signing out the device page shows %q", tb.text("h1"))
 	tb.checkClean()
 }
 
