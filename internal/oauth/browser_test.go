@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/oauth2"
@@ -58,6 +59,8 @@ func TestInBrowser(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1024, 900),
 		chromedp.Flag("host-resolver-rules", "MAP "+plainHost+" 127.0.0.1"),
+		// httptest's self-signed certificate, for the https server.
+		chromedp.Flag("ignore-certificate-errors", true),
 		// The machine has no network beyond loopback: nothing in the
 		// background.
 		chromedp.Flag("disable-background-networking", true),
@@ -75,14 +78,18 @@ func TestInBrowser(t *testing.T) {
 		t.Fatalf("start %s: %v", bin, err)
 	}
 
-	for _, host := range []string{"127.0.0.1", plainHost} {
-		t.Run("authorization code without JavaScript/"+host, func(t *testing.T) {
+	for _, o := range []origin{
+		{label: "127.0.0.1", host: "127.0.0.1"},
+		{label: "http-" + plainHost, host: plainHost},
+		{label: "https-" + plainHost, host: plainHost, tls: true},
+	} {
+		t.Run("authorization code without JavaScript/"+o.label, func(t *testing.T) {
 			t.Parallel()
-			testBrowserAuthorizationCode(t, newTab(t, browserCtx), host)
+			testBrowserAuthorizationCode(t, newTab(t, browserCtx), o)
 		})
-		t.Run("device flow without JavaScript/"+host, func(t *testing.T) {
+		t.Run("device flow without JavaScript/"+o.label, func(t *testing.T) {
 			t.Parallel()
-			testBrowserDeviceFlow(t, newTab(t, browserCtx), host)
+			testBrowserDeviceFlow(t, newTab(t, browserCtx), o)
 		})
 	}
 	t.Run("forms posted from another origin change nothing", func(t *testing.T) {
@@ -304,6 +311,15 @@ func newCallback(t *testing.T) *callback {
 	return cb
 }
 
+// origin is where the browser reaches Jeton: the host name it uses (the
+// server listens on 127.0.0.1) and whether over https, in which case the
+// issuer is https and the pages' cookies are Secure and __Host- prefixed.
+type origin struct {
+	label string // for subtest and screenshot names
+	host  string
+	tls   bool
+}
+
 // onHost returns base with its host name replaced by host (the port kept).
 func onHost(t *testing.T, base, host string) string {
 	t.Helper()
@@ -315,17 +331,37 @@ func onHost(t *testing.T, base, host string) string {
 	return u.String()
 }
 
+// checkCookies fails the test unless every cookie the browser holds for
+// base is HttpOnly and, over https, Secure with the __Host- prefix (which
+// the browser only accepts from a secure origin, for path /, without a
+// Domain).
+func (tb *tab) checkCookies(base string, tls bool) {
+	tb.t.Helper()
+	res, err := chromedp.Call(tb.ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{base + "/"}})
+	if err != nil {
+		tb.t.Fatalf("cookies: %v", err)
+	}
+	mustf(tb.t, len(res.Cookies) > 0, "the browser holds no cookie for %s", base)
+	for _, c := range res.Cookies {
+		mustf(tb.t, c.HTTPOnly, "cookie %s is not HttpOnly", c.Name)
+		if tls {
+			mustf(tb.t, c.Secure && strings.HasPrefix(c.Name, "__Host-") && c.Path == "/", "cookie %s over https: secure %v, path %q", c.Name, c.Secure, c.Path)
+		}
+	}
+}
+
 // testBrowserAuthorizationCode signs in (once with a wrong password),
 // consents, and follows the redirect back to the client, then redeems the
 // code with golang.org/x/oauth2 and PKCE.
-func testBrowserAuthorizationCode(t *testing.T, tb *tab, host string) {
-	e := newEnv(t, envOptions{})
+func testBrowserAuthorizationCode(t *testing.T, tb *tab, o origin) {
+	e := newEnv(t, envOptions{tls: o.tls})
+	host := o.label
 	cb := newCallback(t)
 	c, secret := e.client(func(p *oauth.ClientParams) {
 		p.Name = "Photo Printer"
 		p.RedirectURIs = []string{cb.URL + "/callback"}
 	})
-	base := onHost(t, e.url, host)
+	base := onHost(t, e.url, o.host)
 	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: cb.URL + "/callback",
 		Endpoint: oauth2.Endpoint{AuthURL: base + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
 		Scopes:   []string{"openid", "repos:read"}}
@@ -354,6 +390,7 @@ func testBrowserAuthorizationCode(t *testing.T, tb *tab, host string) {
 		mustf(t, strings.Contains(consent, want), "consent page lacks %q: %q", want, consent)
 	}
 	tb.screenshot(host + "-consent")
+	tb.checkCookies(base, o.tls)
 	tb.checkFitsPhone(host + "-consent-phone")
 
 	status = tb.click(`button[value=allow]`)
@@ -365,7 +402,7 @@ func testBrowserAuthorizationCode(t *testing.T, tb *tab, host string) {
 		t.Fatal("the client never got the redirect")
 	}
 	mustf(t, q.Get("state") == "st4te" && q.Get("iss") == e.url && q.Get("code") != "", "redirect back: %v", q)
-	tok, err := conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+	tok, err := conf.Exchange(context.WithValue(context.Background(), oauth2.HTTPClient, e.Client), q.Get("code"), oauth2.VerifierOption(verifier))
 	if err != nil {
 		t.Fatalf("exchange: %v", err)
 	}
@@ -376,8 +413,9 @@ func testBrowserAuthorizationCode(t *testing.T, tb *tab, host string) {
 
 // testBrowserDeviceFlow approves a device code on the /device pages while
 // golang.org/x/oauth2 polls for the token.
-func testBrowserDeviceFlow(t *testing.T, tb *tab, host string) {
-	e := newEnv(t, envOptions{})
+func testBrowserDeviceFlow(t *testing.T, tb *tab, o origin) {
+	e := newEnv(t, envOptions{tls: o.tls})
+	host := o.label
 	c, _ := e.client(func(p *oauth.ClientParams) {
 		p.Name = "Living Room TV"
 		p.Type = store.ClientPublic
@@ -386,7 +424,7 @@ func testBrowserDeviceFlow(t *testing.T, tb *tab, host string) {
 	})
 	conf := oauth2.Config{ClientID: c.ID, Scopes: []string{"repos:read"},
 		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), oauth2.HTTPClient, e.Client), time.Minute)
 	defer cancel()
 	da, err := conf.DeviceAuth(ctx)
 	if err != nil {
@@ -405,7 +443,7 @@ func testBrowserDeviceFlow(t *testing.T, tb *tab, host string) {
 
 	// The user types the address shown on the device, not the complete
 	// one, and then the code.
-	status := tb.open(onHost(t, da.VerificationURI, host))
+	status := tb.open(onHost(t, da.VerificationURI, o.host))
 	mustf(t, status == http.StatusOK && tb.text("h1") == "Sign in", "device page: status %d, %q", status, tb.text("h1"))
 	tb.typeInto("#username", "alice")
 	tb.typeInto("#password", e.password)
@@ -438,7 +476,7 @@ func testBrowserDeviceFlow(t *testing.T, tb *tab, host string) {
 	}
 
 	// Signing out ends the session: the device page asks to sign in again.
-	base := onHost(t, e.url, host)
+	base := onHost(t, e.url, o.host)
 	tb.open(base + "/device")
 	mustf(t, tb.click(".who button") == http.StatusOK && tb.text("h1") == "Signed out", "sign out: %q", tb.text("h1"))
 	mustf(t, tb.open(base+"/device") == http.StatusOK && tb.text("h1") == "Sign in", "after signing out the device page shows %q", tb.text("h1"))

@@ -48,6 +48,7 @@ type envOptions struct {
 	retryWindow time.Duration
 	prePublish  time.Duration
 	dsn         string // a shared store: servers on one DSN are a cluster
+	tls         bool   // serve https (e.Client trusts its certificate)
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -56,7 +57,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if pre == 0 {
 		pre = -1 // no delay unless a test asks for one
 	}
-	srv := apitest.NewWith(t, apitest.Options{KeyPrePublish: pre, RefreshRetryWindow: opts.retryWindow, DeviceInterval: time.Second, DSN: opts.dsn})
+	srv := apitest.NewWith(t, apitest.Options{KeyPrePublish: pre, RefreshRetryWindow: opts.retryWindow, DeviceInterval: time.Second, DSN: opts.dsn, TLS: opts.tls})
 	e := &env{Server: srv, t: t, url: srv.URL, clock: srv.Clock, db: srv.DB, tokens: srv.Tokens, users: srv.Users,
 		keys: srv.Keys, oauth: srv.OAuth, admin: srv.Admin, api: srv.API, password: "correct horse battery"}
 	var err error
@@ -105,7 +106,7 @@ func (e *env) postForm(path string, form url.Values, user, pass string) (int, ma
 	if user != "" {
 		req.SetBasicAuth(url.QueryEscape(user), url.QueryEscape(pass))
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.Client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func (e *env) introspect(tok string) map[string]any {
 	req, _ := http.NewRequest("POST", e.url+"/oauth2/introspect", strings.NewReader(url.Values{"token": {tok}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Authorization", "Bearer "+e.admin)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.Client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -55,10 +56,11 @@ func (c *Clock) Advance(d time.Duration) {
 
 // Server is a running API with its parts.
 type Server struct {
-	URL    string    // base URL, such as http://127.0.0.1:12345
-	Admin  string    // an admin token
-	Verify string    // a token with only the verify scope
-	API    store.API // "acme": https://api.acme.test, scopes repos:read and repos:write
+	URL    string       // base URL, such as http://127.0.0.1:12345
+	Client *http.Client // a client for URL (it trusts the certificate of a TLS server)
+	Admin  string       // an admin token
+	Verify string       // a token with only the verify scope
+	API    store.API    // "acme": https://api.acme.test, scopes repos:read and repos:write
 
 	DB     *sqlstore.DB
 	Tokens *tokens.Service
@@ -76,6 +78,11 @@ type Options struct {
 	// DSN, if set, is the store to use instead of a fresh SQLite file:
 	// several servers on one PostgreSQL DSN are the nodes of a cluster.
 	DSN string
+	// TLS serves https with httptest's self-signed certificate: the
+	// issuer is https and the pages' cookies are Secure and __Host-
+	// prefixed, as `jeton serve` makes them for an https issuer.
+	// Server.Client trusts the certificate.
+	TLS bool
 }
 
 // New starts a server on a fresh store in t.TempDir(); t's cleanup stops
@@ -117,7 +124,7 @@ func NewWith(t testing.TB, opts Options) *Server {
 		PrePublish: opts.KeyPrePublish, Reload: -1})
 	fatal(err)
 	t.Cleanup(s.Keys.Close)
-	pages, err := web.New(web.Config{SessionKey: master.Derive("web session"), Now: s.Clock.Now, Logger: log})
+	pages, err := web.New(web.Config{SessionKey: master.Derive("web session"), Secure: opts.TLS, Now: s.Clock.Now, Logger: log})
 	fatal(err)
 	// Cheap password hashing: these servers protect nothing.
 	hasher := password.NewHasher(password.Params{Time: 1, MemoryKiB: 64, Threads: 1, SaltLen: 16, KeyLen: 32}, 0)
@@ -125,6 +132,9 @@ func NewWith(t testing.TB, opts Options) *Server {
 
 	srv := httptest.NewUnstartedServer(nil)
 	s.URL = "http://" + srv.Listener.Addr().String()
+	if opts.TLS {
+		s.URL = "https://" + srv.Listener.Addr().String()
+	}
 	s.OAuth, err = oauth.New(oauth.Config{Issuer: s.URL, Store: db, Tokens: s.Tokens, Users: s.Users, Keys: s.Keys,
 		Pages: pages, MasterKey: master, Logger: log, Now: s.Clock.Now,
 		RefreshRetryWindow: opts.RefreshRetryWindow, DeviceInterval: opts.DeviceInterval})
@@ -134,7 +144,12 @@ func NewWith(t testing.TB, opts Options) *Server {
 		Keys: s.Keys, Now: s.Clock.Now})
 	fatal(err)
 	srv.Config.Handler = api
-	srv.Start()
+	if opts.TLS {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	s.Client = srv.Client()
 	t.Cleanup(func() {
 		// Shutdown first: it runs the server's shutdown hooks, which end
 		// open revocation streams; Close alone would wait for them.
