@@ -126,6 +126,17 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) err
 // (RFC 8628 §3.5).
 const slowDownStep = 5 * time.Second
 
+// tooSoon reports whether a poll at now, after one at last, comes too soon
+// for interval. A client that polls on time, waiting the interval between
+// sends or ticking at it as golang.org/x/oauth2 does, still reaches the
+// server a little sooner than the interval now and then (scheduling and
+// network delays vary: 999 ms for 1 s was seen); answering slow_down to
+// that would add 5 s to every later wait of a well-behaved device. So only
+// a poll sooner than four fifths of the interval is too soon.
+func tooSoon(last, now time.Time, interval time.Duration) bool {
+	return !last.IsZero() && now.Sub(last) < interval-interval/5
+}
+
 var errWrongClient = errors.New("oauth: device code of another client")
 
 // deviceToken implements the device access token request (RFC 8628 §3.4,
@@ -152,7 +163,7 @@ func (s *Server) deviceToken(ctx context.Context, c *store.Client, f form) (*Tok
 		switch d.Status {
 		case store.DevicePending:
 			outcome = errAuthorizationPending
-			if !d.LastPolledAt.IsZero() && now.Sub(d.LastPolledAt) < d.Interval {
+			if tooSoon(d.LastPolledAt, now, d.Interval) {
 				outcome = errSlowDown
 				d.Interval += slowDownStep
 			}

@@ -433,3 +433,38 @@ func TestMetadata(t *testing.T) {
 	grants, _ := meta["grant_types_supported"].([]any)
 	mustf(t, !slices.Contains(grants, any("password")) && !slices.Contains(grants, any("implicit")), "unsafe grants advertised: %v", grants)
 }
+
+// TestDevicePollingOnTimeIsNotTooFast polls a device code the way
+// golang.org/x/oauth2 does, on a ticker of exactly the interval: the
+// scheduling of the client and of the server can bring two polls a little
+// closer than that (999 ms apart for a 1 s interval was seen), and such a
+// poll must not be answered slow_down, which would add 5 s to every later
+// wait. A poll well inside the interval still is.
+func TestDevicePollingOnTimeIsNotTooFast(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, _ := e.client(func(p *oauth.ClientParams) {
+		p.Type = store.ClientPublic
+		p.GrantTypes = []string{oauth.GrantDeviceCode}
+		p.RedirectURIs = nil
+	})
+	conf := oauth2.Config{ClientID: c.ID, Scopes: []string{"repos:read"},
+		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+	da, err := conf.DeviceAuth(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustf(t, da.Interval == 1, "interval %d, want the test server's 1 s", da.Interval)
+	poll := func() string {
+		t.Helper()
+		_, m, _ := e.postForm("/oauth2/token", url.Values{"grant_type": {oauth.GrantDeviceCode}, "device_code": {da.DeviceCode}, "client_id": {c.ID}}, "", "")
+		s, _ := m["error"].(string)
+		return s
+	}
+	mustf(t, poll() == "authorization_pending", "first poll")
+	// The clock moves 900 ms; the real time the request takes adds a
+	// little, far less than 100 ms.
+	e.clock.Advance(900 * time.Millisecond)
+	mustf(t, poll() == "authorization_pending", "a poll 0.9 intervals after the last was answered slow_down")
+	mustf(t, poll() == "slow_down", "an immediate poll was not answered slow_down")
+}
