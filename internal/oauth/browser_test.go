@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/log"
@@ -215,6 +216,40 @@ func (tb *tab) location() string {
 	return loc
 }
 
+// page checks the page shown for what every page must have (controls a
+// screen reader can name) and saves a screenshot of it named name.
+func (tb *tab) page(name string) {
+	tb.t.Helper()
+	tb.checkAccessible(name)
+	tb.screenshot(name)
+}
+
+// checkAccessible fails the test if a field, button or link of the page
+// shown has no accessible name (no label, no text): a screen reader would
+// announce it as a bare "edit text" or "button".
+func (tb *tab) checkAccessible(name string) {
+	tb.t.Helper()
+	res, err := chromedp.Call(tb.ctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+	if err != nil {
+		tb.t.Fatalf("accessibility tree: %v", err)
+	}
+	headings := 0
+	for _, n := range res.Nodes {
+		if n.Ignored || n.Role == nil {
+			continue
+		}
+		switch role := strings.Trim(string(n.Role.Value), `"`); role {
+		case "heading":
+			headings++
+		case "textbox", "button", "link", "checkbox", "combobox":
+			if n.Name == nil || strings.Trim(string(n.Name.Value), `" `) == "" {
+				tb.t.Errorf("%s page: a %s has no accessible name", name, role)
+			}
+		}
+	}
+	mustf(tb.t, headings > 0, "%s page: no heading in the accessibility tree (%d nodes)", name, len(res.Nodes))
+}
+
 // screenshot saves the page shown as NAME.png under
 // JETON_TEST_SCREENSHOTS, when that is set.
 func (tb *tab) screenshot(name string) {
@@ -372,14 +407,14 @@ func testBrowserAuthorizationCode(t *testing.T, tb *tab, o origin) {
 	mustf(t, status == http.StatusOK, "authorize: status %d", status)
 	mustf(t, tb.text("h1") == "Sign in", "authorize showed %q, want the sign-in page", tb.text("h1"))
 	tb.checkStyled()
-	tb.screenshot(host + "-login")
+	tb.page(host + "-login")
 
 	tb.typeInto("#username", "alice")
 	tb.typeInto("#password", "not her password")
 	status = tb.click(`form.stack button`)
 	mustf(t, status == http.StatusUnauthorized, "wrong password: status %d, want 401", status)
 	mustf(t, strings.Contains(tb.text("main"), "Wrong username or password."), "wrong password: page says %q", tb.text("main"))
-	tb.screenshot(host + "-login-error")
+	tb.page(host + "-login-error")
 
 	// The username is kept; the password is typed again.
 	tb.typeInto("#password", e.password)
@@ -389,7 +424,7 @@ func testBrowserAuthorizationCode(t *testing.T, tb *tab, o origin) {
 	for _, want := range []string{"Photo Printer", "repos:read", "Signed in as alice", "Allow", "Deny"} {
 		mustf(t, strings.Contains(consent, want), "consent page lacks %q: %q", want, consent)
 	}
-	tb.screenshot(host + "-consent")
+	tb.page(host + "-consent")
 	tb.checkCookies(base, o.tls)
 	tb.checkFitsPhone(host + "-consent-phone")
 
@@ -449,7 +484,7 @@ func testBrowserDeviceFlow(t *testing.T, tb *tab, o origin) {
 	tb.typeInto("#password", e.password)
 	status = tb.click(`form.stack button`)
 	mustf(t, status == http.StatusOK && tb.text("h1") == "Connect a device", "after sign-in: status %d, %q", status, tb.text("h1"))
-	tb.screenshot(host + "-device-entry")
+	tb.page(host + "-device-entry")
 
 	tb.typeInto("#user_code", strings.ToLower(strings.ReplaceAll(da.UserCode, "-", "")))
 	status = tb.click(`form.stack button`)
@@ -458,12 +493,12 @@ func testBrowserDeviceFlow(t *testing.T, tb *tab, o origin) {
 	for _, want := range []string{"Living Room TV", da.UserCode, "repos:read"} {
 		mustf(t, strings.Contains(confirm, want), "confirmation page lacks %q: %q", want, confirm)
 	}
-	tb.screenshot(host + "-device-confirm")
+	tb.page(host + "-device-confirm")
 	tb.checkFitsPhone(host + "-device-confirm-phone")
 
 	status = tb.click(`button[value=allow]`)
 	mustf(t, status == http.StatusOK, "allow: status %d", status)
-	tb.screenshot(host + "-device-done")
+	tb.page(host + "-device-done")
 	select {
 	case r := <-polled:
 		if r.err != nil {
@@ -570,7 +605,7 @@ func testBrowserCrossOriginForms(t *testing.T, tb *tab) {
 	evil.form(e.url+"/device", approve)
 	tb.open(evil.URL)
 	refused("approving the device code")
-	tb.screenshot("refused")
+	tb.page("refused")
 	mustf(t, poll() == "authorization_pending", "the device code was approved from another origin")
 
 	// Login CSRF: signing the browser in as the attacker's own account.
