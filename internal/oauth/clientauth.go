@@ -40,12 +40,12 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, f form
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, rest, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "Basic") {
-			return nil, invalidClient(false, "client authentication must use HTTP Basic, not %s", safeName(scheme))
+			return nil, invalidClient("client authentication must use HTTP Basic, not %s", safeName(scheme))
 		}
 		basic = true
 		uid, pw, ok := parseBasic(rest)
 		if !ok {
-			return nil, invalidClient(true, "the Basic credentials are malformed")
+			return nil, invalidClient("the Basic credentials are malformed")
 		}
 		id, secret, method = uid, pw, AuthSecretBasic
 	}
@@ -67,7 +67,7 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, f form
 	if methods == 0 {
 		id, method = f.get("client_id"), AuthNone
 		if id == "" {
-			return nil, invalidClient(false, "client authentication is required")
+			return nil, invalidClient("client authentication is required")
 		}
 	}
 	if method == AuthPrivateKeyJWT {
@@ -77,11 +77,11 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, f form
 		}
 	}
 	if fid := f.get("client_id"); fid != "" && fid != id {
-		return nil, invalidClient(basic, "client_id does not match the authenticated client")
+		return nil, invalidClient("client_id does not match the authenticated client")
 	}
 	e, err := s.client(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, invalidClient(basic, "unknown client or wrong credentials")
+		return nil, invalidClient("unknown client or wrong credentials")
 	}
 	if err != nil {
 		return nil, err
@@ -90,14 +90,14 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, f form
 	now := s.cfg.Now()
 	switch {
 	case !c.DisabledAt.IsZero():
-		return nil, invalidClient(basic, "the client is disabled")
+		return nil, invalidClient("the client is disabled")
 	case c.AuthMethod != method:
-		return nil, invalidClient(basic, "the client is registered for %s, not %s", c.AuthMethod, method)
+		return nil, invalidClient("the client is registered for %s, not %s", c.AuthMethod, method)
 	}
 	switch method {
 	case AuthSecretBasic, AuthSecretPost:
 		if !e.checkSecret(secret, now) {
-			return nil, invalidClient(basic, "unknown client or wrong credentials")
+			return nil, invalidClient("unknown client or wrong credentials")
 		}
 	case AuthPrivateKeyJWT:
 		if err := s.checkAssertion(ctx, c, f.get("client_assertion"), now); err != nil {
@@ -134,18 +134,18 @@ func parseBasic(b64 string) (id, secret string, ok bool) {
 // assertion (its iss and sub), for the lookup of the key that verifies it.
 func (s *Server) assertionClientID(f form) (string, error) {
 	if f.get("client_assertion_type") != clientAssertionType {
-		return "", invalidClient(false, "client_assertion_type must be %s", clientAssertionType)
+		return "", invalidClient("client_assertion_type must be %s", clientAssertionType)
 	}
 	tok, err := jwt.ParseSigned(f.get("client_assertion"), assertionAlgs)
 	if err != nil {
-		return "", invalidClient(false, "client_assertion is not a signed JWT")
+		return "", invalidClient("client_assertion is not a signed JWT")
 	}
 	var c jwt.Claims
 	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
-		return "", invalidClient(false, "client_assertion has malformed claims")
+		return "", invalidClient("client_assertion has malformed claims")
 	}
 	if c.Issuer == "" || c.Issuer != c.Subject {
-		return "", invalidClient(false, "client_assertion iss and sub must both be the client_id")
+		return "", invalidClient("client_assertion iss and sub must both be the client_id")
 	}
 	return c.Issuer, nil
 }
@@ -156,7 +156,7 @@ func (s *Server) assertionClientID(f form) (string, error) {
 func (s *Server) checkAssertion(ctx context.Context, c *store.Client, assertion string, now time.Time) error {
 	tok, err := jwt.ParseSigned(assertion, assertionAlgs)
 	if err != nil || len(tok.Headers) != 1 {
-		return invalidClient(false, "client_assertion is not a signed JWT")
+		return invalidClient("client_assertion is not a signed JWT")
 	}
 	set, err := s.clientKeys(ctx, c, tok.Headers[0].KeyID)
 	if err != nil {
@@ -177,26 +177,26 @@ func (s *Server) checkAssertion(ctx context.Context, c *store.Client, assertion 
 		}
 	}
 	if !verified {
-		return invalidClient(false, "client_assertion signature does not verify with the client's keys")
+		return invalidClient("client_assertion signature does not verify with the client's keys")
 	}
 	aud := []string{s.cfg.Issuer, s.endpoints.token}
 	if err := claims.ValidateWithLeeway(jwt.Expected{Issuer: c.ID, Subject: c.ID, Time: now}, 30*time.Second); err != nil {
-		return invalidClient(false, "client_assertion is invalid: %v", err)
+		return invalidClient("client_assertion is invalid: %v", err)
 	}
 	if !slices.ContainsFunc(claims.Audience, func(a string) bool { return slices.Contains(aud, a) }) {
-		return invalidClient(false, "client_assertion aud must be the issuer or the token endpoint")
+		return invalidClient("client_assertion aud must be the issuer or the token endpoint")
 	}
 	if claims.Expiry == nil || claims.Expiry.Time().After(now.Add(maxAssertionLifetime)) {
-		return invalidClient(false, "client_assertion must expire within %v", maxAssertionLifetime)
+		return invalidClient("client_assertion must expire within %v", maxAssertionLifetime)
 	}
 	if claims.ID == "" {
-		return invalidClient(false, "client_assertion needs a jti")
+		return invalidClient("client_assertion needs a jti")
 	}
 	switch first, err := s.jtis.first(c.ID+"\x00"+claims.ID, claims.Expiry.Time(), now); {
 	case err != nil:
 		return err
 	case !first:
-		return invalidClient(false, "client_assertion was already used")
+		return invalidClient("client_assertion was already used")
 	}
 	return nil
 }
@@ -295,7 +295,7 @@ func (s *Server) clientKeys(ctx context.Context, c *store.Client, kid string) (*
 	if len(c.JWKS) > 0 {
 		set, err := parsePublicJWKS(c.JWKS)
 		if err != nil {
-			return nil, invalidClient(false, "the client's registered jwks is invalid")
+			return nil, invalidClient("the client's registered jwks is invalid")
 		}
 		return set, nil
 	}

@@ -19,10 +19,6 @@ type Error struct {
 	Description string
 	Status      int
 	Err         error
-	// basic marks an invalid_client error for a client that tried HTTP
-	// Basic authentication: it is answered with 401 and
-	// WWW-Authenticate: Basic (RFC 6749 §5.2).
-	basic bool
 }
 
 func (e *Error) Error() string {
@@ -68,10 +64,8 @@ func invalidGrant(format string, args ...any) *Error {
 	return oerr(http.StatusBadRequest, errInvalidGrant, format, args...)
 }
 
-func invalidClient(basic bool, format string, args ...any) *Error {
-	e := oerr(http.StatusUnauthorized, errInvalidClient, format, args...)
-	e.basic = basic
-	return e
+func invalidClient(format string, args ...any) *Error {
+	return oerr(http.StatusUnauthorized, errInvalidClient, format, args...)
 }
 
 // handler is an endpoint that returns its error; serve writes it.
@@ -116,7 +110,9 @@ func (s *Server) public(err error) *Error {
 func writeError(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	switch {
-	case e.basic:
+	case e.Code == errInvalidClient:
+		// RFC 6749 §5.2: 401 with the header scheme the endpoint takes for
+		// client authentication, Basic, whichever way the client tried.
 		h.Set("WWW-Authenticate", `Basic realm="jeton", charset="UTF-8"`)
 	case e.Status == http.StatusUnauthorized || e.Code == errInsufficientScope:
 		// RFC 6750 §3: protected resources (userinfo) answer with Bearer.

@@ -76,8 +76,11 @@ func TestTokenEndpointErrors(t *testing.T) {
 			if h.Get("Cache-Control") != "no-store" {
 				t.Errorf("Cache-Control = %q, want no-store", h.Get("Cache-Control"))
 			}
-			if status == 401 && tt.user != "" && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic") {
-				t.Errorf("401 for Basic credentials without WWW-Authenticate: Basic (got %q)", h.Get("WWW-Authenticate"))
+			// RFC 6749 §5.2: Basic, the header scheme the token endpoint
+			// takes, whether or not the client used it. Not Bearer: that
+			// would ask the client for an access token.
+			if status == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic ") {
+				t.Errorf("401 without WWW-Authenticate: Basic (got %q)", h.Get("WWW-Authenticate"))
 			}
 		})
 	}
