@@ -1,0 +1,87 @@
+// Drives a Jeton server with openid-client (https://github.com/panva/openid-client),
+// the most used OpenID Connect relying-party library for JavaScript, as an
+// application would. Run by internal/oauth's TestOpenIDClientForNode, which
+// plays the user: this script writes one JSON line per step to stdout, and
+// when a step needs the user it waits for one line on stdin.
+//
+// Environment: JETON_ISSUER, JETON_CLIENT_ID, JETON_CLIENT_SECRET,
+// JETON_CLIENT_AUTH (client_secret_basic or client_secret_post, as the
+// client is registered), JETON_REDIRECT_URI, JETON_RESOURCE (the API's
+// identifier).
+import * as client from 'openid-client';
+import * as readline from 'node:readline';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+const say = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const ask = async (obj) => {
+  say(obj);
+  const { value, done } = await lines.next();
+  if (done) throw new Error('stdin closed');
+  return value;
+};
+
+const issuer = new URL(env('JETON_ISSUER'));
+const redirectURI = env('JETON_REDIRECT_URI');
+const resource = env('JETON_RESOURCE');
+
+// Discovery: openid-client checks that the metadata's issuer is the URL it
+// was given. The test server speaks plain http on 127.0.0.1.
+const auth = {
+  client_secret_basic: client.ClientSecretBasic,
+  client_secret_post: client.ClientSecretPost,
+}[env('JETON_CLIENT_AUTH')];
+if (!auth) throw new Error('JETON_CLIENT_AUTH must be client_secret_basic or client_secret_post');
+const config = await client.discovery(issuer, env('JETON_CLIENT_ID'), undefined, auth(env('JETON_CLIENT_SECRET')), {
+  execute: [client.allowInsecureRequests],
+});
+
+// Client credentials for the API (RFC 8707 resource).
+const cc = await client.clientCredentialsGrant(config, { scope: 'repos:read', resource });
+say({ step: 'client_credentials', access_token: cc.access_token, token_type: cc.token_type, scope: cc.scope });
+
+// Authorization code with PKCE, state and nonce. The library checks the
+// iss parameter of the redirect (RFC 9207), the state, the code exchange,
+// and the ID token's iss, aud, exp, iat and nonce.
+const verifier = client.randomPKCECodeVerifier();
+const state = client.randomState();
+const nonce = client.randomNonce();
+const authURL = client.buildAuthorizationUrl(config, {
+  redirect_uri: redirectURI,
+  scope: 'openid email profile repos:read',
+  code_challenge: await client.calculatePKCECodeChallenge(verifier),
+  code_challenge_method: 'S256',
+  state,
+  nonce,
+});
+const callback = await ask({ step: 'authorize', url: authURL.href });
+const tokens = await client.authorizationCodeGrant(config, new URL(callback), {
+  pkceCodeVerifier: verifier,
+  expectedState: state,
+  expectedNonce: nonce,
+  idTokenExpected: true,
+});
+const claims = tokens.claims();
+const info = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
+say({ step: 'authorization_code', sub: claims.sub, email: claims.email, userinfo_email: info.email, access_token: tokens.access_token, refresh_token: tokens.refresh_token });
+
+// Refresh: rotation on every use; the ID token of a refresh must name the
+// same subject, which the library checks.
+const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
+say({ step: 'refresh', access_token: refreshed.access_token, refresh_token: refreshed.refresh_token });
+
+// Revocation (RFC 7009) of the newest refresh token, with the client's credentials.
+await client.tokenRevocation(config, refreshed.refresh_token, { token_type_hint: 'refresh_token' });
+say({ step: 'revoke', refresh_token: refreshed.refresh_token });
+
+// The device flow (RFC 8628): the user approves on /device meanwhile.
+const device = await client.initiateDeviceAuthorization(config, { scope: 'repos:read' });
+say({ step: 'device', user_code: device.user_code, verification_uri_complete: device.verification_uri_complete });
+const dt = await client.pollDeviceAuthorizationGrant(config, device);
+say({ step: 'device_token', access_token: dt.access_token });
+say({ step: 'done' });
+process.exit(0);
