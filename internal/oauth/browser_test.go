@@ -408,6 +408,7 @@ func testBrowserAuthorizationCode(t *testing.T, tb *tab, o origin) {
 	mustf(t, tb.text("h1") == "Sign in", "authorize showed %q, want the sign-in page", tb.text("h1"))
 	tb.checkStyled()
 	tb.page(host + "-login")
+	tb.checkFitsPhone(host + "-login-phone")
 
 	tb.typeInto("#username", "alice")
 	tb.typeInto("#password", "not her password")
@@ -485,6 +486,7 @@ func testBrowserDeviceFlow(t *testing.T, tb *tab, o origin) {
 	status = tb.click(`form.stack button`)
 	mustf(t, status == http.StatusOK && tb.text("h1") == "Connect a device", "after sign-in: status %d, %q", status, tb.text("h1"))
 	tb.page(host + "-device-entry")
+	tb.checkFitsPhone(host + "-device-entry-phone")
 
 	tb.typeInto("#user_code", strings.ToLower(strings.ReplaceAll(da.UserCode, "-", "")))
 	status = tb.click(`form.stack button`)
