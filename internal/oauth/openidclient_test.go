@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/jetonhq/jeton/internal/oauth"
 )
@@ -40,7 +45,7 @@ func TestOpenIDClientForNode(t *testing.T) {
 	if err != nil {
 		t.Skip("node is not installed")
 	}
-	for _, method := range []string{oauth.AuthSecretBasic, oauth.AuthSecretPost} {
+	for _, method := range []string{oauth.AuthSecretBasic, oauth.AuthSecretPost, oauth.AuthPrivateKeyJWT} {
 		t.Run(method, func(t *testing.T) {
 			t.Parallel()
 			testOpenIDClient(t, node, method)
@@ -50,16 +55,39 @@ func TestOpenIDClientForNode(t *testing.T) {
 
 func testOpenIDClient(t *testing.T, node, authMethod string) {
 	e := newEnv(t, envOptions{})
+	credential := "JETON_CLIENT_SECRET="
+	var publicJWKS []byte
+	if authMethod == oauth.AuthPrivateKeyJWT {
+		// The client's key pair: the public half registered, the private
+		// half given to the application.
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		private, err := json.Marshal(jose.JSONWebKey{Key: priv, KeyID: "node-1", Algorithm: "ES256", Use: "sig"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		credential = "JETON_CLIENT_JWK=" + string(private)
+		publicJWKS, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: "node-1", Algorithm: "ES256", Use: "sig"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	c, secret := e.client(func(p *oauth.ClientParams) {
 		p.Name = "Node app"
 		p.AuthMethod = authMethod
+		p.JWKS = publicJWKS
 	})
+	if secret != "" {
+		credential += secret
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "client.mjs")
 	cmd.Dir = openIDClientDir
-	cmd.Env = append(os.Environ(), "JETON_ISSUER="+e.url, "JETON_CLIENT_ID="+c.ID, "JETON_CLIENT_SECRET="+secret, "JETON_CLIENT_AUTH="+authMethod,
+	cmd.Env = append(os.Environ(), "JETON_ISSUER="+e.url, "JETON_CLIENT_ID="+c.ID, credential, "JETON_CLIENT_AUTH="+authMethod,
 		"JETON_REDIRECT_URI=https://app.example.com/callback", "JETON_RESOURCE="+e.api.Identifier)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -4,9 +4,10 @@
 // plays the user: this script writes one JSON line per step to stdout, and
 // when a step needs the user it waits for one line on stdin.
 //
-// Environment: JETON_ISSUER, JETON_CLIENT_ID, JETON_CLIENT_SECRET,
-// JETON_CLIENT_AUTH (client_secret_basic or client_secret_post, as the
-// client is registered), JETON_REDIRECT_URI, JETON_RESOURCE (the API's
+// Environment: JETON_ISSUER, JETON_CLIENT_ID, JETON_CLIENT_AUTH (as the
+// client is registered: client_secret_basic or client_secret_post with
+// JETON_CLIENT_SECRET, or private_key_jwt with JETON_CLIENT_JWK, a private
+// P-256 JWK with its kid), JETON_REDIRECT_URI, JETON_RESOURCE (the API's
 // identifier).
 import * as client from 'openid-client';
 import * as readline from 'node:readline';
@@ -31,12 +32,21 @@ const resource = env('JETON_RESOURCE');
 
 // Discovery: openid-client checks that the metadata's issuer is the URL it
 // was given. The test server speaks plain http on 127.0.0.1.
-const auth = {
-  client_secret_basic: client.ClientSecretBasic,
-  client_secret_post: client.ClientSecretPost,
-}[env('JETON_CLIENT_AUTH')];
-if (!auth) throw new Error('JETON_CLIENT_AUTH must be client_secret_basic or client_secret_post');
-const config = await client.discovery(issuer, env('JETON_CLIENT_ID'), undefined, auth(env('JETON_CLIENT_SECRET')), {
+const clientAuth = async (method) => {
+  switch (method) {
+    case 'client_secret_basic':
+      return client.ClientSecretBasic(env('JETON_CLIENT_SECRET'));
+    case 'client_secret_post':
+      return client.ClientSecretPost(env('JETON_CLIENT_SECRET'));
+    case 'private_key_jwt': {
+      const jwk = JSON.parse(env('JETON_CLIENT_JWK'));
+      const key = await crypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+      return client.PrivateKeyJwt({ key, kid: jwk.kid });
+    }
+  }
+  throw new Error(`unknown JETON_CLIENT_AUTH ${method}`);
+};
+const config = await client.discovery(issuer, env('JETON_CLIENT_ID'), undefined, await clientAuth(env('JETON_CLIENT_AUTH')), {
   execute: [client.allowInsecureRequests],
 });
 
