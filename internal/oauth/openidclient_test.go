@@ -20,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/jetonhq/jeton/internal/oauth"
+	"github.com/jetonhq/jeton/internal/store"
 )
 
 // openIDClientDir holds the Node.js package of TestOpenIDClientForNode.
@@ -30,9 +31,11 @@ var openIDClientDir = filepath.Join("testdata", "openid-client")
 // discovery, client credentials with a resource, the authorization code
 // flow with PKCE, state and nonce (it checks the redirect's iss parameter
 // and the ID token's claims), userinfo, refresh, revocation by the client
-// and the device flow. testdata/openid-client/client.mjs is the
-// application; this test is the user who signs in, consents and approves
-// the device, and it checks with introspection what the library got.
+// and the device flow, once for each way of client authentication both
+// offer (a public client skips client credentials).
+// testdata/openid-client/client.mjs is the application; this test is the
+// user who signs in, consents and approves the device, and it checks with
+// introspection what the library got.
 //
 // It needs Node.js and `npm ci` in testdata/openid-client (.ci/run does
 // both) and is skipped otherwise.
@@ -45,7 +48,7 @@ func TestOpenIDClientForNode(t *testing.T) {
 	if err != nil {
 		t.Skip("node is not installed")
 	}
-	for _, method := range []string{oauth.AuthSecretBasic, oauth.AuthSecretPost, oauth.AuthPrivateKeyJWT} {
+	for _, method := range []string{oauth.AuthSecretBasic, oauth.AuthSecretPost, oauth.AuthPrivateKeyJWT, oauth.AuthNone} {
 		t.Run(method, func(t *testing.T) {
 			t.Parallel()
 			testOpenIDClient(t, node, method)
@@ -78,6 +81,9 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 		p.Name = "Node app"
 		p.AuthMethod = authMethod
 		p.JWKS = publicJWKS
+		if authMethod == oauth.AuthNone {
+			p.Type = store.ClientPublic
+		}
 	})
 	if secret != "" {
 		credential += secret
@@ -151,6 +157,9 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 		t.Fatalf("openid-client: %v\n%s", err, stderr.Bytes())
 	}
 	want := []string{"client_credentials", "authorize", "authorization_code", "refresh", "revoke", "device", "device_token", "done"}
+	if authMethod == oauth.AuthNone {
+		want = want[1:] // a public client has no client credentials grant
+	}
 	mustf(t, strings.Join(steps, " ") == strings.Join(want, " "), "steps %v, want %v\n%s", steps, want, stderr.Bytes())
 }
 

@@ -6,8 +6,9 @@
 //
 // Environment: JETON_ISSUER, JETON_CLIENT_ID, JETON_CLIENT_AUTH (as the
 // client is registered: client_secret_basic or client_secret_post with
-// JETON_CLIENT_SECRET, or private_key_jwt with JETON_CLIENT_JWK, a private
-// P-256 JWK with its kid), JETON_REDIRECT_URI, JETON_RESOURCE (the API's
+// JETON_CLIENT_SECRET, private_key_jwt with JETON_CLIENT_JWK, a private
+// P-256 JWK with its kid, or none for a public client, which skips the
+// client credentials grant), JETON_REDIRECT_URI, JETON_RESOURCE (the API's
 // identifier).
 import * as client from 'openid-client';
 import * as readline from 'node:readline';
@@ -38,6 +39,8 @@ const clientAuth = async (method) => {
       return client.ClientSecretBasic(env('JETON_CLIENT_SECRET'));
     case 'client_secret_post':
       return client.ClientSecretPost(env('JETON_CLIENT_SECRET'));
+    case 'none':
+      return client.None();
     case 'private_key_jwt': {
       const jwk = JSON.parse(env('JETON_CLIENT_JWK'));
       const key = await crypto.subtle.importKey('jwk', jwk, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
@@ -51,8 +54,10 @@ const config = await client.discovery(issuer, env('JETON_CLIENT_ID'), undefined,
 });
 
 // Client credentials for the API (RFC 8707 resource).
-const cc = await client.clientCredentialsGrant(config, { scope: 'repos:read', resource });
-say({ step: 'client_credentials', access_token: cc.access_token, token_type: cc.token_type, scope: cc.scope });
+if (env('JETON_CLIENT_AUTH') !== 'none') {
+  const cc = await client.clientCredentialsGrant(config, { scope: 'repos:read', resource });
+  say({ step: 'client_credentials', access_token: cc.access_token, token_type: cc.token_type, scope: cc.scope });
+}
 
 // Authorization code with PKCE, state and nonce. The library checks the
 // iss parameter of the redirect (RFC 9207), the state, the code exchange,
