@@ -32,7 +32,9 @@ var openIDClientDir = filepath.Join("testdata", "openid-client")
 // flow with PKCE, state and nonce (it checks the redirect's iss parameter
 // and the ID token's claims), userinfo, refresh, revocation by the client
 // and the device flow, once for each way of client authentication both
-// offer (a public client skips client credentials).
+// offer (a public client skips client credentials). Then oauth4webapi,
+// under openid-client, checks JWT access tokens signed with each algorithm
+// as an RFC 9068 resource server would.
 // testdata/openid-client/client.mjs is the application; this test is the
 // user who signs in, consents and approves the device, and it checks with
 // introspection what the library got.
@@ -88,12 +90,30 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 	if secret != "" {
 		credential += secret
 	}
+	// JWT access token clients, one per signing algorithm, whose tokens
+	// the script checks as a resource server (once is enough).
+	type jwtClient struct {
+		ID     string `json:"id"`
+		Secret string `json:"secret"`
+		Alg    string `json:"alg"`
+	}
+	var jwtClients []jwtClient
+	if authMethod == oauth.AuthSecretBasic {
+		for _, alg := range []string{"ES256", "RS256", "EdDSA"} {
+			jc, jsecret := e.client(func(p *oauth.ClientParams) { p.TokenFormat = store.FormatJWT; p.SigningAlg = alg })
+			jwtClients = append(jwtClients, jwtClient{jc.ID, jsecret, alg})
+		}
+	}
+	jwtJSON, err := json.Marshal(jwtClients)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "client.mjs")
 	cmd.Dir = openIDClientDir
-	cmd.Env = append(os.Environ(), "JETON_ISSUER="+e.url, "JETON_CLIENT_ID="+c.ID, credential, "JETON_CLIENT_AUTH="+authMethod,
+	cmd.Env = append(os.Environ(), "JETON_ISSUER="+e.url, "JETON_CLIENT_ID="+c.ID, credential, "JETON_CLIENT_AUTH="+authMethod, "JETON_JWT_CLIENTS="+string(jwtJSON),
 		"JETON_REDIRECT_URI=https://app.example.com/callback", "JETON_RESOURCE="+e.api.Identifier)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -115,6 +135,7 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 	lines := bufio.NewScanner(stdout)
 	lines.Buffer(make([]byte, 64<<10), 64<<10)
 	var firstRefresh string
+	var jwtChecked []string
 	var steps []string
 	for lines.Scan() {
 		var m map[string]string
@@ -147,6 +168,12 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 		case "device_token":
 			in := e.introspect(m["access_token"])
 			mustf(t, in["active"] == true && in["sub"] == e.alice.ID, "device token: %v", in)
+		case "jwt_access_token":
+			mustf(t, len(jwtChecked) < len(jwtClients), "more JWT access tokens than clients")
+			jc := jwtClients[len(jwtChecked)]
+			jwtChecked = append(jwtChecked, step)
+			mustf(t, m["alg"] == jc.Alg && m["sub"] == jc.ID && m["client_id"] == jc.ID && m["aud"] == e.api.Identifier && m["scope"] == "repos:read",
+				"%s JWT access token as oauth4webapi read it: %v", jc.Alg, m)
 		case "done":
 		default:
 			t.Fatalf("unknown step %q", step)
@@ -156,10 +183,14 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("openid-client: %v\n%s", err, stderr.Bytes())
 	}
-	want := []string{"client_credentials", "authorize", "authorization_code", "refresh", "revoke", "device", "device_token", "done"}
+	want := []string{"client_credentials", "authorize", "authorization_code", "refresh", "revoke", "device", "device_token"}
 	if authMethod == oauth.AuthNone {
 		want = want[1:] // a public client has no client credentials grant
 	}
+	for range jwtClients {
+		want = append(want, "jwt_access_token")
+	}
+	want = append(want, "done")
 	mustf(t, strings.Join(steps, " ") == strings.Join(want, " "), "steps %v, want %v\n%s", steps, want, stderr.Bytes())
 }
 

@@ -9,8 +9,11 @@
 // JETON_CLIENT_SECRET, private_key_jwt with JETON_CLIENT_JWK, a private
 // P-256 JWK with its kid, or none for a public client, which skips the
 // client credentials grant), JETON_REDIRECT_URI, JETON_RESOURCE (the API's
-// identifier).
+// identifier), and optionally JETON_JWT_CLIENTS: a JSON array of
+// {"id", "secret", "alg"}, clients of JWT access tokens, whose tokens the
+// script checks as a resource server would.
 import * as client from 'openid-client';
+import * as oauth from 'oauth4webapi';
 import * as readline from 'node:readline';
 
 const env = (name) => {
@@ -98,5 +101,21 @@ const device = await client.initiateDeviceAuthorization(config, { scope: 'repos:
 say({ step: 'device', user_code: device.user_code, verification_uri_complete: device.verification_uri_complete });
 const dt = await client.pollDeviceAuthorizationGrant(config, device);
 say({ step: 'device_token', access_token: dt.access_token });
+
+// A resource server's check of JWT access tokens (RFC 9068), with
+// oauth4webapi: signature against the JWKS it finds through discovery, typ
+// at+jwt, iss, aud, exp, and the presence and types of sub, client_id,
+// iat and jti.
+for (const jc of JSON.parse(process.env.JETON_JWT_CLIENTS || 'null') ?? []) {
+  const jconfig = await client.discovery(issuer, jc.id, undefined, client.ClientSecretBasic(jc.secret), {
+    execute: [client.allowInsecureRequests],
+  });
+  const t = await client.clientCredentialsGrant(jconfig, { scope: 'repos:read', resource });
+  const request = new Request('http://api.example/repos', { headers: { authorization: `Bearer ${t.access_token}` } });
+  const claims = await oauth.validateJwtAccessToken(jconfig.serverMetadata(), request, resource, {
+    [oauth.allowInsecureRequests]: true,
+  });
+  say({ step: 'jwt_access_token', alg: jc.alg, sub: claims.sub, client_id: claims.client_id, aud: [].concat(claims.aud).join(' '), scope: claims.scope });
+}
 say({ step: 'done' });
 process.exit(0);
