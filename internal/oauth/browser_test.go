@@ -272,12 +272,13 @@ func (tb *tab) screenshot(name string) {
 // to scroll sideways). It saves a screenshot named shot at that width.
 func (tb *tab) checkFitsPhone(shot string) {
 	tb.t.Helper()
-	if err := chromedp.Do(tb.ctx, chromedp.EmulateViewport(375, 740, chromedp.EmulateMobile)); err != nil {
+	phone := emulation.SetDeviceMetricsOverrideParams{Width: 375, Height: 740, DeviceScaleFactor: 1, Mobile: true}
+	if _, err := chromedp.Call(tb.ctx, emulation.SetDeviceMetricsOverride, phone); err != nil {
 		tb.t.Fatalf("phone viewport: %v", err)
 	}
 	defer func() {
-		if err := chromedp.Do(tb.ctx, chromedp.ResetViewport()); err != nil {
-			tb.t.Fatalf("reset viewport: %v", err)
+		if _, err := chromedp.Call(tb.ctx, emulation.ClearDeviceMetricsOverride, cdp.Empty{}); err != nil {
+			tb.t.Fatalf("back to the window's viewport: %v", err)
 		}
 	}()
 	m, err := chromedp.Call(tb.ctx, cdppage.GetLayoutMetrics, cdp.Empty{})
