@@ -423,7 +423,7 @@ func testBrowserAuthorizationCode(t *testing.T, tb *tab, o origin) {
 	status = tb.click(`form.stack button`)
 	mustf(t, status == http.StatusOK, "sign in: status %d", status)
 	consent := tb.text("main")
-	for _, want := range []string{"Photo Printer", "repos:read", "Signed in as alice", "Allow", "Deny"} {
+	for _, want := range []string{"Photo Printer", "repos:read", "openid", "Sign you in with your account", "Signed in as alice", "Allow", "Deny"} {
 		mustf(t, strings.Contains(consent, want), "consent page lacks %q: %q", want, consent)
 	}
 	tb.page(host + "-consent")

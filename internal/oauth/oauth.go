@@ -54,6 +54,16 @@ const (
 	ScopeOfflineAccess = "offline_access"
 )
 
+// oidcScopeDescriptions says on the consent and device pages what each
+// OpenID Connect scope lets the application do, since a user cannot be
+// expected to know what "openid" or "offline_access" means.
+var oidcScopeDescriptions = map[string]string{
+	ScopeOpenID:        "Sign you in with your account",
+	ScopeProfile:       "See your username",
+	ScopeEmail:         "See your email address",
+	ScopeOfflineAccess: "Keep its access while you are away",
+}
+
 func isOIDCScope(s string) bool {
 	return s == ScopeOpenID || s == ScopeProfile || s == ScopeEmail || s == ScopeOfflineAccess
 }
