@@ -24,7 +24,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/jetonhq/jeton/internal/oauth"
-	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/users"
 )
 
@@ -453,14 +452,7 @@ func testBrowserAuthorizationCode(t *testing.T, tb *tab, o origin) {
 func testBrowserDeviceFlow(t *testing.T, tb *tab, o origin) {
 	e := newEnv(t, envOptions{tls: o.tls})
 	host := o.label
-	c, _ := e.client(func(p *oauth.ClientParams) {
-		p.Name = "Living Room TV"
-		p.Type = store.ClientPublic
-		p.GrantTypes = []string{oauth.GrantDeviceCode, oauth.GrantRefreshToken}
-		p.RedirectURIs = nil
-	})
-	conf := oauth2.Config{ClientID: c.ID, Scopes: []string{"repos:read"},
-		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+	_, conf := e.deviceClient(func(p *oauth.ClientParams) { p.Name = "Living Room TV" })
 	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), oauth2.HTTPClient, e.Client), time.Minute)
 	defer cancel()
 	da, err := conf.DeviceAuth(ctx)
@@ -568,24 +560,13 @@ func (a *attacker) form(action string, fields url.Values) {
 // the replay was its origin.
 func testBrowserCrossOriginForms(t *testing.T, tb *tab) {
 	e := newEnv(t, envOptions{})
-	c, _ := e.client(func(p *oauth.ClientParams) {
-		p.Type = store.ClientPublic
-		p.GrantTypes = []string{oauth.GrantDeviceCode}
-		p.RedirectURIs = nil
-	})
+	c, conf := e.deviceClient(nil)
 	evil := newAttacker(t)
-	conf := oauth2.Config{ClientID: c.ID, Scopes: []string{"repos:read"},
-		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
 	da, err := conf.DeviceAuth(context.Background())
 	if err != nil {
 		t.Fatalf("device authorization: %v", err)
 	}
-	poll := func() string {
-		t.Helper()
-		_, m, _ := e.postForm("/oauth2/token", url.Values{"grant_type": {oauth.GrantDeviceCode}, "device_code": {da.DeviceCode}, "client_id": {c.ID}}, "", "")
-		s, _ := m["error"].(string)
-		return s
-	}
+	poll := func() string { return e.pollDevice(c, da.DeviceCode) }
 
 	// Alice signs in and reaches the confirmation page of the code.
 	tb.open(da.VerificationURIComplete)

@@ -305,13 +305,7 @@ func TestCodeReuseRevokesWhatTheFirstIssued(t *testing.T) {
 func TestDeviceFlow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	c, _ := e.client(func(p *oauth.ClientParams) {
-		p.Type = store.ClientPublic
-		p.GrantTypes = []string{oauth.GrantDeviceCode, oauth.GrantRefreshToken}
-		p.RedirectURIs = nil
-	})
-	conf := oauth2.Config{ClientID: c.ID, Scopes: []string{"repos:read"},
-		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+	c, conf := e.deviceClient(nil)
 	ctx := context.Background()
 	da, err := conf.DeviceAuth(ctx)
 	if err != nil {
@@ -362,8 +356,7 @@ func TestDeviceFlow(t *testing.T) {
 	mustf(t, in["active"] == true && in["sub"] == e.alice.ID && in["client_id"] == c.ID, "device token introspection: %v", in)
 	mustf(t, tok.RefreshToken != "", "device flow issued no refresh token")
 	// The device code is single-use.
-	status, m, _ = e.postForm("/oauth2/token", url.Values{"grant_type": {oauth.GrantDeviceCode}, "device_code": {da.DeviceCode}, "client_id": {c.ID}}, "", "")
-	mustf(t, status == 400 && m["error"] == "invalid_grant", "device code reuse: %d %v", status, m)
+	mustf(t, e.pollDevice(c, da.DeviceCode) == "invalid_grant", "device code reuse was not invalid_grant")
 	mustf(t, e.introspect(tok.AccessToken)["active"] == false, "device code reuse did not revoke the grant")
 }
 
@@ -443,28 +436,16 @@ func TestMetadata(t *testing.T) {
 func TestDevicePollingOnTimeIsNotTooFast(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	c, _ := e.client(func(p *oauth.ClientParams) {
-		p.Type = store.ClientPublic
-		p.GrantTypes = []string{oauth.GrantDeviceCode}
-		p.RedirectURIs = nil
-	})
-	conf := oauth2.Config{ClientID: c.ID, Scopes: []string{"repos:read"},
-		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+	c, conf := e.deviceClient(nil)
 	da, err := conf.DeviceAuth(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustf(t, da.Interval == 1, "interval %d, want the test server's 1 s", da.Interval)
-	poll := func() string {
-		t.Helper()
-		_, m, _ := e.postForm("/oauth2/token", url.Values{"grant_type": {oauth.GrantDeviceCode}, "device_code": {da.DeviceCode}, "client_id": {c.ID}}, "", "")
-		s, _ := m["error"].(string)
-		return s
-	}
-	mustf(t, poll() == "authorization_pending", "first poll")
+	mustf(t, e.pollDevice(c, da.DeviceCode) == "authorization_pending", "first poll")
 	// The clock moves 900 ms; the real time the request takes adds a
 	// little, far less than 100 ms.
 	e.clock.Advance(900 * time.Millisecond)
-	mustf(t, poll() == "authorization_pending", "a poll 0.9 intervals after the last was answered slow_down")
-	mustf(t, poll() == "slow_down", "an immediate poll was not answered slow_down")
+	mustf(t, e.pollDevice(c, da.DeviceCode) == "authorization_pending", "a poll 0.9 intervals after the last was answered slow_down")
+	mustf(t, e.pollDevice(c, da.DeviceCode) == "slow_down", "an immediate poll was not answered slow_down")
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/jetonhq/jeton/internal/httpapi/apitest"
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/signing"
@@ -95,6 +97,32 @@ func (e *env) client(edit func(*oauth.ClientParams)) (store.Client, string) {
 		e.t.Fatalf("CreateClient: %v", err)
 	}
 	return c, secret
+}
+
+// deviceClient registers a public client of the device flow (and refresh
+// tokens), edited by edit if not nil, and returns it with its
+// golang.org/x/oauth2 configuration for scope repos:read.
+func (e *env) deviceClient(edit func(*oauth.ClientParams)) (store.Client, oauth2.Config) {
+	e.t.Helper()
+	c, _ := e.client(func(p *oauth.ClientParams) {
+		p.Type = store.ClientPublic
+		p.GrantTypes = []string{oauth.GrantDeviceCode, oauth.GrantRefreshToken}
+		p.RedirectURIs = nil
+		if edit != nil {
+			edit(p)
+		}
+	})
+	return c, oauth2.Config{ClientID: c.ID, Scopes: []string{"repos:read"},
+		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+}
+
+// pollDevice asks once for the token of deviceCode, as public client c,
+// and returns the error code of the answer ("" for tokens).
+func (e *env) pollDevice(c store.Client, deviceCode string) string {
+	e.t.Helper()
+	_, m, _ := e.postForm("/oauth2/token", url.Values{"grant_type": {oauth.GrantDeviceCode}, "device_code": {deviceCode}, "client_id": {c.ID}}, "", "")
+	code, _ := m["error"].(string)
+	return code
 }
 
 // postForm posts a form to path with optional Basic credentials and

@@ -275,13 +275,7 @@ func TestForgedJWTsAreInactive(t *testing.T) {
 func TestDeviceUserCodeGuessesAreLimited(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	c, _ := e.client(func(p *oauth.ClientParams) {
-		p.Type = store.ClientPublic
-		p.GrantTypes = []string{oauth.GrantDeviceCode}
-		p.RedirectURIs = nil
-	})
-	conf := oauth2.Config{ClientID: c.ID, Scopes: []string{"repos:read"},
-		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+	_, conf := e.deviceClient(nil)
 	da, err := conf.DeviceAuth(context.Background())
 	if err != nil {
 		t.Fatal(err)
