@@ -33,20 +33,22 @@ func (a *API) routes() {
 	handle("GET /v1/revocations", verifier(feed.list))
 	handle("GET /v1/revocations/stream", verifier(feed.stream))
 	handle("POST /oauth2/introspect", a.oauthAuth(a.introspect))
-	handle("POST /oauth2/revoke", a.revokeEndpoint())
+	raw := func(pattern string, h http.Handler) { a.mux.Handle(pattern, m.instrument(pattern, h)) }
+	// What a browser-based application calls from its own scripts is
+	// readable cross-origin (cors.go); the rest, pages included, is not.
+	browserCallable := map[string]http.Handler{"POST /oauth2/revoke": a.adapt.wrap(a.revokeEndpoint())}
 
 	if o := a.cfg.OAuth; o != nil {
 		// The OAuth endpoints write their own RFC 6749 errors and pages.
-		raw := func(pattern string, h http.Handler) { a.mux.Handle(pattern, m.instrument(pattern, h)) }
-		raw("POST /oauth2/token", o.Token())
+		browserCallable["POST /oauth2/token"] = o.Token()
+		browserCallable["POST /oauth2/device_authorization"] = o.DeviceAuthorization()
+		browserCallable["GET /oauth2/userinfo"] = o.UserInfo()
+		browserCallable["POST /oauth2/userinfo"] = o.UserInfo()
+		browserCallable["GET /.well-known/oauth-authorization-server"] = o.Metadata()
+		browserCallable["GET /.well-known/openid-configuration"] = o.Metadata()
+		browserCallable["GET /.well-known/jwks.json"] = o.JWKS()
 		raw("GET /oauth2/authorize", o.Authorize())
 		raw("POST /oauth2/authorize", o.Authorize())
-		raw("POST /oauth2/device_authorization", o.DeviceAuthorization())
-		raw("GET /oauth2/userinfo", o.UserInfo())
-		raw("POST /oauth2/userinfo", o.UserInfo())
-		raw("GET /.well-known/oauth-authorization-server", o.Metadata())
-		raw("GET /.well-known/openid-configuration", o.Metadata())
-		raw("GET /.well-known/jwks.json", o.JWKS())
 		raw("GET /login", o.Login())
 		raw("POST /login", o.Login())
 		raw("POST /logout", o.Logout())
@@ -57,6 +59,7 @@ func (a *API) routes() {
 		// Admin API of the OAuth entities (handlers in oauth_admin.go).
 		a.oauthAdminRoutes(handle, admin)
 	}
+	corsRoutes(raw, browserCallable)
 
 	handle("GET /healthz", a.healthz)
 	handle("GET /readyz", a.readyz)

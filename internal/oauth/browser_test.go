@@ -2,6 +2,7 @@ package oauth_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"html"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/jetonhq/jeton/internal/oauth"
+	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/users"
 )
 
@@ -99,6 +101,10 @@ func TestInBrowser(t *testing.T) {
 	t.Run("pages refuse to be framed", func(t *testing.T) {
 		t.Parallel()
 		testBrowserFraming(t, newTab(t, browserCtx))
+	})
+	t.Run("a browser application calls the token endpoint from its script", func(t *testing.T) {
+		t.Parallel()
+		testBrowserApplication(t, newTab(t, browserCtx))
 	})
 }
 
@@ -647,4 +653,76 @@ func testBrowserFraming(t *testing.T, tb *tab) {
 		blocked = blocked || strings.Contains(m, "frame-ancestors")
 	}
 	mustf(t, blocked, "the browser logged no frame-ancestors violation: %q", tb.securityMessages())
+}
+
+// testBrowserApplication plays a single-page application on another
+// origin, a public client: after sign-in and consent, its callback page's
+// script redeems the code with fetch() (a simple cross-origin request),
+// calls userinfo with the access token (a request with Authorization,
+// which the browser preflights) and revokes the refresh token. The
+// browser lets the script read each answer only if Jeton's CORS headers
+// allow it.
+func testBrowserApplication(t *testing.T, tb *tab) {
+	e := newEnv(t, envOptions{})
+	spa := httptest.NewUnstartedServer(nil)
+	spaURL := "http://" + spa.Listener.Addr().String()
+	c, _ := e.client(func(p *oauth.ClientParams) {
+		p.Name = "Single Page"
+		p.Type = store.ClientPublic
+		p.GrantTypes = []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken}
+		p.RedirectURIs = []string{spaURL + "/callback"}
+	})
+	verifier := oauth2.GenerateVerifier()
+	conf := oauth2.Config{ClientID: c.ID, RedirectURL: spaURL + "/callback", Scopes: []string{"openid", "repos:read"},
+		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize"}}
+	settings, err := json.Marshal(map[string]string{"client_id": c.ID, "verifier": verifier, "redirect_uri": spaURL + "/callback",
+		"token": e.url + "/oauth2/token", "userinfo": e.url + "/oauth2/userinfo", "revoke": e.url + "/oauth2/revoke"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spa.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<!doctype html><title>Single Page</title><p id="out"></p><script>
+const s = %s, q = new URLSearchParams(location.search), out = document.getElementById("out");
+(async () => {
+  const tr = await fetch(s.token, {method: "POST", body: new URLSearchParams({grant_type: "authorization_code",
+    code: q.get("code"), redirect_uri: s.redirect_uri, client_id: s.client_id, code_verifier: s.verifier})});
+  const tok = await tr.json();
+  if (!tr.ok) throw new Error("token: " + JSON.stringify(tok));
+  const ur = await fetch(s.userinfo, {headers: {Authorization: "Bearer " + tok.access_token}});
+  const info = await ur.json();
+  const rr = await fetch(s.revoke, {method: "POST", body: new URLSearchParams({token: tok.refresh_token, client_id: s.client_id})});
+  out.textContent = JSON.stringify({status: tr.status, has_refresh: !!tok.refresh_token, sub: info.sub, revoked: rr.status,
+    refresh_token: tok.refresh_token});
+})().catch(e => { out.textContent = "failed: " + e; });
+</script>`, settings)
+	})
+	spa.Start()
+	t.Cleanup(spa.Close)
+
+	tb.open(conf.AuthCodeURL("st", oauth2.S256ChallengeOption(verifier)))
+	tb.typeInto("#username", "alice")
+	tb.typeInto("#password", e.password)
+	mustf(t, tb.click(`form.stack button`) == http.StatusOK, "sign in failed")
+	mustf(t, tb.click(`button[value=allow]`) == http.StatusOK && strings.HasPrefix(tb.location(), spaURL+"/callback?"), "not back at the application: %s", tb.location())
+
+	var got string
+	deadline := time.Now().Add(20 * time.Second)
+	for got == "" && time.Now().Before(deadline) {
+		got = tb.text("#out")
+		if got == "" {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	var r struct {
+		Status       int    `json:"status"`
+		HasRefresh   bool   `json:"has_refresh"`
+		Sub          string `json:"sub"`
+		Revoked      int    `json:"revoked"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.Unmarshal([]byte(got), &r); err != nil {
+		t.Fatalf("the application's script says %q", got)
+	}
+	mustf(t, r.Status == 200 && r.HasRefresh && r.Sub == e.alice.ID && r.Revoked == 200, "the application got %+v", r)
+	mustf(t, e.introspect(r.RefreshToken)["active"] == false, "the refresh token the script revoked is active")
 }

@@ -76,7 +76,6 @@ func (s *Server) Metadata() http.Handler {
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
 		h.Set("Cache-Control", "public, max-age=3600")
-		h.Set("Access-Control-Allow-Origin", "*")
 		w.Write(body)
 	})
 }
@@ -101,7 +100,6 @@ func (s *Server) JWKS() http.Handler {
 		body, etag := s.keys.JWKS()
 		h := w.Header()
 		h.Set("Cache-Control", "public, max-age="+jwksMaxAge)
-		h.Set("Access-Control-Allow-Origin", "*")
 		h.Set("ETag", etag)
 		if match := r.Header.Get("If-None-Match"); match != "" && match == etag {
 			w.WriteHeader(http.StatusNotModified)
