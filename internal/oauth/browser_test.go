@@ -34,8 +34,9 @@ import (
 // prove what a Go HTTP client cannot: that the forms work in a browser with
 // JavaScript turned off, that the browser's own cross-origin signals
 // (Sec-Fetch-Site, Origin) let our forms through and stop another site's,
-// that the pages refuse to be framed, and that nothing on them breaks their
-// Content-Security-Policy.
+// that __Host- cookies stick over https, that the pages refuse to be
+// framed, that nothing on them breaks their Content-Security-Policy, and
+// that a script on another origin may call the endpoints CORS opens to it.
 //
 // They run when JETON_TEST_CHROMIUM names a Chromium binary (.ci/run
 // installs Debian's chromium and sets it) and are skipped otherwise. With
