@@ -159,6 +159,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"verify without token", "POST", "/v1/verify", "admin", `{"api":"acme"}`, 400, "invalid_request"},
 		{"verify unknown api", "POST", "/v1/verify", "admin", `{"token":"x","api":"nope"}`, 400, "invalid_request"},
 		{"unknown route", "GET", "/v1/nothing", "admin", ``, 404, "not_found"},
+		{"wrong method on a collection", "PUT", "/v1/apis", "admin", `{}`, 405, "method_not_allowed"},
+		{"wrong method on an item", "POST", "/v1/tokens/KEYID", "admin", `{}`, 405, "method_not_allowed"},
+		{"wrong method on verify", "GET", "/v1/verify", "admin", ``, 405, "method_not_allowed"},
 	}
 	tokenFor := map[string]string{"admin": e.admin, "key": e.key, "verify": e.verify, "garbage": "jtp_garbage", "": ""}
 	before := e.snapshot(t)
@@ -174,6 +177,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 			}
 			if resp.StatusCode == 401 && resp.Header.Get("WWW-Authenticate") == "" {
 				t.Errorf("401 without WWW-Authenticate")
+			}
+			if resp.StatusCode == 405 && resp.Header.Get("Allow") == "" {
+				t.Errorf("405 without Allow (RFC 9110 §15.5.6)")
 			}
 			if strings.Contains(string(b), e.admin) || strings.Contains(string(b), e.key) {
 				t.Errorf("error response leaks a secret: %s", b)

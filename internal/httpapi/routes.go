@@ -1,6 +1,9 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+)
 
 // routes registers every endpoint. This is the only place routes live.
 func (a *API) routes() {
@@ -65,13 +68,35 @@ func (a *API) routes() {
 	handle("GET /readyz", a.readyz)
 	a.mux.Handle("GET /metrics", m.Handler())
 
-	// Anything else under our prefixes is a JSON 404, not the mux's text.
-	handle("/v1/", func(w http.ResponseWriter, r *http.Request) error {
-		return errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", r.Method, r.URL.Path)
-	})
-	handle("/", func(w http.ResponseWriter, r *http.Request) error {
-		return errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", r.Method, r.URL.Path)
-	})
+	// Anything else is a JSON error, not the mux's text: 405 with Allow
+	// for a path that exists with other methods, 404 for the rest.
+	handle("/v1/", a.noRoute)
+	handle("/", a.noRoute)
+}
+
+// fallbackPatterns are the catch-all patterns noRoute serves.
+var fallbackPatterns = map[string]bool{"/": true, "/v1/": true}
+
+// routeMethods are the methods noRoute looks for another route under.
+var routeMethods = []string{"DELETE", "GET", "OPTIONS", "PATCH", "POST", "PUT"}
+
+// noRoute answers a request no route takes. If the path has routes for
+// other methods it is 405 Method Not Allowed with an Allow header (RFC
+// 9110 §15.5.6); otherwise 404.
+func (a *API) noRoute(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	probe := *r
+	for _, m := range routeMethods {
+		probe.Method = m
+		if _, pattern := a.mux.Handler(&probe); !fallbackPatterns[pattern] {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s %s is not allowed; use %s", r.Method, r.URL.Path, strings.Join(allow, ", "))
+	}
+	return errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", r.Method, r.URL.Path)
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
