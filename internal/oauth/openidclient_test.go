@@ -117,6 +117,12 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 		"JETON_REDIRECT_URI=https://app.example.com/callback", "JETON_RESOURCE="+e.api.Identifier)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	var said []string // what the script wrote, for a failure's log
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("openid-client wrote:\n%s\nand on stderr:\n%s", strings.Join(said, "\n"), stderr.Bytes())
+		}
+	})
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +144,7 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 	var jwtChecked []string
 	var steps []string
 	for lines.Scan() {
+		said = append(said, lines.Text())
 		var m map[string]string
 		if err := json.Unmarshal(lines.Bytes(), &m); err != nil {
 			t.Fatalf("openid-client said %q: %v", lines.Text(), err)
@@ -177,6 +184,9 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 		case "done":
 		default:
 			t.Fatalf("unknown step %q", step)
+		}
+		if step != "authorize" && step != "device" && step != "done" {
+			writeLine(t, stdin, "ok") // checked: the script may go on
 		}
 	}
 	stdin.Close()

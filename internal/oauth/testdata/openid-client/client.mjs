@@ -1,8 +1,11 @@
 // Drives a Jeton server with openid-client (https://github.com/panva/openid-client),
 // the most used OpenID Connect relying-party library for JavaScript, as an
 // application would. Run by internal/oauth's TestOpenIDClientForNode, which
-// plays the user: this script writes one JSON line per step to stdout, and
-// when a step needs the user it waits for one line on stdin.
+// plays the user and checks each step: this script writes one JSON line per
+// step to stdout and then waits for the test's line on stdin (the callback
+// URL after "authorize", "ok" after the others), so that the test sees
+// the state each step left before the next step changes it. Only "device"
+// does not wait: the test approves the code while the script polls.
 //
 // Environment: JETON_ISSUER, JETON_CLIENT_ID, JETON_CLIENT_AUTH (as the
 // client is registered: client_secret_basic or client_secret_post with
@@ -28,6 +31,10 @@ const ask = async (obj) => {
   const { value, done } = await lines.next();
   if (done) throw new Error('stdin closed');
   return value;
+};
+const step = async (obj) => {
+  const answer = await ask(obj);
+  if (answer !== 'ok') throw new Error(`the test answered ${answer} after ${obj.step}`);
 };
 
 const issuer = new URL(env('JETON_ISSUER'));
@@ -59,7 +66,7 @@ const config = await client.discovery(issuer, env('JETON_CLIENT_ID'), undefined,
 // Client credentials for the API (RFC 8707 resource).
 if (env('JETON_CLIENT_AUTH') !== 'none') {
   const cc = await client.clientCredentialsGrant(config, { scope: 'repos:read', resource });
-  say({ step: 'client_credentials', access_token: cc.access_token, token_type: cc.token_type, scope: cc.scope });
+  await step({ step: 'client_credentials', access_token: cc.access_token, token_type: cc.token_type, scope: cc.scope });
 }
 
 // Authorization code with PKCE, state and nonce. The library checks the
@@ -85,22 +92,22 @@ const tokens = await client.authorizationCodeGrant(config, new URL(callback), {
 });
 const claims = tokens.claims();
 const info = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
-say({ step: 'authorization_code', sub: claims.sub, email: claims.email, userinfo_email: info.email, access_token: tokens.access_token, refresh_token: tokens.refresh_token });
+await step({ step: 'authorization_code', sub: claims.sub, email: claims.email, userinfo_email: info.email, access_token: tokens.access_token, refresh_token: tokens.refresh_token });
 
 // Refresh: rotation on every use; the ID token of a refresh must name the
 // same subject, which the library checks.
 const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
-say({ step: 'refresh', access_token: refreshed.access_token, refresh_token: refreshed.refresh_token });
+await step({ step: 'refresh', access_token: refreshed.access_token, refresh_token: refreshed.refresh_token });
 
 // Revocation (RFC 7009) of the newest refresh token, with the client's credentials.
 await client.tokenRevocation(config, refreshed.refresh_token, { token_type_hint: 'refresh_token' });
-say({ step: 'revoke', refresh_token: refreshed.refresh_token });
+await step({ step: 'revoke', refresh_token: refreshed.refresh_token });
 
 // The device flow (RFC 8628): the user approves on /device meanwhile.
 const device = await client.initiateDeviceAuthorization(config, { scope: 'repos:read' });
 say({ step: 'device', user_code: device.user_code, verification_uri_complete: device.verification_uri_complete });
 const dt = await client.pollDeviceAuthorizationGrant(config, device);
-say({ step: 'device_token', access_token: dt.access_token });
+await step({ step: 'device_token', access_token: dt.access_token });
 
 // A resource server's check of JWT access tokens (RFC 9068), with
 // oauth4webapi: signature against the JWKS it finds through discovery, typ
@@ -115,7 +122,7 @@ for (const jc of JSON.parse(process.env.JETON_JWT_CLIENTS || 'null') ?? []) {
   const claims = await oauth.validateJwtAccessToken(jconfig.serverMetadata(), request, resource, {
     [oauth.allowInsecureRequests]: true,
   });
-  say({ step: 'jwt_access_token', alg: jc.alg, sub: claims.sub, client_id: claims.client_id, aud: [].concat(claims.aud).join(' '), scope: claims.scope });
+  await step({ step: 'jwt_access_token', alg: jc.alg, sub: claims.sub, client_id: claims.client_id, aud: [].concat(claims.aud).join(' '), scope: claims.scope });
 }
 say({ step: 'done' });
 process.exit(0);
