@@ -109,6 +109,10 @@ func TestInBrowser(t *testing.T) {
 	})
 }
 
+// actionTimeout bounds one navigation or click, well below the tab's
+// whole timeout, so that a step that leads nowhere fails on its own.
+const actionTimeout = 20 * time.Second
+
 // tab is one browser tab in a browser context of its own (its own
 // cookies), with the security messages the browser logged for it.
 type tab struct {
@@ -160,7 +164,9 @@ func (tb *tab) scriptsOff() {
 // open navigates to rawURL and returns the status of the page.
 func (tb *tab) open(rawURL string) int64 {
 	tb.t.Helper()
-	resp, err := chromedp.Run(tb.ctx, chromedp.NavigateResponse(rawURL))
+	ctx, cancel := context.WithTimeout(tb.ctx, actionTimeout)
+	defer cancel()
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(rawURL))
 	if err != nil {
 		tb.t.Fatalf("open %s: %v", rawURL, err)
 	}
@@ -171,7 +177,10 @@ func (tb *tab) open(rawURL string) int64 {
 // and returns the status of the page it leads to.
 func (tb *tab) click(sel string) int64 {
 	tb.t.Helper()
-	resp, err := chromedp.RunResponse(tb.ctx, chromedp.Click(chromedp.CSS(sel)))
+	// A click that leads nowhere would wait for the tab's whole timeout.
+	ctx, cancel := context.WithTimeout(tb.ctx, actionTimeout)
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(sel)))
 	if err != nil {
 		tb.t.Fatalf("click %s: %v", sel, err)
 	}
@@ -285,6 +294,23 @@ func (tb *tab) checkFitsPhone(shot string) {
 	defer func() {
 		if _, err := chromedp.Call(tb.ctx, emulation.ClearDeviceMetricsOverride, cdp.Empty{}); err != nil {
 			tb.t.Fatalf("back to the window's viewport: %v", err)
+		}
+		// The page is laid out again at the window's width, which can
+		// happen after this returns; a click meanwhile would aim at
+		// where a button was on the phone. Wait for it.
+		deadline := time.Now().Add(actionTimeout)
+		for {
+			m, err := chromedp.Call(tb.ctx, cdppage.GetLayoutMetrics, cdp.Empty{})
+			if err != nil {
+				tb.t.Fatalf("layout metrics: %v", err)
+			}
+			if m.CSSLayoutViewport.ClientWidth > 375 {
+				return
+			}
+			if time.Now().After(deadline) {
+				tb.t.Fatalf("the page stayed at the phone's width")
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}()
 	m, err := chromedp.Call(tb.ctx, cdppage.GetLayoutMetrics, cdp.Empty{})
