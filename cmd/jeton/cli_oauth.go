@@ -59,6 +59,7 @@ commands:
   get ID
   update ID [--email E] [--disable | --enable] [--password-stdin | --password P]
   delete ID
+  end-sessions ID        sign the user out of every browser
   consents ID
   revoke-consent ID CLIENT_ID
 
@@ -71,6 +72,7 @@ every command accepts --server URL, --token T and --json`
 		"get":            userGetCmd,
 		"update":         userUpdateCmd,
 		"delete":         userDeleteCmd,
+		"end-sessions":   userEndSessionsCmd,
 		"consents":       userConsentsCmd,
 		"revoke-consent": userRevokeConsentCmd,
 	}, args, stdout, stderr)
@@ -547,6 +549,7 @@ func userAnswer(w io.Writer, verb string, u *client.User) answer {
 		fmt.Fprintf(tw, "Status:\t%s\n", enabledWord(u.Disabled))
 		fmt.Fprintf(tw, "Created:\t%s\n", fmtTime(u.CreatedAt))
 		fmt.Fprintf(tw, "Updated:\t%s\n", fmtTime(u.UpdatedAt))
+		fmt.Fprintf(tw, "Sessions ended:\t%s\n", fmtTimePtr(u.SessionsEndedAt, "never"))
 		return tw.Flush()
 	}}
 }
@@ -630,6 +633,21 @@ func userDeleteCmd(ctx context.Context, args []string, stdout, stderr io.Writer)
 				return answer{}, err
 			}
 			return deleted(stdout, "user", pos[0]), nil
+		},
+	}.run(ctx, args, stdout, stderr)
+}
+
+func userEndSessionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return clientCommand{
+		name: "user end-sessions", nargs: 1, argNames: "ID",
+		call: func(ctx context.Context, c *client.Client, pos []string) (answer, error) {
+			if err := c.EndSessions(ctx, pos[0]); err != nil {
+				return answer{}, err
+			}
+			return answer{raw: json.RawMessage("{}"), show: func() error {
+				_, err := fmt.Fprintf(stdout, "Signed user %s out of every browser. Their grants and tokens are unchanged.\n", pos[0])
+				return err
+			}}, nil
 		},
 	}.run(ctx, args, stdout, stderr)
 }

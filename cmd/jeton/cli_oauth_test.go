@@ -226,8 +226,16 @@ func TestCLIUserCommands(t *testing.T) {
 	if len(page.Users) != 1 || page.Users[0].ID != id || page.Next != "" {
 		t.Errorf("user list --cursor: %+v", page)
 	}
-	if out := j.ok("user", "get", id); showField(out, "Username:") != "alice" {
+	if out := j.ok("user", "get", id); showField(out, "Username:") != "alice" || showField(out, "Sessions ended:") != "never" {
 		t.Errorf("user get:\n%s", out)
+	}
+	if out := j.ok("user", "end-sessions", id); !strings.HasPrefix(out, "Signed user "+id+" out of every browser.") {
+		t.Errorf("user end-sessions: %q", out)
+	}
+	var ended client.User
+	j.json(&ended, "user", "get", id)
+	if ended.SessionsEndedAt == nil {
+		t.Errorf("user get after end-sessions: %s", ended.Raw)
 	}
 
 	const pw2 = "  spaces at both ends  "
@@ -326,6 +334,7 @@ func TestCLIOAuthErrors(t *testing.T) {
 		{"user duplicate", pw, []string{"user", "create", "--username", "alice", "--password-stdin"}, "conflict"},
 		{"user update nothing", "", []string{"user", "update", "usr_x"}, "nothing to change"},
 		{"user revoke-consent one argument", "", []string{"user", "revoke-consent", "usr_x"}, "want ID and CLIENT_ID"},
+		{"user end-sessions without ID", "", []string{"user", "end-sessions"}, "want ID"},
 		{"unknown subcommand", "", []string{"key", "delete"}, `unknown command "delete"`},
 	}
 	before := countUsers()

@@ -119,6 +119,9 @@ type User struct {
 	Disabled  bool      `json:"disabled"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// SessionsEndedAt is when the user's browser sessions were last ended
+	// (password reset, disable, EndSessions); nil if never.
+	SessionsEndedAt *time.Time `json:"sessions_ended_at"`
 
 	// Raw is the JSON object the server sent.
 	Raw json.RawMessage `json:"-"`
@@ -298,6 +301,15 @@ func (c *Client) UpdateUser(ctx context.Context, id string, req UpdateUserReques
 func (c *Client) DeleteUser(ctx context.Context, id string) error {
 	if err := c.do(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(id), nil, nil, nil, nil); err != nil {
 		return fmt.Errorf("delete user: %w", err)
+	}
+	return nil
+}
+
+// EndSessions signs a user out of every browser
+// (DELETE /v1/users/{id}/sessions).
+func (c *Client) EndSessions(ctx context.Context, id string) error {
+	if err := c.do(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(id)+"/sessions", nil, nil, nil, nil); err != nil {
+		return fmt.Errorf("end sessions: %w", err)
 	}
 	return nil
 }

@@ -38,6 +38,7 @@ func (a *API) userRoutes(handle func(string, handlerFunc), admin func(authedFunc
 	handle("GET /v1/users/{id}", admin(a.getUser))
 	handle("PATCH /v1/users/{id}", admin(a.updateUser))
 	handle("DELETE /v1/users/{id}", admin(a.deleteUser))
+	handle("DELETE /v1/users/{id}/sessions", admin(a.endSessions))
 	handle("GET /v1/users/{id}/consents", admin(a.listConsents))
 	handle("DELETE /v1/users/{id}/consents/{client_id}", admin(a.revokeConsent))
 }
@@ -271,18 +272,19 @@ func (a *API) rotateClientSecret(w http.ResponseWriter, r *http.Request, c *call
 }
 
 type userJSON struct {
-	ID        string    `json:"id"`
-	Username  string    `json:"username"`
-	Email     string    `json:"email"`
-	Disabled  bool      `json:"disabled"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID              string     `json:"id"`
+	Username        string     `json:"username"`
+	Email           string     `json:"email"`
+	Disabled        bool       `json:"disabled"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+	SessionsEndedAt *time.Time `json:"sessions_ended_at"`
 }
 
 // toUserJSON describes a user; the password hash never leaves the server.
 func toUserJSON(u *store.User) userJSON {
 	return userJSON{ID: u.ID, Username: u.Username, Email: u.Email, Disabled: !u.DisabledAt.IsZero(),
-		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+		CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, SessionsEndedAt: timePtr(u.SessionsEndedAt)}
 }
 
 func (a *API) createUser(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -353,6 +355,15 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request, c *caller) erro
 
 func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err := a.cfg.Users.Delete(r.Context(), r.PathValue("id"), c.actor()); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// endSessions signs a user out of every browser.
+func (a *API) endSessions(w http.ResponseWriter, r *http.Request, c *caller) error {
+	if err := a.cfg.Users.EndSessions(r.Context(), r.PathValue("id"), c.actor()); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -505,6 +505,25 @@ func TestUserAdminLifecycle(t *testing.T) {
 	if upd.Email != "robert@example.com" || !upd.Disabled || upd.Username != bob.Username {
 		t.Errorf("update: %+v", upd)
 	}
+	// Disabling ended bob's sessions; an email change alone does not.
+	if bob.SessionsEndedAt != nil || upd.SessionsEndedAt == nil {
+		t.Errorf("sessions_ended_at: %v at creation, %v after the disable", bob.SessionsEndedAt, upd.SessionsEndedAt)
+	}
+	disabledAt := *upd.SessionsEndedAt
+	e.clock.Advance(time.Second)
+	e.mustDo(t, "PATCH", "/v1/users/"+bob.ID, e.admin, `{"email":"bob@example.com"}`, 200, &upd)
+	if !upd.SessionsEndedAt.Equal(disabledAt) {
+		t.Errorf("an email change moved sessions_ended_at to %v", upd.SessionsEndedAt)
+	}
+	// Sign out everywhere.
+	e.clock.Advance(time.Second)
+	e.mustDo(t, "DELETE", "/v1/users/"+bob.ID+"/sessions", e.admin, ``, 204, nil)
+	e.mustDo(t, "GET", "/v1/users/"+bob.ID, e.admin, ``, 200, &upd)
+	if upd.SessionsEndedAt.Sub(disabledAt) < 2*time.Second {
+		t.Errorf("sessions_ended_at after DELETE sessions: %v, want 2 s or more after %v", upd.SessionsEndedAt, disabledAt)
+	}
+	e.mustDo(t, "DELETE", "/v1/users/usr_missing/sessions", e.admin, ``, 404, nil)
+	e.mustDo(t, "DELETE", "/v1/users/"+bob.ID+"/sessions", e.verify, ``, 403, nil)
 	hashBefore := e.userHash(t, bob.ID)
 	e.mustDo(t, "PATCH", "/v1/users/"+bob.ID, e.admin, `{"password":"a brand new passphrase","disabled":false}`, 200, &upd)
 	if upd.Disabled || e.userHash(t, bob.ID) == hashBefore {
@@ -538,8 +557,17 @@ func TestUserAdminLifecycle(t *testing.T) {
 		Events []auditJSON `json:"events"`
 	}
 	e.mustDo(t, "GET", "/v1/audit?target="+bob.ID, e.admin, ``, 200, &audit)
-	if len(audit.Events) < 3 {
-		t.Errorf("audit events of bob: %d, want create and two updates at least", len(audit.Events))
+	if len(audit.Events) < 5 {
+		t.Errorf("audit events of bob: %d, want create, three updates and end_sessions at least", len(audit.Events))
+	}
+	ended := 0
+	for _, ev := range audit.Events {
+		if ev.Action == "user.end_sessions" {
+			ended++
+		}
+	}
+	if ended != 1 {
+		t.Errorf("user.end_sessions audited %d times, want 1", ended)
 	}
 	e.mustDo(t, "GET", "/v1/audit?limit=1000", e.admin, ``, 200, &audit)
 	dump := toJSON(audit)

@@ -272,15 +272,16 @@ func withoutLoginPrompt(f form) string {
 	return v.Encode()
 }
 
-// sessionUser returns the signed-in user, if the session is valid and the
-// user exists and is enabled.
+// sessionUser returns the signed-in user, if the session is valid, the
+// user exists and is enabled, and nothing ended the user's sessions since
+// this one began (users.SessionValid).
 func (s *Server) sessionUser(ctx context.Context, r *http.Request) (*store.User, web.Session, bool) {
 	sess, ok := s.pages.Session(r)
 	if !ok {
 		return nil, sess, false
 	}
 	u, err := s.store.GetUser(ctx, sess.UserID)
-	if err != nil || !u.DisabledAt.IsZero() {
+	if err != nil || !users.SessionValid(u, sess.AuthTime) {
 		return nil, sess, false
 	}
 	return &u, sess, true
@@ -424,6 +425,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.showLogin(w, r, returnTo, "", username, "Enter your username and password.", http.StatusBadRequest)
 		return
 	}
+	// The session begins when the password check does: a password reset
+	// or a disable that commits while it runs ends this session too.
+	started := s.cfg.Now()
 	u, err := s.users.Authenticate(r.Context(), username, password, s.clientIP(r))
 	switch {
 	case errors.Is(err, users.ErrThrottled):
@@ -436,7 +440,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.showError(w, err)
 		return
 	}
-	s.pages.StartSession(w, web.Session{UserID: u.ID, AuthTime: s.cfg.Now()})
+	s.pages.StartSession(w, web.Session{UserID: u.ID, AuthTime: started})
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
 }
 

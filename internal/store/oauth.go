@@ -88,6 +88,11 @@ type User struct {
 	DisabledAt   time.Time
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// SessionsEndedAt ends every browser session begun at or before it
+	// (a password reset, a disable, "sign out everywhere"); zero: none.
+	// Sessions are sealed cookies the store does not hold, so this is
+	// how the server takes them back.
+	SessionsEndedAt time.Time
 }
 
 // Consent is what a user allowed a client for one API, remembered so the

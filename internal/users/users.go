@@ -264,8 +264,10 @@ type UpdateParams struct {
 }
 
 // Update applies p to the user with the given id. Disabling the user or
-// resetting their password also revokes every grant the user gave (and the
-// access tokens issued from them), so that no client keeps acting for them.
+// resetting their password also ends every session the user has (see
+// [Service.EndSessions]) and revokes every grant the user gave (and the
+// access tokens issued from them), so that no browser and no client keeps
+// acting for them.
 func (s *Service) Update(ctx context.Context, id string, p UpdateParams, by tokens.Actor) (store.User, error) {
 	if p.Email == nil && p.Disabled == nil && p.Password == nil {
 		return s.Get(ctx, id)
@@ -309,6 +311,9 @@ func (s *Service) Update(ctx context.Context, id string, p UpdateParams, by toke
 		if p.Password != nil {
 			u.PasswordHash = hash
 		}
+		if p.Password != nil || (p.Disabled != nil && *p.Disabled) {
+			u.SessionsEndedAt = now
+		}
 		u.UpdatedAt = now
 		return nil
 	}, s.event(by.ID, by.RemoteAddr, "user.update", id, details))
@@ -325,6 +330,26 @@ func (s *Service) Update(ctx context.Context, id string, p UpdateParams, by toke
 		return store.User{}, err
 	}
 	return public(u), nil
+}
+
+// EndSessions signs the user out of every browser ("sign out everywhere"):
+// each session begun up to now is no longer valid, and the user must sign
+// in again to authorize a client, with prompt=none or not. Grants given
+// before, and the tokens issued from them, are not affected.
+func (s *Service) EndSessions(ctx context.Context, id string, by tokens.Actor) error {
+	now := s.now()
+	_, err := s.store.UpdateUser(ctx, id, func(u *store.User) error {
+		u.SessionsEndedAt, u.UpdatedAt = now, now
+		return nil
+	}, s.event(by.ID, by.RemoteAddr, "user.end_sessions", id, nil))
+	return err
+}
+
+// SessionValid reports whether a browser session of u begun at start (the
+// time its user began to sign in) is still valid: u is enabled, and no
+// password reset, disable or [Service.EndSessions] came at or after start.
+func SessionValid(u store.User, start time.Time) bool {
+	return u.DisabledAt.IsZero() && start.After(u.SessionsEndedAt)
 }
 
 // revokeGrants revokes every live grant of a user and evicts the access

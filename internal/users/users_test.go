@@ -724,3 +724,25 @@ func TestConsentsAndDelete(t *testing.T) {
 		t.Errorf("token of deleted user: %v", err)
 	}
 }
+
+func TestSessionValid(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		user  store.User
+		start time.Time
+		want  bool
+	}{
+		{"nothing ended", store.User{}, t0, true},
+		{"begun after the end", store.User{SessionsEndedAt: t0}, t0.Add(time.Millisecond), true},
+		{"begun in the same millisecond", store.User{SessionsEndedAt: t0}, t0, false},
+		{"begun before", store.User{SessionsEndedAt: t0}, t0.Add(-time.Hour), false},
+		{"disabled", store.User{DisabledAt: t0}, t0.Add(time.Hour), false},
+	}
+	for _, tt := range tests {
+		if got := SessionValid(tt.user, tt.start); got != tt.want {
+			t.Errorf("%s: SessionValid = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -12,16 +12,16 @@ import (
 	"github.com/jetonhq/jeton/internal/tokenfmt"
 )
 
-const userColumns = "id, username, email, password_hash, disabled_at, created_at, updated_at"
+const userColumns = "id, username, email, password_hash, disabled_at, created_at, updated_at, sessions_ended_at"
 
 func scanUser(row rowScanner) (store.User, error) {
 	var u store.User
-	var disabled sql.NullInt64
+	var disabled, sessionsEnded sql.NullInt64
 	var created, updated int64
-	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.PasswordHash, &disabled, &created, &updated); err != nil {
+	if err := row.Scan(&u.ID, &u.Username, &u.Email, &u.PasswordHash, &disabled, &created, &updated, &sessionsEnded); err != nil {
 		return u, err
 	}
-	u.DisabledAt = fromNullMS(disabled)
+	u.DisabledAt, u.SessionsEndedAt = fromNullMS(disabled), fromNullMS(sessionsEnded)
 	u.CreatedAt, u.UpdatedAt = fromMS(created), fromMS(updated)
 	return u, nil
 }
@@ -29,8 +29,8 @@ func scanUser(row rowScanner) (store.User, error) {
 // CreateUser implements store.UserStore.
 func (db *DB) CreateUser(ctx context.Context, u store.User, ev store.AuditEvent) error {
 	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := db.txExec(ctx, tx, "INSERT INTO users ("+userColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7)",
-			u.ID, u.Username, u.Email, u.PasswordHash, nullMS(u.DisabledAt), ms(u.CreatedAt), ms(u.UpdatedAt))
+		_, err := db.txExec(ctx, tx, "INSERT INTO users ("+userColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+			u.ID, u.Username, u.Email, u.PasswordHash, nullMS(u.DisabledAt), ms(u.CreatedAt), ms(u.UpdatedAt), nullMS(u.SessionsEndedAt))
 		if err != nil {
 			return db.wrapUnique(err, "create user")
 		}
@@ -73,8 +73,8 @@ func (db *DB) UpdateUser(ctx context.Context, id string, update func(*store.User
 		}
 		u.ID = id
 		_, err = db.txExec(ctx, tx, `UPDATE users SET username = $2, email = $3, password_hash = $4, disabled_at = $5,
-			created_at = $6, updated_at = $7 WHERE id = $1`,
-			u.ID, u.Username, u.Email, u.PasswordHash, nullMS(u.DisabledAt), ms(u.CreatedAt), ms(u.UpdatedAt))
+			created_at = $6, updated_at = $7, sessions_ended_at = $8 WHERE id = $1`,
+			u.ID, u.Username, u.Email, u.PasswordHash, nullMS(u.DisabledAt), ms(u.CreatedAt), ms(u.UpdatedAt), nullMS(u.SessionsEndedAt))
 		if err != nil {
 			return db.wrapUnique(err, "update user")
 		}

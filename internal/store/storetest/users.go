@@ -133,7 +133,7 @@ func testUserRoundTrip(t *testing.T, s store.Store) {
 	zone := time.FixedZone("UTC+9", 9*3600)
 	upd, err := s.UpdateUser(ctx, u.ID, func(x *store.User) error {
 		x.Username, x.Email, x.PasswordHash = "alice2", "a2@example.com", "$argon2id$v=19$m=64,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
-		x.DisabledAt, x.UpdatedAt = later.In(zone), later.In(zone)
+		x.DisabledAt, x.UpdatedAt, x.SessionsEndedAt = later.In(zone), later.In(zone), later.In(zone)
 		return nil
 	}, ev("user.update", u.ID))
 	if err != nil {
@@ -141,7 +141,7 @@ func testUserRoundTrip(t *testing.T, s store.Store) {
 	}
 	want := u
 	want.Username, want.Email, want.PasswordHash = "alice2", "a2@example.com", "$argon2id$v=19$m=64,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
-	want.DisabledAt, want.UpdatedAt = later, later
+	want.DisabledAt, want.UpdatedAt, want.SessionsEndedAt = later, later, later
 	stored, err := s.GetUser(ctx, u.ID)
 	if err != nil {
 		t.Fatalf("GetUser: %v", err)
@@ -159,8 +159,8 @@ func testUserRoundTrip(t *testing.T, s store.Store) {
 	if _, err := s.UpdateUser(ctx, u.ID, func(x *store.User) error { x.DisabledAt = time.Time{}; return nil }, ev("user.update", u.ID)); err != nil {
 		t.Fatalf("UpdateUser: %v", err)
 	}
-	if stored, _ := s.GetUser(ctx, u.ID); !stored.DisabledAt.IsZero() {
-		t.Errorf("re-enabled user has DisabledAt %v", stored.DisabledAt)
+	if stored, _ := s.GetUser(ctx, u.ID); !stored.DisabledAt.IsZero() || !stored.SessionsEndedAt.Equal(later) {
+		t.Errorf("re-enabled user has DisabledAt %v, SessionsEndedAt %v (want %v)", stored.DisabledAt, stored.SessionsEndedAt, later)
 	}
 
 	if _, err := s.GetUser(ctx, "usr_missing"); !errors.Is(err, store.ErrNotFound) {
