@@ -25,13 +25,14 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 commands:
   create --name N [--type confidential|public] [--grant-types g1,g2] [--redirect-uris u1,u2]
-         [--apis a,b] [--scopes a,b] [--token-format opaque|jwt] [--signing-alg ES256|RS256|EdDSA]
+         [--post-logout-redirect-uris u1,u2] [--apis a,b] [--scopes a,b] [--token-format opaque|jwt] [--signing-alg ES256|RS256|EdDSA]
          [--access-token-ttl 1h] [--refresh-token-ttl 720h]
          [--auth-method client_secret_basic|client_secret_post|private_key_jwt|none]
          [--jwks JSON|@FILE] [--jwks-uri URL]
   list [--limit N] [--cursor C]
   get ID
-  update ID [--name N] [--grant-types ..] [--redirect-uris ..] [--apis ..] [--scopes ..]
+  update ID [--name N] [--grant-types ..] [--redirect-uris ..] [--post-logout-redirect-uris ..]
+            [--apis ..] [--scopes ..]
             [--token-format F] [--signing-alg A] [--access-token-ttl D] [--refresh-token-ttl D]
             [--jwks JSON|@FILE|none] [--jwks-uri URL] [--disable | --enable]
   delete ID
@@ -99,6 +100,7 @@ type oauthClientFlags struct {
 	name         string
 	grantTypes   listFlag
 	redirectURIs listFlag
+	postLogout   listFlag
 	apis         listFlag
 	scopes       listFlag
 	tokenFormat  string
@@ -113,6 +115,7 @@ func (f *oauthClientFlags) register(fs *flag.FlagSet, create bool) {
 	fs.StringVar(&f.name, "name", "", "display `name`")
 	fs.Var(&f.grantTypes, "grant-types", "comma-separated `grants`: authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:device_code")
 	fs.Var(&f.redirectURIs, "redirect-uris", "comma-separated redirect `URIs` (matched exactly)")
+	fs.Var(&f.postLogout, "post-logout-redirect-uris", "comma-separated `URIs` where OpenID Connect logout may return (matched exactly)")
 	fs.Var(&f.apis, "apis", "comma-separated `APIs` (ids, names or identifiers) the client may get tokens for")
 	fs.Var(&f.scopes, "scopes", "comma-separated `scopes`: the most the client may be granted")
 	fs.StringVar(&f.tokenFormat, "token-format", "", "access token `format`: opaque or jwt")
@@ -170,6 +173,7 @@ func clientCreateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 				return errors.New("client create: --name is required")
 			}
 			req.Name, req.GrantTypes, req.RedirectURIs = f.name, f.grantTypes.v, f.redirectURIs.v
+			req.PostLogoutRedirectURIs = f.postLogout.v
 			req.APIs, req.Scopes, req.TokenFormat, req.SigningAlg = f.apis.v, f.scopes.v, f.tokenFormat, f.signingAlg
 			req.AccessTokenTTL, req.RefreshTokenTTL, req.JWKSURI = f.accessTTL.secs, f.refreshTTL.secs, f.jwksURI
 			if (f.accessTTL.set && f.accessTTL.secs == 0) || (f.refreshTTL.set && f.refreshTTL.secs == 0) {
@@ -304,7 +308,8 @@ func clientUpdateCmd(ctx context.Context, args []string, stdout, stderr io.Write
 			for _, l := range []struct {
 				flag *listFlag
 				dst  *[]string
-			}{{&f.grantTypes, &req.GrantTypes}, {&f.redirectURIs, &req.RedirectURIs}, {&f.apis, &req.APIs}, {&f.scopes, &req.Scopes}} {
+			}{{&f.grantTypes, &req.GrantTypes}, {&f.redirectURIs, &req.RedirectURIs}, {&f.postLogout, &req.PostLogoutRedirectURIs},
+				{&f.apis, &req.APIs}, {&f.scopes, &req.Scopes}} {
 				if l.flag.set {
 					*l.dst = l.flag.v
 					changed = true
@@ -419,6 +424,9 @@ func printClient(w io.Writer, o *client.OAuthClient) error {
 	fmt.Fprintf(tw, "Status:\t%s\n", enabledWord(o.Disabled))
 	fmt.Fprintf(tw, "Grant types:\t%s\n", fmtList(o.GrantTypes))
 	fmt.Fprintf(tw, "Redirect URIs:\t%s\n", fmtList(o.RedirectURIs))
+	if len(o.PostLogoutRedirectURIs) > 0 {
+		fmt.Fprintf(tw, "Post-logout redirect URIs:\t%s\n", fmtList(o.PostLogoutRedirectURIs))
+	}
 	fmt.Fprintf(tw, "APIs:\t%s\n", fmtList(o.APIs))
 	fmt.Fprintf(tw, "Scopes:\t%s\n", fmtList(o.Scopes))
 	fmt.Fprintf(tw, "Token format:\t%s\n", orDash(o.TokenFormat))

@@ -96,6 +96,15 @@ func TestCLIClientCommands(t *testing.T) {
 	if web.Secret == "" || web.TokenFormat != "jwt" || web.SigningAlg != "EdDSA" || len(web.RedirectURIs) != 2 || web.APIs[0] != j.s.API.ID {
 		t.Errorf("client create --json: %+v", web)
 	}
+	out = j.ok("client", "update", web.ID, "--post-logout-redirect-uris", "https://app.example.com/bye")
+	if !strings.Contains(out, "Post-logout redirect URIs:") || !strings.Contains(out, "https://app.example.com/bye") {
+		t.Errorf("client update --post-logout-redirect-uris:\n%s", out)
+	}
+	var cleared client.OAuthClient
+	j.json(&cleared, "client", "update", web.ID, "--post-logout-redirect-uris", "")
+	if len(cleared.PostLogoutRedirectURIs) != 0 || len(cleared.RedirectURIs) != 2 {
+		t.Errorf("client update --post-logout-redirect-uris '': %+v", cleared)
+	}
 	var pub client.OAuthClient
 	j.json(&pub, "client", "create", "--name", "tv", "--type", "public",
 		"--grant-types", "urn:ietf:params:oauth:grant-type:device_code,refresh_token", "--apis", "acme", "--scopes", "repos:read")

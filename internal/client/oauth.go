@@ -32,24 +32,27 @@ func (p Page) query() url.Values {
 // describes it. Secret is set only in the answers of CreateClient and
 // RotateClientSecret.
 type OAuthClient struct {
-	ID              string          `json:"client_id"`
-	Name            string          `json:"name"`
-	Type            string          `json:"type"` // "confidential" or "public"
-	GrantTypes      []string        `json:"grant_types"`
-	RedirectURIs    []string        `json:"redirect_uris"`
-	APIs            []string        `json:"apis"` // API ids
-	Scopes          []string        `json:"scopes"`
-	TokenFormat     string          `json:"token_format"` // "opaque" or "jwt"
-	SigningAlg      string          `json:"signing_alg"`
-	AccessTokenTTL  int64           `json:"access_token_ttl"`  // seconds
-	RefreshTokenTTL int64           `json:"refresh_token_ttl"` // seconds
-	AuthMethod      string          `json:"token_endpoint_auth_method"`
-	JWKS            json.RawMessage `json:"jwks"` // null when none
-	JWKSURI         string          `json:"jwks_uri"`
-	SecretHint      string          `json:"secret_hint"`
-	Disabled        bool            `json:"disabled"`
-	CreatedAt       time.Time       `json:"created_at"`
-	UpdatedAt       time.Time       `json:"updated_at"`
+	ID           string   `json:"client_id"`
+	Name         string   `json:"name"`
+	Type         string   `json:"type"` // "confidential" or "public"
+	GrantTypes   []string `json:"grant_types"`
+	RedirectURIs []string `json:"redirect_uris"`
+	// PostLogoutRedirectURIs are where OpenID Connect RP-initiated logout
+	// may send the browser back to.
+	PostLogoutRedirectURIs []string        `json:"post_logout_redirect_uris"`
+	APIs                   []string        `json:"apis"` // API ids
+	Scopes                 []string        `json:"scopes"`
+	TokenFormat            string          `json:"token_format"` // "opaque" or "jwt"
+	SigningAlg             string          `json:"signing_alg"`
+	AccessTokenTTL         int64           `json:"access_token_ttl"`  // seconds
+	RefreshTokenTTL        int64           `json:"refresh_token_ttl"` // seconds
+	AuthMethod             string          `json:"token_endpoint_auth_method"`
+	JWKS                   json.RawMessage `json:"jwks"` // null when none
+	JWKSURI                string          `json:"jwks_uri"`
+	SecretHint             string          `json:"secret_hint"`
+	Disabled               bool            `json:"disabled"`
+	CreatedAt              time.Time       `json:"created_at"`
+	UpdatedAt              time.Time       `json:"updated_at"`
 	// Secret is the client secret ("client_secret" in JSON). The server
 	// shows it once.
 	Secret string `json:"client_secret,omitempty"`
@@ -77,37 +80,41 @@ type OAuthClientList struct {
 // authorization_code and refresh_token grants, opaque tokens, ES256 and
 // client_secret_basic (none for a public client).
 type CreateClientRequest struct {
-	Name            string          `json:"name"`
-	Type            string          `json:"type,omitempty"`
-	GrantTypes      []string        `json:"grant_types,omitempty"`
-	RedirectURIs    []string        `json:"redirect_uris,omitempty"`
-	APIs            []string        `json:"apis,omitempty"` // ids, names or identifiers
-	Scopes          []string        `json:"scopes,omitempty"`
-	TokenFormat     string          `json:"token_format,omitempty"`
-	SigningAlg      string          `json:"signing_alg,omitempty"`
-	AccessTokenTTL  int64           `json:"access_token_ttl,omitempty"`  // seconds
-	RefreshTokenTTL int64           `json:"refresh_token_ttl,omitempty"` // seconds
-	AuthMethod      string          `json:"token_endpoint_auth_method,omitempty"`
-	JWKS            json.RawMessage `json:"jwks,omitempty"`
-	JWKSURI         string          `json:"jwks_uri,omitempty"`
+	Name         string   `json:"name"`
+	Type         string   `json:"type,omitempty"`
+	GrantTypes   []string `json:"grant_types,omitempty"`
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// PostLogoutRedirectURIs: see OAuthClient.
+	PostLogoutRedirectURIs []string        `json:"post_logout_redirect_uris,omitempty"`
+	APIs                   []string        `json:"apis,omitempty"` // ids, names or identifiers
+	Scopes                 []string        `json:"scopes,omitempty"`
+	TokenFormat            string          `json:"token_format,omitempty"`
+	SigningAlg             string          `json:"signing_alg,omitempty"`
+	AccessTokenTTL         int64           `json:"access_token_ttl,omitempty"`  // seconds
+	RefreshTokenTTL        int64           `json:"refresh_token_ttl,omitempty"` // seconds
+	AuthMethod             string          `json:"token_endpoint_auth_method,omitempty"`
+	JWKS                   json.RawMessage `json:"jwks,omitempty"`
+	JWKSURI                string          `json:"jwks_uri,omitempty"`
 }
 
 // UpdateClientRequest is the body of PATCH /v1/clients/{id}. Nil fields
 // (and an absent JWKS) are left unchanged; a non-nil empty slice sets an
 // empty list. A client's type and authentication method cannot change.
 type UpdateClientRequest struct {
-	Name            *string                   `json:"name,omitempty"`
-	GrantTypes      []string                  `json:"grant_types,omitzero"`
-	RedirectURIs    []string                  `json:"redirect_uris,omitzero"`
-	APIs            []string                  `json:"apis,omitzero"`
-	Scopes          []string                  `json:"scopes,omitzero"`
-	TokenFormat     *string                   `json:"token_format,omitempty"`
-	SigningAlg      *string                   `json:"signing_alg,omitempty"`
-	AccessTokenTTL  *int64                    `json:"access_token_ttl,omitempty"`  // seconds
-	RefreshTokenTTL *int64                    `json:"refresh_token_ttl,omitempty"` // seconds
-	JWKS            Nullable[json.RawMessage] `json:"jwks,omitzero"`
-	JWKSURI         *string                   `json:"jwks_uri,omitempty"`
-	Disabled        *bool                     `json:"disabled,omitempty"`
+	Name         *string  `json:"name,omitempty"`
+	GrantTypes   []string `json:"grant_types,omitzero"`
+	RedirectURIs []string `json:"redirect_uris,omitzero"`
+	// PostLogoutRedirectURIs: see OAuthClient.
+	PostLogoutRedirectURIs []string                  `json:"post_logout_redirect_uris,omitzero"`
+	APIs                   []string                  `json:"apis,omitzero"`
+	Scopes                 []string                  `json:"scopes,omitzero"`
+	TokenFormat            *string                   `json:"token_format,omitempty"`
+	SigningAlg             *string                   `json:"signing_alg,omitempty"`
+	AccessTokenTTL         *int64                    `json:"access_token_ttl,omitempty"`  // seconds
+	RefreshTokenTTL        *int64                    `json:"refresh_token_ttl,omitempty"` // seconds
+	JWKS                   Nullable[json.RawMessage] `json:"jwks,omitzero"`
+	JWKSURI                *string                   `json:"jwks_uri,omitempty"`
+	Disabled               *bool                     `json:"disabled,omitempty"`
 }
 
 // User is a local account as the admin API describes it. Its password is

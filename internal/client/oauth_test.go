@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func TestOAuthClients(t *testing.T) {
 		t.Errorf("created: secret %q, hint %q", created.Secret, created.SecretHint)
 	}
 	want := OAuthClient{ID: created.ID, Name: "billing", Type: "confidential", GrantTypes: []string{"client_credentials"},
-		RedirectURIs: []string{}, APIs: []string{s.API.ID}, Scopes: []string{"repos:read"}, TokenFormat: "opaque",
+		RedirectURIs: []string{}, PostLogoutRedirectURIs: []string{}, APIs: []string{s.API.ID}, Scopes: []string{"repos:read"}, TokenFormat: "opaque",
 		SigningAlg: "ES256", AccessTokenTTL: 600, RefreshTokenTTL: 30 * 24 * 3600, AuthMethod: "client_secret_basic",
 		JWKS: json.RawMessage("null"), SecretHint: created.SecretHint, CreatedAt: created.CreatedAt, UpdatedAt: created.UpdatedAt}
 	ignoreRaw := cmpopts.IgnoreFields(OAuthClient{}, "Raw")
@@ -62,11 +63,12 @@ func TestOAuthClients(t *testing.T) {
 	}
 
 	pub, err := c.CreateClient(ctx, CreateClientRequest{Name: "cli", Type: "public",
-		GrantTypes: []string{"authorization_code"}, RedirectURIs: []string{"http://127.0.0.1/cb"}})
+		GrantTypes: []string{"authorization_code"}, RedirectURIs: []string{"http://127.0.0.1/cb"},
+		PostLogoutRedirectURIs: []string{"http://127.0.0.1/bye"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pub.Secret != "" || pub.AuthMethod != "none" {
+	if pub.Secret != "" || pub.AuthMethod != "none" || !slices.Equal(pub.PostLogoutRedirectURIs, []string{"http://127.0.0.1/bye"}) {
 		t.Errorf("public client: %+v", pub)
 	}
 

@@ -97,6 +97,7 @@ type clientJSON struct {
 	Type            string          `json:"type"`
 	GrantTypes      []string        `json:"grant_types"`
 	RedirectURIs    []string        `json:"redirect_uris"`
+	PostLogout      []string        `json:"post_logout_redirect_uris"`
 	APIs            []string        `json:"apis"`
 	Scopes          []string        `json:"scopes"`
 	TokenFormat     string          `json:"token_format"`
@@ -117,7 +118,7 @@ type clientJSON struct {
 
 func toClientJSON(c *store.Client) clientJSON {
 	out := clientJSON{ID: c.ID, Name: c.Name, Type: c.Type, GrantTypes: nonEmpty(c.GrantTypes),
-		RedirectURIs: nonEmpty(c.RedirectURIs), APIs: nonEmpty(c.APIs), Scopes: nonEmpty(c.Scopes),
+		RedirectURIs: nonEmpty(c.RedirectURIs), PostLogout: nonEmpty(c.PostLogoutRedirectURIs), APIs: nonEmpty(c.APIs), Scopes: nonEmpty(c.Scopes),
 		TokenFormat: c.TokenFormat, SigningAlg: c.SigningAlg, AccessTokenTTL: int64(c.AccessTokenTTL / time.Second),
 		RefreshTokenTTL: int64(c.RefreshTokenTTL / time.Second), AuthMethod: c.AuthMethod, JWKS: rawJWKS(c.JWKS),
 		JWKSURI: c.JWKSURI, SecretHint: c.SecretHint, Disabled: !c.DisabledAt.IsZero(),
@@ -134,6 +135,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request, c *caller) er
 		Type            string          `json:"type"`
 		GrantTypes      []string        `json:"grant_types"`
 		RedirectURIs    []string        `json:"redirect_uris"`
+		PostLogout      []string        `json:"post_logout_redirect_uris"`
 		APIs            []string        `json:"apis"`
 		Scopes          []string        `json:"scopes"`
 		TokenFormat     string          `json:"token_format"`
@@ -148,7 +150,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request, c *caller) er
 		return err
 	}
 	p := oauth.ClientParams{Name: req.Name, Type: req.Type, GrantTypes: req.GrantTypes, RedirectURIs: req.RedirectURIs,
-		APIs: req.APIs, Scopes: req.Scopes, TokenFormat: req.TokenFormat, SigningAlg: req.SigningAlg,
+		PostLogoutRedirectURIs: req.PostLogout, APIs: req.APIs, Scopes: req.Scopes, TokenFormat: req.TokenFormat, SigningAlg: req.SigningAlg,
 		AuthMethod: req.AuthMethod, JWKS: rawJWKS(req.JWKS), JWKSURI: req.JWKSURI}
 	var err error
 	if p.AccessTokenTTL, err = ttlField("access_token_ttl", req.AccessTokenTTL); err != nil {
@@ -183,6 +185,7 @@ func (a *API) updateClient(w http.ResponseWriter, r *http.Request, c *caller) er
 		Name            *string                   `json:"name"`
 		GrantTypes      []string                  `json:"grant_types"`
 		RedirectURIs    []string                  `json:"redirect_uris"`
+		PostLogout      []string                  `json:"post_logout_redirect_uris"`
 		APIs            []string                  `json:"apis"`
 		Scopes          []string                  `json:"scopes"`
 		TokenFormat     *string                   `json:"token_format"`
@@ -202,12 +205,13 @@ func (a *API) updateClient(w http.ResponseWriter, r *http.Request, c *caller) er
 	if req.Type != nil || req.AuthMethod != nil {
 		return errorf(http.StatusBadRequest, "invalid_request", "type and token_endpoint_auth_method cannot change; register a new client")
 	}
-	if req.Name == nil && req.GrantTypes == nil && req.RedirectURIs == nil && req.APIs == nil && req.Scopes == nil &&
+	if req.Name == nil && req.GrantTypes == nil && req.RedirectURIs == nil && req.PostLogout == nil && req.APIs == nil && req.Scopes == nil &&
 		req.TokenFormat == nil && req.SigningAlg == nil && req.AccessTokenTTL == nil && req.RefreshTokenTTL == nil &&
 		!req.JWKS.Set && req.JWKSURI == nil && req.Disabled == nil {
 		return errorf(http.StatusBadRequest, "invalid_request", "nothing to change")
 	}
-	u := oauth.ClientUpdate{Name: req.Name, GrantTypes: req.GrantTypes, RedirectURIs: req.RedirectURIs, APIs: req.APIs,
+	u := oauth.ClientUpdate{Name: req.Name, GrantTypes: req.GrantTypes, RedirectURIs: req.RedirectURIs,
+		PostLogoutRedirectURIs: req.PostLogout, APIs: req.APIs,
 		Scopes: req.Scopes, TokenFormat: req.TokenFormat, SigningAlg: req.SigningAlg, JWKSURI: req.JWKSURI, Disabled: req.Disabled}
 	if req.JWKS.Set {
 		u.JWKS = json.RawMessage{} // null clears the keys

@@ -337,7 +337,7 @@ func TestClientAdminLifecycle(t *testing.T) {
 		t.Errorf("secret %q, hint %q", m2m.Secret, m2m.SecretHint)
 	}
 	want := clientJSON{ID: m2m.ID, Name: "billing", Type: "confidential", GrantTypes: []string{"client_credentials"},
-		RedirectURIs: []string{}, APIs: []string{e.apiID}, Scopes: []string{"repos:read"}, TokenFormat: "opaque",
+		RedirectURIs: []string{}, PostLogout: []string{}, APIs: []string{e.apiID}, Scopes: []string{"repos:read"}, TokenFormat: "opaque",
 		SigningAlg: "ES256", AccessTokenTTL: 3600, RefreshTokenTTL: 30 * 24 * 3600, AuthMethod: "client_secret_basic",
 		JWKS: json.RawMessage("null"), SecretHint: m2m.SecretHint, CreatedAt: m2m.CreatedAt, UpdatedAt: m2m.UpdatedAt,
 		Secret: m2m.Secret}
@@ -398,6 +398,25 @@ func TestClientAdminLifecycle(t *testing.T) {
 	e.mustDo(t, "PATCH", "/v1/clients/"+web.ID, e.admin, `{"redirect_uris":["https://app.example.com/cb","http://127.0.0.1:8765/cb"],"scopes":["repos:read"]}`, 200, &upd)
 	if diff := cmp.Diff(upd.RedirectURIs, []string{"https://app.example.com/cb", "http://127.0.0.1:8765/cb"}); diff != "" || len(upd.Scopes) != 1 {
 		t.Errorf("update redirect uris (-got +want):\n%s", diff)
+	}
+	// Post-logout redirect URIs: set, kept by other changes, refused
+	// when invalid, cleared by [].
+	e.mustDo(t, "PATCH", "/v1/clients/"+web.ID, e.admin, `{"post_logout_redirect_uris":["https://app.example.com/bye"]}`, 200, &upd)
+	e.mustDo(t, "PATCH", "/v1/clients/"+web.ID, e.admin, `{"name":"web 2"}`, 200, &upd)
+	if diff := cmp.Diff(upd.PostLogout, []string{"https://app.example.com/bye"}); diff != "" {
+		t.Errorf("post_logout_redirect_uris (-got +want):\n%s", diff)
+	}
+	for _, body := range []string{
+		`{"post_logout_redirect_uris":["http://app.example.com/bye"]}`,
+		`{"post_logout_redirect_uris":["https://app.example.com/bye#top"]}`,
+		`{"post_logout_redirect_uris":["/bye"]}`,
+		`{"post_logout_redirect_uris":["https://a.example/x","https://a.example/x"]}`,
+	} {
+		e.mustDo(t, "PATCH", "/v1/clients/"+web.ID, e.admin, body, 400, nil)
+	}
+	e.mustDo(t, "PATCH", "/v1/clients/"+web.ID, e.admin, `{"post_logout_redirect_uris":[]}`, 200, &upd)
+	if len(upd.PostLogout) != 0 {
+		t.Errorf("post_logout_redirect_uris not cleared: %v", upd.PostLogout)
 	}
 
 	// Rotation: a new secret once, and when the old one stops working.

@@ -34,36 +34,40 @@ const (
 // ClientParams are the settable fields of a client. Durations of zero take
 // the server's defaults.
 type ClientParams struct {
-	Name            string
-	Type            string
-	GrantTypes      []string
-	RedirectURIs    []string
-	APIs            []string // API ids, names or identifiers
-	Scopes          []string
-	TokenFormat     string
-	SigningAlg      string
-	AccessTokenTTL  time.Duration
-	RefreshTokenTTL time.Duration
-	AuthMethod      string
-	JWKS            json.RawMessage
-	JWKSURI         string
+	Name         string
+	Type         string
+	GrantTypes   []string
+	RedirectURIs []string
+	// PostLogoutRedirectURIs are where RP-initiated logout may return
+	// (OpenID Connect RP-Initiated Logout 1.0 §3).
+	PostLogoutRedirectURIs []string
+	APIs                   []string // API ids, names or identifiers
+	Scopes                 []string
+	TokenFormat            string
+	SigningAlg             string
+	AccessTokenTTL         time.Duration
+	RefreshTokenTTL        time.Duration
+	AuthMethod             string
+	JWKS                   json.RawMessage
+	JWKSURI                string
 }
 
 // ClientUpdate holds the optional changes to a client; nil leaves a field
 // as it is. The type and authentication method cannot change.
 type ClientUpdate struct {
-	Name            *string
-	GrantTypes      []string
-	RedirectURIs    []string
-	APIs            []string
-	Scopes          []string
-	TokenFormat     *string
-	SigningAlg      *string
-	AccessTokenTTL  *time.Duration
-	RefreshTokenTTL *time.Duration
-	JWKS            json.RawMessage
-	JWKSURI         *string
-	Disabled        *bool
+	Name                   *string
+	GrantTypes             []string
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	APIs                   []string
+	Scopes                 []string
+	TokenFormat            *string
+	SigningAlg             *string
+	AccessTokenTTL         *time.Duration
+	RefreshTokenTTL        *time.Duration
+	JWKS                   json.RawMessage
+	JWKSURI                *string
+	Disabled               *bool
 }
 
 func invalid(code, format string, args ...any) error {
@@ -87,7 +91,7 @@ func (s *Server) CreateClient(ctx context.Context, p ClientParams, by tokens.Act
 	now := s.now()
 	c := store.Client{
 		ID: ids.New(ids.Client, now), Name: p.Name, Type: p.Type, GrantTypes: p.GrantTypes, RedirectURIs: p.RedirectURIs,
-		Scopes: p.Scopes, TokenFormat: p.TokenFormat, SigningAlg: p.SigningAlg, AccessTokenTTL: p.AccessTokenTTL,
+		PostLogoutRedirectURIs: p.PostLogoutRedirectURIs, Scopes: p.Scopes, TokenFormat: p.TokenFormat, SigningAlg: p.SigningAlg, AccessTokenTTL: p.AccessTokenTTL,
 		RefreshTokenTTL: p.RefreshTokenTTL, AuthMethod: p.AuthMethod, JWKS: p.JWKS, JWKSURI: p.JWKSURI,
 		CreatedAt: now, UpdatedAt: now,
 	}
@@ -135,7 +139,7 @@ func (s *Server) CreateClient(ctx context.Context, p ClientParams, by tokens.Act
 		c.SecretHint = tokenfmt.Hint(secret)
 	}
 	ev := s.event(by, "client.create", c.ID, map[string]any{"name": c.Name, "type": c.Type, "grant_types": c.GrantTypes,
-		"redirect_uris": c.RedirectURIs, "apis": c.APIs, "scopes": c.Scopes, "auth_method": c.AuthMethod})
+		"redirect_uris": c.RedirectURIs, "post_logout_redirect_uris": c.PostLogoutRedirectURIs, "apis": c.APIs, "scopes": c.Scopes, "auth_method": c.AuthMethod})
 	if err := s.store.CreateClient(ctx, c, hash, ev); err != nil {
 		return store.Client{}, "", err
 	}
@@ -199,16 +203,11 @@ func (s *Server) validateClient(ctx context.Context, c *store.Client) error {
 	if slices.Contains(c.GrantTypes, GrantRefreshToken) && !slices.Contains(c.GrantTypes, GrantAuthorizationCode) && !slices.Contains(c.GrantTypes, GrantDeviceCode) {
 		return invalid("invalid_request", "refresh_token needs authorization_code or device_code")
 	}
-	if len(c.RedirectURIs) > MaxRedirectURIs {
-		return invalid("invalid_redirect_uri", "at most %d redirect_uris", MaxRedirectURIs)
+	if err := validRedirectURIs("redirect_uris", c.RedirectURIs); err != nil {
+		return err
 	}
-	for i, u := range c.RedirectURIs {
-		if err := validRedirectURI(u); err != nil {
-			return err
-		}
-		if slices.Contains(c.RedirectURIs[:i], u) {
-			return invalid("invalid_redirect_uri", "redirect uri %q is listed twice", u)
-		}
+	if err := validRedirectURIs("post_logout_redirect_uris", c.PostLogoutRedirectURIs); err != nil {
+		return err
 	}
 	if slices.Contains(c.GrantTypes, GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		return invalid("invalid_redirect_uri", "authorization_code needs at least one redirect_uri")
@@ -277,12 +276,29 @@ func (s *Server) validateClient(ctx context.Context, c *store.Client) error {
 	return nil
 }
 
-// validRedirectURI enforces RFC 9700 §2.1 / RFC 8252 §7: absolute, no
-// fragment, https, http only to a loopback address, or a private-use
-// scheme for native apps.
-func validRedirectURI(raw string) error {
+// validRedirectURIs checks the list of redirect URIs named field: at most
+// MaxRedirectURIs, each valid, none twice.
+func validRedirectURIs(field string, uris []string) error {
+	if len(uris) > MaxRedirectURIs {
+		return invalid("invalid_redirect_uri", "at most %d %s", MaxRedirectURIs, field)
+	}
+	for i, u := range uris {
+		if err := validRedirectURI(field, u); err != nil {
+			return err
+		}
+		if slices.Contains(uris[:i], u) {
+			return invalid("invalid_redirect_uri", "%s lists %q twice", field, u)
+		}
+	}
+	return nil
+}
+
+// validRedirectURI enforces RFC 9700 §2.1 / RFC 8252 §7 on a URI of the
+// list named field: absolute, no fragment, https, http only to a loopback
+// address, or a private-use scheme for native apps.
+func validRedirectURI(field, raw string) error {
 	bad := func(why string) error {
-		return invalid("invalid_redirect_uri", "redirect uri %q %s", truncate(raw, 100), why)
+		return invalid("invalid_redirect_uri", "%s: %q %s", field, truncate(raw, 100), why)
 	}
 	if len(raw) > MaxRedirectURILen {
 		return bad(fmt.Sprintf("is over %d characters", MaxRedirectURILen))
@@ -390,6 +406,7 @@ func (s *Server) UpdateClient(ctx context.Context, id string, u ClientUpdate, by
 	note("name", u.Name != nil)
 	note("grant_types", u.GrantTypes != nil)
 	note("redirect_uris", u.RedirectURIs != nil)
+	note("post_logout_redirect_uris", u.PostLogoutRedirectURIs != nil)
 	note("apis", u.APIs != nil)
 	note("scopes", u.Scopes != nil)
 	note("token_format", u.TokenFormat != nil)
@@ -408,6 +425,9 @@ func (s *Server) UpdateClient(ctx context.Context, id string, u ClientUpdate, by
 		}
 		if u.RedirectURIs != nil {
 			c.RedirectURIs = u.RedirectURIs
+		}
+		if u.PostLogoutRedirectURIs != nil {
+			c.PostLogoutRedirectURIs = u.PostLogoutRedirectURIs
 		}
 		if u.APIs != nil {
 			c.APIs = apis

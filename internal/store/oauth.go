@@ -34,24 +34,28 @@ const (
 
 // Client is an OAuth 2.0 client (application).
 type Client struct {
-	ID              string
-	Name            string
-	Type            string   // ClientConfidential or ClientPublic
-	GrantTypes      []string // e.g. "authorization_code", "refresh_token"
-	RedirectURIs    []string // matched exactly
-	APIs            []string // ids of the APIs (audiences) it may get tokens for
-	Scopes          []string // the most it may be granted
-	TokenFormat     string   // FormatOpaque or FormatJWT
-	SigningAlg      string   // JWS algorithm of its JWTs: "ES256", "RS256" or "EdDSA"
-	AccessTokenTTL  time.Duration
-	RefreshTokenTTL time.Duration
-	AuthMethod      string          // token_endpoint_auth_method (RFC 7591 §2)
-	JWKS            json.RawMessage // public keys for private_key_jwt, or nil
-	JWKSURI         string
-	SecretHint      string    // hint of the current secret ("" for public clients)
-	DisabledAt      time.Time // zero: enabled
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	ID           string
+	Name         string
+	Type         string   // ClientConfidential or ClientPublic
+	GrantTypes   []string // e.g. "authorization_code", "refresh_token"
+	RedirectURIs []string // matched exactly
+	// PostLogoutRedirectURIs are where RP-initiated logout may send the
+	// browser back to (OpenID Connect RP-Initiated Logout 1.0 §3),
+	// matched exactly.
+	PostLogoutRedirectURIs []string
+	APIs                   []string // ids of the APIs (audiences) it may get tokens for
+	Scopes                 []string // the most it may be granted
+	TokenFormat            string   // FormatOpaque or FormatJWT
+	SigningAlg             string   // JWS algorithm of its JWTs: "ES256", "RS256" or "EdDSA"
+	AccessTokenTTL         time.Duration
+	RefreshTokenTTL        time.Duration
+	AuthMethod             string          // token_endpoint_auth_method (RFC 7591 §2)
+	JWKS                   json.RawMessage // public keys for private_key_jwt, or nil
+	JWKSURI                string
+	SecretHint             string    // hint of the current secret ("" for public clients)
+	DisabledAt             time.Time // zero: enabled
+	CreatedAt              time.Time
+	UpdatedAt              time.Time
 }
 
 // ClientStore stores OAuth clients and the hashes of their secrets.

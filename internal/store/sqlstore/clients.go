@@ -13,24 +13,26 @@ import (
 )
 
 const clientColumns = `id, name, type, grant_types, redirect_uris, apis, scopes, token_format, signing_alg,
-	access_token_ttl_ms, refresh_token_ttl_ms, auth_method, jwks, jwks_uri, secret_hint, disabled_at, created_at, updated_at`
+	access_token_ttl_ms, refresh_token_ttl_ms, auth_method, jwks, jwks_uri, secret_hint, disabled_at, created_at, updated_at,
+	post_logout_redirect_uris`
 
-var insertClientSQL = "INSERT INTO clients (" + clientColumns + ") VALUES (" + placeholders(1, 18) + ")"
+var insertClientSQL = "INSERT INTO clients (" + clientColumns + ") VALUES (" + placeholders(1, 19) + ")"
 
 const (
 	updateClientSQL = `UPDATE clients SET name = $2, type = $3, grant_types = $4, redirect_uris = $5, apis = $6, scopes = $7,
 	token_format = $8, signing_alg = $9, access_token_ttl_ms = $10, refresh_token_ttl_ms = $11, auth_method = $12, jwks = $13,
-	jwks_uri = $14, secret_hint = $15, disabled_at = $16, created_at = $17, updated_at = $18 WHERE id = $1`
+	jwks_uri = $14, secret_hint = $15, disabled_at = $16, created_at = $17, updated_at = $18, post_logout_redirect_uris = $19
+	WHERE id = $1`
 	insertClientSecretSQL = "INSERT INTO client_secrets (hash, client_id, expires_at) VALUES ($1, $2, NULL)"
 )
 
 func scanClient(row rowScanner) (store.Client, error) {
 	var c store.Client
-	var grantTypes, redirectURIs, apis, scopes, jwks string
+	var grantTypes, redirectURIs, apis, scopes, jwks, postLogout string
 	var accessTTL, refreshTTL, created, updated int64
 	var disabled sql.NullInt64
 	if err := row.Scan(&c.ID, &c.Name, &c.Type, &grantTypes, &redirectURIs, &apis, &scopes, &c.TokenFormat, &c.SigningAlg,
-		&accessTTL, &refreshTTL, &c.AuthMethod, &jwks, &c.JWKSURI, &c.SecretHint, &disabled, &created, &updated); err != nil {
+		&accessTTL, &refreshTTL, &c.AuthMethod, &jwks, &c.JWKSURI, &c.SecretHint, &disabled, &created, &updated, &postLogout); err != nil {
 		return c, err
 	}
 	for _, l := range []struct {
@@ -42,6 +44,7 @@ func scanClient(row rowScanner) (store.Client, error) {
 		{"redirect_uris", redirectURIs, &c.RedirectURIs},
 		{"apis", apis, &c.APIs},
 		{"scopes", scopes, &c.Scopes},
+		{"post_logout_redirect_uris", postLogout, &c.PostLogoutRedirectURIs},
 	} {
 		if err := json.Unmarshal([]byte(l.src), l.dst); err != nil {
 			return c, fmt.Errorf("decode %s of client %s: %w", l.name, c.ID, err)
@@ -61,7 +64,7 @@ func scanClient(row rowScanner) (store.Client, error) {
 func clientArgs(c *store.Client) []any {
 	return []any{c.ID, c.Name, c.Type, jsonList(c.GrantTypes), jsonList(c.RedirectURIs), jsonList(c.APIs), jsonList(c.Scopes),
 		c.TokenFormat, c.SigningAlg, c.AccessTokenTTL.Milliseconds(), c.RefreshTokenTTL.Milliseconds(), c.AuthMethod,
-		string(c.JWKS), c.JWKSURI, c.SecretHint, nullMS(c.DisabledAt), ms(c.CreatedAt), ms(c.UpdatedAt)}
+		string(c.JWKS), c.JWKSURI, c.SecretHint, nullMS(c.DisabledAt), ms(c.CreatedAt), ms(c.UpdatedAt), jsonList(c.PostLogoutRedirectURIs)}
 }
 
 // CreateClient implements store.ClientStore.

@@ -43,9 +43,10 @@ func clientFixture(name, apiID string, offset time.Duration) store.Client {
 	at := base.Add(offset)
 	return store.Client{
 		ID: ids.New(ids.Client, at), Name: name, Type: store.ClientConfidential,
-		GrantTypes:   []string{"authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"},
-		RedirectURIs: []string{"https://" + name + ".example.com/cb", "http://127.0.0.1/cb"},
-		APIs:         []string{apiID}, Scopes: []string{"repos:read", "repos:write"},
+		GrantTypes:             []string{"authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"},
+		RedirectURIs:           []string{"https://" + name + ".example.com/cb", "http://127.0.0.1/cb"},
+		PostLogoutRedirectURIs: []string{"https://" + name + ".example.com/signed-out"},
+		APIs:                   []string{apiID}, Scopes: []string{"repos:read", "repos:write"},
 		TokenFormat: store.FormatOpaque, SigningAlg: "ES256", AccessTokenTTL: time.Hour, RefreshTokenTTL: 30 * 24 * time.Hour,
 		AuthMethod: "private_key_jwt", JWKS: json.RawMessage(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`),
 		JWKSURI: "https://" + name + ".example.com/jwks.json", SecretHint: "jts_…abcd",
@@ -103,6 +104,7 @@ func testClientRoundTrip(t *testing.T, s store.Store) {
 	change := func(x *store.Client) {
 		x.Name, x.Type = "app2", store.ClientPublic
 		x.GrantTypes, x.RedirectURIs = []string{"authorization_code"}, []string{"https://app2.example.com/cb"}
+		x.PostLogoutRedirectURIs = []string{"https://app2.example.com/bye", "http://127.0.0.1/bye"}
 		x.APIs, x.Scopes = []string{a.ID, b.ID}, []string{"repos:read"}
 		x.TokenFormat, x.SigningAlg = store.FormatJWT, "EdDSA"
 		x.AccessTokenTTL, x.RefreshTokenTTL = 5*time.Minute, 0
