@@ -86,6 +86,18 @@ type DeviceConfirmPage struct {
 	CSRF              string            // from [Pages.CSRFToken]; required
 }
 
+// LogoutPage asks a signed-in user whether to sign out (OpenID Connect
+// RP-Initiated Logout 1.0 §2: the provider asks when it cannot tell that
+// the request comes from the user's own application). The form posts the
+// Hidden fields, csrf, and decision=signout or decision=stay to Action.
+type LogoutPage struct {
+	ClientName string  // the application asking, if known
+	Username   string  // the signed-in user
+	Action     string  // where the form posts; default "/oauth2/logout"
+	Hidden     []Field // carried through the form; not "csrf" nor "decision"
+	CSRF       string  // from [Pages.CSRFToken]; required
+}
+
 // MessagePage tells the user an outcome or an error, e.g. "You may close
 // this window" or "This link is invalid or expired". It has no form.
 type MessagePage struct {
@@ -150,6 +162,16 @@ func (p *Pages) DeviceConfirm(w http.ResponseWriter, status int, d DeviceConfirm
 	d.APIName, d.Username = clip(d.APIName, nameRunes), clip(d.Username, nameRunes)
 	d.UserCode = clip(d.UserCode, codeRunes)
 	return p.render(w, status, "device_confirm", "Connect a device", d)
+}
+
+// Logout writes the sign-out confirmation page with status (0 means 200).
+func (p *Pages) Logout(w http.ResponseWriter, status int, d LogoutPage) error {
+	if err := checkForm(d.CSRF, d.Action, d.Hidden); err != nil {
+		return p.fail(w, err)
+	}
+	d.Action = orDefault(d.Action, "/oauth2/logout")
+	d.ClientName, d.Username = clip(d.ClientName, nameRunes), clip(d.Username, nameRunes)
+	return p.render(w, status, "logout", "Sign out?", d)
 }
 
 // Message writes a message page with status (0 means 200).

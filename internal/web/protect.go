@@ -6,7 +6,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 )
+
+// MaxEntryQueryBytes bounds the form of a cross-origin POST that
+// [Pages.ProtectEntry] turns into a GET's query.
+const MaxEntryQueryBytes = 16 << 10
 
 // MaxBodyBytes bounds the body of a request to a protected page. Forms
 // are far smaller; a larger body is refused with 413 before the page
@@ -51,11 +57,28 @@ type bodyKey struct{}
 // parse the form however it likes and still call [Pages.CheckCSRF]
 // afterwards.
 func (p *Pages) Protect(h http.Handler) http.Handler {
+	return p.protect(h, false)
+}
+
+// ProtectEntry is [Pages.Protect] for the endpoints that other sites send
+// browsers to, with a GET or with a form they post: OpenID Connect's
+// authorization and logout requests (OIDC Core §3.1.2.1, RP-Initiated
+// Logout §2). A cross-origin POST is not refused but answered with a 303
+// to the same path with the posted form as its query, so that h sees it
+// as the GET it is equivalent to. The redirect also lets the browser send
+// the session cookie, which SameSite=Lax withholds from a cross-site POST
+// but not from a top-level GET. Nothing posted from another site reaches
+// h as a POST, so h's forms keep their protection.
+func (p *Pages) ProtectEntry(h http.Handler) http.Handler {
+	return p.protect(h, true)
+}
+
+func (p *Pages) protect(h http.Handler, entry bool) http.Handler {
 	cop := http.NewCrossOriginProtection()
-	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	refuse := func(w http.ResponseWriter) {
 		p.Message(w, http.StatusForbidden, MessagePage{Title: "Request refused",
 			Message: "This form was sent from another site, so it was not accepted. Go back to the application and start again."})
-	}))
+	}
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody {
 			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -76,9 +99,40 @@ func (p *Pages) Protect(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-	protected := cop.Handler(inner)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		setSecurityHeaders(w.Header())
-		protected.ServeHTTP(w, r)
+		if cop.Check(r) != nil {
+			if entry && r.Method == http.MethodPost {
+				p.redirectAsGet(w, r)
+				return
+			}
+			refuse(w)
+			return
+		}
+		inner.ServeHTTP(w, r)
 	})
+}
+
+// redirectAsGet answers a cross-origin form POST with a 303 to the same
+// path, the form as its query. A body that is not a bounded, well-formed
+// form is refused.
+func (p *Pages) redirectAsGet(w http.ResponseWriter, r *http.Request) {
+	bad := func(status int, msg string) {
+		p.Message(w, status, MessagePage{Title: "Invalid request", Message: msg})
+	}
+	if mt, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
+		bad(http.StatusBadRequest, "The request must be a form.")
+		return
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxEntryQueryBytes+1))
+	if err != nil || len(b) > MaxEntryQueryBytes {
+		bad(http.StatusRequestEntityTooLarge, "The application's request is too large.")
+		return
+	}
+	form, err := url.ParseQuery(string(b))
+	if err != nil {
+		bad(http.StatusBadRequest, "The application's request could not be read.")
+		return
+	}
+	http.Redirect(w, r, r.URL.Path+"?"+form.Encode(), http.StatusSeeOther)
 }

@@ -107,6 +107,59 @@ func TestProtectCrossOrigin(t *testing.T) {
 	}
 }
 
+func TestProtectEntry(t *testing.T) {
+	p, _ := newPages(t, nil)
+	cross := map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://client.example"}
+	tests := []struct {
+		name         string
+		method       string
+		headers      map[string]string
+		contentType  string
+		body         string
+		wantStatus   int
+		wantLocation string // for 303
+	}{
+		{"cross-site post becomes a get", "POST", cross, "application/x-www-form-urlencoded",
+			"client_id=cli_1&state=a+b%26c&id_token_hint=x.y.z", 303, "/oauth2/logout?client_id=cli_1&id_token_hint=x.y.z&state=a+b%26c"},
+		{"even with a form's fields", "POST", cross, "application/x-www-form-urlencoded", "decision=allow&csrf=forged", 303,
+			"/oauth2/logout?csrf=forged&decision=allow"},
+		{"cross-site post that is not a form", "POST", cross, "application/json", `{"a":1}`, 400, ""},
+		{"cross-site post too large", "POST", cross, "application/x-www-form-urlencoded", "state=" + strings.Repeat("a", MaxEntryQueryBytes), 413, ""},
+		{"cross-site post with bad encoding", "POST", cross, "application/x-www-form-urlencoded", "state=%zz", 400, ""},
+		{"cross-site put", "PUT", cross, "application/x-www-form-urlencoded", "a=b", 403, ""},
+		{"same-origin post reaches the handler", "POST", map[string]string{"Sec-Fetch-Site": "same-origin"}, "application/x-www-form-urlencoded", "a=b", 200, ""},
+		{"cross-site get reaches the handler", "GET", cross, "", "", 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			called := false
+			h := p.ProtectEntry(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }))
+			var body io.Reader
+			if tt.body != "" {
+				body = strings.NewReader(tt.body)
+			}
+			r := httptest.NewRequest(tt.method, "https://auth.example.com/oauth2/logout", body)
+			if tt.contentType != "" {
+				r.Header.Set("Content-Type", tt.contentType)
+			}
+			for k, v := range tt.headers {
+				r.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if rec.Code != tt.wantStatus || called != (tt.wantStatus == 200) {
+				t.Errorf("status %d, handler called %v; want %d", rec.Code, called, tt.wantStatus)
+			}
+			if loc := rec.Header().Get("Location"); loc != tt.wantLocation {
+				t.Errorf("Location %q, want %q", loc, tt.wantLocation)
+			}
+			if got := securityHeaders(rec.Header()); !called && !cmp.Equal(got, wantPageHeaders) {
+				t.Errorf("headers (-got +want):\n%s", cmp.Diff(got, wantPageHeaders))
+			}
+		})
+	}
+}
+
 func TestProtectBody(t *testing.T) {
 	p, _ := newPages(t, nil)
 	t.Run("too large", func(t *testing.T) {

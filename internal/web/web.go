@@ -158,7 +158,7 @@ func New(cfg Config) (*Pages, error) {
 
 // Page templates, by name: each file defines "content" and is executed
 // inside layout.html.
-var pageNames = []string{"login", "consent", "device_entry", "device_confirm", "message"}
+var pageNames = []string{"login", "consent", "device_entry", "device_confirm", "logout", "message"}
 
 func (p *Pages) parseTemplates() error {
 	base, err := template.New("layout.html").ParseFS(files, "templates/layout.html")

@@ -73,6 +73,10 @@ func samplePages() map[string]func(*Pages, http.ResponseWriter) error {
 			return p.DeviceConfirm(w, http.StatusOK, DeviceConfirmPage{ClientName: "Acme TV", APIName: "Acme API", Scopes: scopes,
 				ScopeDescriptions: descs, UserCode: "BCDF-GHJK", Username: "alice", Hidden: []Field{{"user_code", "BCDF-GHJK"}}, CSRF: "tok-confirm"})
 		},
+		"logout": func(p *Pages, w http.ResponseWriter) error {
+			return p.Logout(w, http.StatusOK, LogoutPage{ClientName: "Acme Dashboard", Username: "alice",
+				Hidden: []Field{{"client_id", "cli_1"}, {"post_logout_redirect_uri", "https://app.example.com/bye"}, {"state", "x&y"}}, CSRF: "tok-logout"})
+		},
 		"message": func(p *Pages, w http.ResponseWriter) error {
 			return p.Message(w, http.StatusGone, MessagePage{Title: "This link has expired", Message: "Start again from the application."})
 		},
@@ -110,6 +114,10 @@ func TestPagesRender(t *testing.T) {
 			"<strong>Acme TV</strong> wants to access <strong>Acme API</strong>", `<p class="user-code">BCDF-GHJK</p>`,
 			"<code>openid</code>", `name="decision" value="allow"`,
 		}, [][]Field{{{"csrf", "tok-confirm"}}, {{"csrf", "tok-confirm"}, {"user_code", "BCDF-GHJK"}}}},
+		{"logout", http.StatusOK, []string{
+			"<title>Sign out? · Jeton</title>", "<h1>Sign out of Jeton?</h1>", "<strong>Acme Dashboard</strong> asks you to sign out of Jeton too.",
+			"Signed in as <strong>alice</strong>", `name="decision" value="stay"`, `name="decision" value="signout"`, `action="/oauth2/logout"`,
+		}, [][]Field{{{"csrf", "tok-logout"}, {"client_id", "cli_1"}, {"post_logout_redirect_uri", "https://app.example.com/bye"}, {"state", "x&y"}}}},
 		{"message", http.StatusGone, []string{
 			"<title>This link has expired · Jeton</title>", "<h1>This link has expired</h1>", "Start again from the application.",
 		}, nil},
@@ -178,6 +186,9 @@ func TestPagesEscape(t *testing.T) {
 			return p.DeviceConfirm(w, 200, DeviceConfirmPage{ClientName: hostile, APIName: hostile, Scopes: scopes, ScopeDescriptions: descs,
 				UserCode: `"><b>x`, Username: hostile, Action: "javascript:alert(1)", Hidden: hidden, CSRF: hostile})
 		},
+		"logout": func(w http.ResponseWriter) error {
+			return p.Logout(w, 200, LogoutPage{ClientName: hostile, Username: hostile, Action: "javascript:alert(1)", Hidden: hidden, CSRF: hostile})
+		},
 		"message": func(w http.ResponseWriter) error {
 			return p.Message(w, 200, MessagePage{Title: hostile, Message: hostile})
 		},
@@ -211,7 +222,7 @@ func TestPagesEscape(t *testing.T) {
 			switch name {
 			case "login":
 				want = []Field{{"csrf", hostile}, {"return_to", hostile}}
-			case "consent", "device_confirm":
+			case "consent", "device_confirm", "logout":
 				want = append([]Field{{"csrf", hostile}}, hidden...)
 			case "device_entry":
 				want = []Field{{"csrf", hostile}}
@@ -252,6 +263,10 @@ func TestPagesBounds(t *testing.T) {
 		}},
 		{"hidden field named decision", func(w http.ResponseWriter) error {
 			return p.DeviceConfirm(w, 200, DeviceConfirmPage{Hidden: []Field{{"decision", "allow"}}, CSRF: "t"})
+		}},
+		{"logout without csrf token", func(w http.ResponseWriter) error { return p.Logout(w, 200, LogoutPage{}) }},
+		{"logout hidden field named decision", func(w http.ResponseWriter) error {
+			return p.Logout(w, 200, LogoutPage{Hidden: []Field{{"decision", "signout"}}, CSRF: "t"})
 		}},
 		{"hidden field without a name", func(w http.ResponseWriter) error {
 			return p.DeviceConfirm(w, 200, DeviceConfirmPage{Hidden: []Field{{"", "x"}}, CSRF: "t"})
