@@ -55,6 +55,8 @@ func (a *API) routes() {
 		raw("GET /login", o.Login())
 		raw("POST /login", o.Login())
 		raw("POST /logout", o.Logout())
+		raw("GET /oauth2/logout", o.EndSession())
+		raw("POST /oauth2/logout", o.EndSession())
 		raw("GET /device", o.Device())
 		raw("POST /device", o.Device())
 		raw("GET /static/", o.Static())

@@ -161,9 +161,10 @@ func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, ar *authR
 
 // Authorize serves GET and POST /oauth2/authorize (RFC 6749 §3.1): it
 // validates the request, signs the user in, asks for consent, and sends
-// an authorization code back to the client.
+// an authorization code back to the client. A client may send the request
+// as a form post too (OIDC Core §3.1.2.1).
 func (s *Server) Authorize() http.Handler {
-	return s.pages.Protect(http.HandlerFunc(s.authorize))
+	return s.pages.ProtectEntry(http.HandlerFunc(s.authorize))
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +173,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.showError(w, err)
 		return
 	}
-	if r.Method == http.MethodPost {
+	// A POST carrying a CSRF token or a decision is the consent form; one
+	// without is an authorization request sent as a form, like a GET.
+	submitted := r.Method == http.MethodPost && (f.get("csrf") != "" || f.get("decision") != "")
+	if submitted {
 		if err := s.pages.CheckCSRF(r); err != nil {
 			s.message(w, http.StatusForbidden, "Request refused", "The form could not be verified. Go back and try again.")
 			return
@@ -206,7 +210,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	decision := ""
-	if r.Method == http.MethodPost {
+	if submitted {
 		decision = f.get("decision")
 	}
 	switch decision {
@@ -451,7 +455,11 @@ func (s *Server) Logout() http.Handler {
 			s.message(w, http.StatusForbidden, "Request refused", "The form could not be verified. Go back and try again.")
 			return
 		}
-		s.pages.EndSession(w)
+		if user, _, ok := s.sessionUser(r.Context(), r); ok {
+			s.signOut(w, r, user, "")
+		} else {
+			s.pages.EndSession(w)
+		}
 		s.message(w, http.StatusOK, "Signed out", "You are signed out of Jeton.")
 	}))
 }

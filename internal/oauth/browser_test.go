@@ -107,6 +107,10 @@ func TestInBrowser(t *testing.T) {
 		t.Parallel()
 		testBrowserApplication(t, newTab(t, browserCtx))
 	})
+	t.Run("an application on another site signs the user out", func(t *testing.T) {
+		t.Parallel()
+		testBrowserLogout(t, newTab(t, browserCtx))
+	})
 }
 
 // actionTimeout bounds one navigation or click, well below the tab's
@@ -365,6 +369,10 @@ type callback struct {
 func newCallback(t *testing.T) *callback {
 	cb := &callback{got: make(chan url.Values, 4)}
 	cb.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/signed-out" {
+			fmt.Fprint(w, "<!doctype html><title>Signed out of the app</title><p>Signed out of the app.</p>")
+			return
+		}
 		if r.URL.Path != "/callback" {
 			http.NotFound(w, r)
 			return
@@ -752,4 +760,90 @@ const s = %s, q = new URLSearchParams(location.search), out = document.getElemen
 	}
 	mustf(t, r.Status == 200 && r.HasRefresh && r.Sub == e.alice.ID && r.Revoked == 200, "the application got %+v", r)
 	mustf(t, e.introspect(r.RefreshToken)["active"] == false, "the refresh token the script revoked is active")
+}
+
+// testBrowserLogout signs in to an application on another site (the
+// application on 127.0.0.1, Jeton on plainHost) and signs out through
+// Jeton's end_session_endpoint: first without an ID token, where Jeton asks
+// and the user stays; then as the application's own form post with the
+// ID token, from the other site, where the browser withholds the
+// SameSite=Lax session cookie from the POST and sends it with the GET that
+// Jeton answers it with.
+func testBrowserLogout(t *testing.T, tb *tab) {
+	e := newEnv(t, envOptions{})
+	cb := newCallback(t)
+	c, secret := e.client(func(p *oauth.ClientParams) {
+		p.Name = "Photo Printer"
+		p.RedirectURIs = []string{cb.URL + "/callback"}
+		p.PostLogoutRedirectURIs = []string{cb.URL + "/signed-out"}
+	})
+	base := onHost(t, e.url, plainHost)
+	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: cb.URL + "/callback",
+		Endpoint: oauth2.Endpoint{AuthURL: base + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
+		Scopes:   []string{"openid", "repos:read"}}
+	tb.scriptsOff()
+	tb.open(conf.AuthCodeURL("s"))
+	tb.typeInto("#username", "alice")
+	tb.typeInto("#password", e.password)
+	mustf(t, tb.click(`form.stack button`) == http.StatusOK, "sign in failed")
+	mustf(t, tb.click(`button[value=allow]`) == http.StatusOK, "consent failed")
+	var q url.Values
+	select {
+	case q = <-cb.got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client never got the redirect")
+	}
+	idToken := func(q url.Values) string {
+		t.Helper()
+		tok, err := conf.Exchange(context.Background(), q.Get("code"))
+		if err != nil {
+			t.Fatalf("exchange: %v", err)
+		}
+		idTok, _ := tok.Extra("id_token").(string)
+		mustf(t, idTok != "", "no ID token")
+		return idTok
+	}
+	idToken(q)
+	signedIn := func() bool {
+		t.Helper()
+		tb.open(base + "/device")
+		return tb.text("h1") != "Sign in"
+	}
+
+	// Without an ID token Jeton asks; the user stays.
+	status := tb.open(base + "/oauth2/logout?" + url.Values{"client_id": {c.ID}, "post_logout_redirect_uri": {cb.URL + "/signed-out"}, "state": {"one"}}.Encode())
+	mustf(t, status == http.StatusOK && tb.text("h1") == "Sign out of Jeton?", "logout without a hint: %d %q", status, tb.text("h1"))
+	mustf(t, strings.Contains(tb.text("main"), "Photo Printer asks you to sign out of Jeton too"), "confirmation page: %q", tb.text("main"))
+	tb.page("logout-confirm")
+	tb.checkFitsPhone("logout-confirm-phone")
+	mustf(t, tb.click(`button[value=stay]`) == http.StatusOK && tb.location() == cb.URL+"/signed-out?state=one", "stay: at %s", tb.location())
+	mustf(t, signedIn(), "signed out after choosing to stay")
+
+	// The application's own sign-out form, posted from its site, without
+	// an ID token: Jeton must see the session to ask, so the browser sent
+	// the cookie along after all.
+	app := newAttacker(t) // here, the application's page
+	app.form(base+"/oauth2/logout", url.Values{"client_id": {c.ID}, "post_logout_redirect_uri": {cb.URL + "/signed-out"}, "state": {"two"}})
+	tb.open(app.URL)
+	status = tb.click("#go")
+	mustf(t, status == http.StatusOK && strings.HasPrefix(tb.location(), base+"/oauth2/logout?"), "form post logout without a hint: %d at %s", status, tb.location())
+	mustf(t, tb.text("h1") == "Sign out of Jeton?", "form post logout without a hint: %q", tb.text("h1"))
+	mustf(t, tb.click(`button[value=signout]`) == http.StatusOK && tb.location() == cb.URL+"/signed-out?state=two", "sign out: at %s", tb.location())
+	mustf(t, !signedIn(), "still signed in after signing out")
+
+	// Signed in again; now the form carries the ID token: no question.
+	tb.open(conf.AuthCodeURL("s"))
+	tb.typeInto("#username", "alice")
+	tb.typeInto("#password", e.password)
+	mustf(t, tb.click(`form.stack button`) == http.StatusOK, "sign in again failed")
+	select {
+	case q = <-cb.got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client never got the second redirect")
+	}
+	app.form(base+"/oauth2/logout", url.Values{"id_token_hint": {idToken(q)}, "post_logout_redirect_uri": {cb.URL + "/signed-out"}, "state": {"three"}})
+	tb.open(app.URL)
+	mustf(t, tb.click("#go") == http.StatusOK && tb.location() == cb.URL+"/signed-out?state=three", "form post logout: at %s", tb.location())
+	mustf(t, !signedIn(), "still signed in after the application's sign-out")
+	tb.checkClean()
 }

@@ -26,6 +26,7 @@ type metadata struct {
 	RevocationEndpoint                string   `json:"revocation_endpoint"`
 	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
 	DeviceAuthorizationEndpoint       string   `json:"device_authorization_endpoint"`
+	EndSessionEndpoint                string   `json:"end_session_endpoint"`
 	ScopesSupported                   []string `json:"scopes_supported"`
 	ResponseTypesSupported            []string `json:"response_types_supported"`
 	ResponseModesSupported            []string `json:"response_modes_supported"`
@@ -54,6 +55,7 @@ func (s *Server) Metadata() http.Handler {
 		Issuer: s.cfg.Issuer, AuthorizationEndpoint: e.authorize, TokenEndpoint: e.token, JWKSURI: e.jwks,
 		UserinfoEndpoint: e.userinfo, RevocationEndpoint: e.revoke, IntrospectionEndpoint: e.introspect,
 		DeviceAuthorizationEndpoint:       e.deviceAuth,
+		EndSessionEndpoint:                e.endSession,
 		ScopesSupported:                   []string{ScopeOpenID, ScopeProfile, ScopeEmail, ScopeOfflineAccess},
 		ResponseTypesSupported:            []string{"code"},
 		ResponseModesSupported:            []string{"query"},

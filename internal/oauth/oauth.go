@@ -162,7 +162,7 @@ type Server struct {
 }
 
 type endpoints struct {
-	authorize, token, device, deviceAuth, userinfo, jwks, revoke, introspect, login, logout string
+	authorize, token, device, deviceAuth, userinfo, jwks, revoke, introspect, endSession string
 }
 
 // New returns a Server. Close stops its janitor.
@@ -189,7 +189,7 @@ func New(cfg Config) (*Server, error) {
 			authorize: iss + "/oauth2/authorize", token: iss + "/oauth2/token", device: iss + "/device",
 			deviceAuth: iss + "/oauth2/device_authorization", userinfo: iss + "/oauth2/userinfo",
 			jwks: iss + "/.well-known/jwks.json", revoke: iss + "/oauth2/revoke", introspect: iss + "/oauth2/introspect",
-			login: iss + "/login", logout: iss + "/logout",
+			endSession: iss + "/oauth2/logout",
 		},
 		stop: make(chan struct{}),
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,6 +82,7 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 	}
 	c, secret := e.client(func(p *oauth.ClientParams) {
 		p.Name = "Node app"
+		p.PostLogoutRedirectURIs = []string{"https://app.example.com/signed-out"}
 		p.AuthMethod = authMethod
 		p.JWKS = publicJWKS
 		if authMethod == oauth.AuthNone {
@@ -114,7 +116,8 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 	cmd := exec.CommandContext(ctx, node, "client.mjs")
 	cmd.Dir = openIDClientDir
 	cmd.Env = append(os.Environ(), "JETON_ISSUER="+e.url, "JETON_CLIENT_ID="+c.ID, credential, "JETON_CLIENT_AUTH="+authMethod, "JETON_JWT_CLIENTS="+string(jwtJSON),
-		"JETON_REDIRECT_URI=https://app.example.com/callback", "JETON_RESOURCE="+e.api.Identifier)
+		"JETON_REDIRECT_URI=https://app.example.com/callback", "JETON_POST_LOGOUT_REDIRECT_URI=https://app.example.com/signed-out",
+		"JETON_RESOURCE="+e.api.Identifier)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	var said []string // what the script wrote, for a failure's log
@@ -175,6 +178,12 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 		case "device_token":
 			in := e.introspect(m["access_token"])
 			mustf(t, in["active"] == true && in["sub"] == e.alice.ID, "device token: %v", in)
+		case "logout":
+			p := b.do("GET", m["url"], nil)
+			mustf(t, p.status == http.StatusSeeOther && p.location == "https://app.example.com/signed-out?state="+url.QueryEscape(m["state"]),
+				"logout: %d %q", p.status, p.location)
+			p = b.do("GET", "/device", nil)
+			mustf(t, strings.Contains(p.body, `name="password"`), "still signed in after logout")
 		case "jwt_access_token":
 			mustf(t, len(jwtChecked) < len(jwtClients), "more JWT access tokens than clients")
 			jc := jwtClients[len(jwtChecked)]
@@ -193,7 +202,7 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("openid-client: %v\n%s", err, stderr.Bytes())
 	}
-	want := []string{"client_credentials", "authorize", "authorization_code", "refresh", "revoke", "device", "device_token"}
+	want := []string{"client_credentials", "authorize", "authorization_code", "refresh", "revoke", "device", "device_token", "logout"}
 	if authMethod == oauth.AuthNone {
 		want = want[1:] // a public client has no client credentials grant
 	}

@@ -11,8 +11,9 @@
 // client is registered: client_secret_basic or client_secret_post with
 // JETON_CLIENT_SECRET, private_key_jwt with JETON_CLIENT_JWK, a private
 // P-256 JWK with its kid, or none for a public client, which skips the
-// client credentials grant), JETON_REDIRECT_URI, JETON_RESOURCE (the API's
-// identifier), and optionally JETON_JWT_CLIENTS: a JSON array of
+// client credentials grant), JETON_REDIRECT_URI,
+// JETON_POST_LOGOUT_REDIRECT_URI, JETON_RESOURCE (the API's identifier),
+// and optionally JETON_JWT_CLIENTS: a JSON array of
 // {"id", "secret", "alg"}, clients of JWT access tokens, whose tokens the
 // script checks as a resource server would.
 import * as client from 'openid-client';
@@ -108,6 +109,17 @@ const device = await client.initiateDeviceAuthorization(config, { scope: 'repos:
 say({ step: 'device', user_code: device.user_code, verification_uri_complete: device.verification_uri_complete });
 const dt = await client.pollDeviceAuthorizationGrant(config, device);
 await step({ step: 'device_token', access_token: dt.access_token });
+
+// RP-initiated logout: the library builds the URL from the discovered
+// end_session_endpoint; the test follows it as the user's browser and checks
+// that Jeton sends it back with the state and has ended the session.
+const logoutState = client.randomState();
+const logoutURL = client.buildEndSessionUrl(config, {
+  id_token_hint: tokens.id_token,
+  post_logout_redirect_uri: env('JETON_POST_LOGOUT_REDIRECT_URI'),
+  state: logoutState,
+});
+await step({ step: 'logout', url: logoutURL.href, state: logoutState });
 
 // A resource server's check of JWT access tokens (RFC 9068), with
 // oauth4webapi: signature against the JWKS it finds through discovery, typ
