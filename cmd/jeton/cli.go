@@ -35,9 +35,14 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 commands:
   create --name N --identifier I --scopes a,b [--key-prefix P] [--default-ttl 1h] [--max-ttl 720h]
+         [--scope-description SCOPE=TEXT]...
   list
   get ID
-  update ID [--name N] [--add-scopes a,b] [--default-ttl D] [--max-ttl D]
+  update ID [--name N] [--add-scopes a,b] [--scope-description SCOPE=TEXT]... [--default-ttl D] [--max-ttl D]
+
+--scope-description says in words what a scope allows, for the consent
+pages: --scope-description 'repos:read=Read your repositories'. On update, an
+empty TEXT removes the description.
   delete ID [--force]
 
 every command accepts --server URL, --token T and --json`
@@ -199,6 +204,7 @@ func (cmd clientCommand) run(ctx context.Context, args []string, stdout, stderr 
 func apiCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var req client.CreateAPIRequest
 	var scopes listFlag
+	var descs describeFlag
 	var defTTL, maxTTL secondsFlag
 	return clientCommand{
 		name: "api create",
@@ -206,6 +212,7 @@ func apiCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			fs.StringVar(&req.Name, "name", "", "display `name` (required)")
 			fs.StringVar(&req.Identifier, "identifier", "", "unique `identifier`, such as a URL (required)")
 			fs.Var(&scopes, "scopes", "comma-separated `scopes` the API defines (required)")
+			fs.Var(&descs, "scope-description", "`SCOPE=TEXT`: what a scope allows, in words (repeatable)")
 			fs.StringVar(&req.KeyPrefix, "key-prefix", "", "`prefix` of the API's tokens")
 			fs.Var(&defTTL, "default-ttl", "default token lifetime, such as 720h (none when unset)")
 			fs.Var(&maxTTL, "max-ttl", "longest token lifetime allowed (none when unset)")
@@ -220,6 +227,7 @@ func apiCreateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				return errors.New("api create: --scopes is required")
 			}
 			req.Scopes, req.DefaultTTL, req.MaxTTL = scopes.v, defTTL.secs, maxTTL.secs
+			req.ScopeDescriptions = descs.m
 			return nil
 		},
 		call: func(ctx context.Context, c *client.Client, _ []string) (answer, error) {
@@ -290,12 +298,14 @@ func apiUpdateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var req client.UpdateAPIRequest
 	var name string
 	var addScopes listFlag
+	var descs describeFlag
 	var defTTL, maxTTL secondsFlag
 	return clientCommand{
 		name: "api update", nargs: 1, argNames: "ID",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&name, "name", "", "new display `name`")
 			fs.Var(&addScopes, "add-scopes", "comma-separated `scopes` to add")
+			fs.Var(&descs, "scope-description", "`SCOPE=TEXT`: what a scope allows, in words; empty TEXT removes it (repeatable)")
 			fs.Var(&defTTL, "default-ttl", "new default token lifetime (0s for none)")
 			fs.Var(&maxTTL, "max-ttl", "new longest token lifetime (0s for none)")
 		},
@@ -303,15 +313,15 @@ func apiUpdateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			if flagWasSet(fs, "name") {
 				req.Name = &name
 			}
-			req.AddScopes = addScopes.v
+			req.AddScopes, req.ScopeDescriptions = addScopes.v, descs.m
 			if defTTL.set {
 				req.DefaultTTL = &defTTL.secs
 			}
 			if maxTTL.set {
 				req.MaxTTL = &maxTTL.secs
 			}
-			if req.Name == nil && len(req.AddScopes) == 0 && req.DefaultTTL == nil && req.MaxTTL == nil {
-				return errors.New("api update: nothing to change (use --name, --add-scopes, --default-ttl or --max-ttl)")
+			if req.Name == nil && len(req.AddScopes) == 0 && len(req.ScopeDescriptions) == 0 && req.DefaultTTL == nil && req.MaxTTL == nil {
+				return errors.New("api update: nothing to change (use --name, --add-scopes, --scope-description, --default-ttl or --max-ttl)")
 			}
 			return nil
 		},
@@ -768,6 +778,11 @@ func printAPI(w io.Writer, a *client.API) error {
 	fmt.Fprintf(tw, "Name:\t%s\n", orDash(a.Name))
 	fmt.Fprintf(tw, "Identifier:\t%s\n", orDash(a.Identifier))
 	fmt.Fprintf(tw, "Scopes:\t%s\n", fmtList(a.Scopes))
+	for _, sc := range a.Scopes {
+		if d := a.ScopeDescriptions[sc]; d != "" {
+			fmt.Fprintf(tw, "  %s:\t%s\n", sc, d)
+		}
+	}
 	fmt.Fprintf(tw, "Key prefix:\t%s\n", orDash(a.KeyPrefix))
 	fmt.Fprintf(tw, "Default TTL:\t%s\n", fmtTTL(a.DefaultTTL))
 	fmt.Fprintf(tw, "Max TTL:\t%s\n", fmtTTL(a.MaxTTL))
@@ -880,6 +895,29 @@ func flagWasSet(fs *flag.FlagSet, name string) bool {
 		}
 	})
 	return set
+}
+
+// describeFlag collects repeated --scope-description SCOPE=TEXT flags.
+// TEXT may hold commas and '='; an empty TEXT removes a description (on
+// update).
+type describeFlag struct{ m map[string]string }
+
+func (d *describeFlag) String() string { return "" }
+
+func (d *describeFlag) Set(s string) error {
+	scope, text, ok := strings.Cut(s, "=")
+	if !ok || strings.TrimSpace(scope) == "" {
+		return errors.New(`want SCOPE=TEXT, such as repos:read="Read your repositories"`)
+	}
+	if d.m == nil {
+		d.m = map[string]string{}
+	}
+	scope = strings.TrimSpace(scope)
+	if _, dup := d.m[scope]; dup {
+		return fmt.Errorf("scope %s is described twice", scope)
+	}
+	d.m[scope] = strings.TrimSpace(text)
+	return nil
 }
 
 // listFlag is a comma-separated list. An empty value is an empty list.

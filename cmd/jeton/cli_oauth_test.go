@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,10 @@ func TestCLIClientCommands(t *testing.T) {
 		"--apis", "https://api.acme.test", "--scopes", "openid,repos:read", "--token-format", "jwt", "--signing-alg", "EdDSA")
 	if web.Secret == "" || web.TokenFormat != "jwt" || web.SigningAlg != "EdDSA" || len(web.RedirectURIs) != 2 || web.APIs[0] != j.s.API.ID {
 		t.Errorf("client create --json: %+v", web)
+	}
+	out = j.ok("api", "update", "acme", "--scope-description", "repos:read=Read your repositories")
+	if !regexp.MustCompile(`(?m)^\s+repos:read:\s+Read your repositories$`).MatchString(out) {
+		t.Errorf("api update --scope-description:\n%s", out)
 	}
 	out = j.ok("client", "update", web.ID, "--post-logout-redirect-uris", "https://app.example.com/bye")
 	if !strings.Contains(out, "Post-logout redirect URIs:") || !strings.Contains(out, "https://app.example.com/bye") {

@@ -104,16 +104,18 @@ func (n Nullable[T]) MarshalJSON() ([]byte, error) {
 
 // API is a resource server that tokens are issued for.
 type API struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Identifier string    `json:"identifier"`
-	Scopes     []string  `json:"scopes"`
-	KeyPrefix  string    `json:"key_prefix"`
-	DefaultTTL int64     `json:"default_ttl"` // seconds; 0 means none
-	MaxTTL     int64     `json:"max_ttl"`     // seconds; 0 means none
-	Builtin    bool      `json:"builtin"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Identifier string   `json:"identifier"`
+	Scopes     []string `json:"scopes"`
+	// ScopeDescriptions says in words what scopes allow (consent pages).
+	ScopeDescriptions map[string]string `json:"scope_descriptions"`
+	KeyPrefix         string            `json:"key_prefix"`
+	DefaultTTL        int64             `json:"default_ttl"` // seconds; 0 means none
+	MaxTTL            int64             `json:"max_ttl"`     // seconds; 0 means none
+	Builtin           bool              `json:"builtin"`
+	CreatedAt         time.Time         `json:"created_at"`
+	UpdatedAt         time.Time         `json:"updated_at"`
 
 	// Raw is the JSON object the server sent.
 	Raw json.RawMessage `json:"-"`
@@ -132,18 +134,23 @@ type CreateAPIRequest struct {
 	Name       string   `json:"name"`
 	Identifier string   `json:"identifier"`
 	Scopes     []string `json:"scopes"`
-	KeyPrefix  string   `json:"key_prefix,omitempty"`
-	DefaultTTL int64    `json:"default_ttl,omitempty"` // seconds
-	MaxTTL     int64    `json:"max_ttl,omitempty"`     // seconds
+	// ScopeDescriptions: see API; each key must be one of Scopes.
+	ScopeDescriptions map[string]string `json:"scope_descriptions,omitempty"`
+	KeyPrefix         string            `json:"key_prefix,omitempty"`
+	DefaultTTL        int64             `json:"default_ttl,omitempty"` // seconds
+	MaxTTL            int64             `json:"max_ttl,omitempty"`     // seconds
 }
 
 // UpdateAPIRequest is the body of PATCH /v1/apis/{id}. Nil fields are left
 // unchanged.
 type UpdateAPIRequest struct {
-	Name       *string  `json:"name,omitempty"`
-	AddScopes  []string `json:"add_scopes,omitempty"`
-	DefaultTTL *int64   `json:"default_ttl,omitempty"` // seconds
-	MaxTTL     *int64   `json:"max_ttl,omitempty"`     // seconds
+	Name      *string  `json:"name,omitempty"`
+	AddScopes []string `json:"add_scopes,omitempty"`
+	// ScopeDescriptions sets the descriptions of the scopes it names; an
+	// empty description removes one. The others stay.
+	ScopeDescriptions map[string]string `json:"scope_descriptions,omitempty"`
+	DefaultTTL        *int64            `json:"default_ttl,omitempty"` // seconds
+	MaxTTL            *int64            `json:"max_ttl,omitempty"`     // seconds
 }
 
 // RateLimit allows Limit uses per Window seconds.

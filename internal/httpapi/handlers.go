@@ -34,15 +34,17 @@ func (a *API) createAPI(w http.ResponseWriter, r *http.Request, c *caller) error
 		Name       string   `json:"name"`
 		Identifier string   `json:"identifier"`
 		Scopes     []string `json:"scopes"`
-		KeyPrefix  string   `json:"key_prefix"`
-		DefaultTTL int64    `json:"default_ttl"`
-		MaxTTL     int64    `json:"max_ttl"`
+		// ScopeDescriptions: scope → what it allows, in words.
+		ScopeDescriptions map[string]string `json:"scope_descriptions"`
+		KeyPrefix         string            `json:"key_prefix"`
+		DefaultTTL        int64             `json:"default_ttl"`
+		MaxTTL            int64             `json:"max_ttl"`
 	}
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return err
 	}
 	api, err := a.tokens.CreateAPI(r.Context(), tokens.APIParams{Name: req.Name, Identifier: req.Identifier, Scopes: req.Scopes,
-		KeyPrefix: req.KeyPrefix, DefaultTTL: seconds(req.DefaultTTL), MaxTTL: seconds(req.MaxTTL)}, c.actor())
+		ScopeDescriptions: req.ScopeDescriptions, KeyPrefix: req.KeyPrefix, DefaultTTL: seconds(req.DefaultTTL), MaxTTL: seconds(req.MaxTTL)}, c.actor())
 	if err != nil {
 		return err
 	}
@@ -71,10 +73,12 @@ func (a *API) getAPI(w http.ResponseWriter, r *http.Request, c *caller) error {
 
 func (a *API) updateAPI(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
-		Name       *string  `json:"name"`
-		AddScopes  []string `json:"add_scopes"`
-		DefaultTTL *int64   `json:"default_ttl"`
-		MaxTTL     *int64   `json:"max_ttl"`
+		Name      *string  `json:"name"`
+		AddScopes []string `json:"add_scopes"`
+		// ScopeDescriptions sets the descriptions it names; "" removes one.
+		ScopeDescriptions map[string]string `json:"scope_descriptions"`
+		DefaultTTL        *int64            `json:"default_ttl"`
+		MaxTTL            *int64            `json:"max_ttl"`
 	}
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return err
@@ -83,7 +87,7 @@ func (a *API) updateAPI(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err != nil {
 		return err
 	}
-	u := tokens.APIUpdate{Name: req.Name, AddScopes: req.AddScopes}
+	u := tokens.APIUpdate{Name: req.Name, AddScopes: req.AddScopes, ScopeDescriptions: req.ScopeDescriptions}
 	if req.DefaultTTL != nil {
 		d := seconds(*req.DefaultTTL)
 		u.DefaultTTL = &d

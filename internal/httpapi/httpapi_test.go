@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/store/sqlstore"
 	"github.com/jetonhq/jeton/internal/tokens"
@@ -148,6 +150,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad refill interval", "POST", "/v1/tokens", "admin", `{"api":"acme","quota":{"remaining":1,"refill":{"amount":1,"interval":"hourly"}}}`, 400, "invalid_limit"},
 		{"metadata not object", "POST", "/v1/tokens", "admin", `{"api":"acme","metadata":"x"}`, 400, "invalid_metadata"},
 		{"bad cidr", "POST", "/v1/tokens", "admin", `{"api":"acme","allowed_cidrs":["nope"]}`, 400, "invalid_cidr"},
+		{"description of an undefined scope", "POST", "/v1/apis", "admin", `{"name":"b","identifier":"b","scopes":["x"],"scope_descriptions":{"y":"Why"}}`, 400, "invalid_scope"},
+		{"empty scope description", "POST", "/v1/apis", "admin", `{"name":"b","identifier":"b","scopes":["x"],"scope_descriptions":{"x":" "}}`, 400, "invalid_request"},
+		{"scope description with a control character", "PATCH", "/v1/apis/acme", "admin", `{"scope_descriptions":{"repos:read":"a\u0007b"}}`, 400, "invalid_request"},
+		{"scope description too long", "PATCH", "/v1/apis/acme", "admin", `{"scope_descriptions":{"repos:read":"` + strings.Repeat("d", 201) + `"}}`, 400, "invalid_request"},
+		{"scope descriptions not an object", "PATCH", "/v1/apis/acme", "admin", `{"scope_descriptions":["x"]}`, 400, "invalid_request"},
+		{"describe a scope of the builtin api", "PATCH", "/v1/apis/jeton", "admin", `{"scope_descriptions":{"admin":"Everything"}}`, 409, "conflict"},
 		{"duplicate api name", "POST", "/v1/apis", "admin", `{"name":"acme","identifier":"other"}`, 409, "conflict"},
 		{"delete api in use", "DELETE", "/v1/apis/acme", "admin", ``, 409, "api_in_use"},
 		{"delete builtin", "DELETE", "/v1/apis/jeton?force=true", "admin", ``, 409, "conflict"},
@@ -472,4 +480,34 @@ func FuzzBearer(f *testing.F) {
 			t.Fatalf("bearer(%q) = %q", h, tok)
 		}
 	})
+}
+
+func TestAPIScopeDescriptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	var a apiJSON
+	e.mustDo(t, "POST", "/v1/apis", e.admin, `{"name":"shop","identifier":"https://shop.test","scopes":["orders:read","orders:write"],
+		"scope_descriptions":{"orders:read":"See your orders"}}`, 201, &a)
+	if diff := cmp.Diff(a.ScopeDescriptions, map[string]string{"orders:read": "See your orders"}); diff != "" {
+		t.Errorf("created (-got +want):\n%s", diff)
+	}
+	// An update sets the descriptions it names, for new scopes too, and
+	// removes those it empties; the others stay.
+	e.mustDo(t, "PATCH", "/v1/apis/shop", e.admin, `{"add_scopes":["refunds"],"scope_descriptions":{"refunds":"Refund your orders","orders:write":"Place orders for you"}}`, 200, &a)
+	var upd apiJSON // a fresh one: decoding into a map merges
+	e.mustDo(t, "PATCH", "/v1/apis/shop", e.admin, `{"scope_descriptions":{"orders:read":""}}`, 200, &upd)
+	want := map[string]string{"orders:write": "Place orders for you", "refunds": "Refund your orders"}
+	if diff := cmp.Diff(upd.ScopeDescriptions, want); diff != "" {
+		t.Errorf("after updates (-got +want):\n%s", diff)
+	}
+	var got apiJSON
+	e.mustDo(t, "GET", "/v1/apis/shop", e.admin, ``, 200, &got)
+	if diff := cmp.Diff(got.ScopeDescriptions, want); diff != "" {
+		t.Errorf("GET (-got +want):\n%s", diff)
+	}
+	// None is {}, never null.
+	_, b := e.do(t, "GET", "/v1/apis/acme", e.admin, ``)
+	if !strings.Contains(string(b), `"scope_descriptions":{}`) {
+		t.Errorf("an API without descriptions: %s", b)
+	}
 }

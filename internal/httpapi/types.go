@@ -10,16 +10,18 @@ import (
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 type apiJSON struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	Identifier string    `json:"identifier"`
-	Scopes     []string  `json:"scopes"`
-	KeyPrefix  string    `json:"key_prefix"`
-	DefaultTTL int64     `json:"default_ttl"`
-	MaxTTL     int64     `json:"max_ttl"`
-	Builtin    bool      `json:"builtin"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Identifier string   `json:"identifier"`
+	Scopes     []string `json:"scopes"`
+	// ScopeDescriptions is {} when the API describes none.
+	ScopeDescriptions map[string]string `json:"scope_descriptions"`
+	KeyPrefix         string            `json:"key_prefix"`
+	DefaultTTL        int64             `json:"default_ttl"`
+	MaxTTL            int64             `json:"max_ttl"`
+	Builtin           bool              `json:"builtin"`
+	CreatedAt         time.Time         `json:"created_at"`
+	UpdatedAt         time.Time         `json:"updated_at"`
 }
 
 func toAPIJSON(a *store.API) apiJSON {
@@ -27,7 +29,11 @@ func toAPIJSON(a *store.API) apiJSON {
 	if scopes == nil {
 		scopes = []string{}
 	}
-	return apiJSON{ID: a.ID, Name: a.Name, Identifier: a.Identifier, Scopes: scopes, KeyPrefix: a.KeyPrefix,
+	descs := a.ScopeDescriptions
+	if descs == nil {
+		descs = map[string]string{}
+	}
+	return apiJSON{ID: a.ID, Name: a.Name, Identifier: a.Identifier, Scopes: scopes, ScopeDescriptions: descs, KeyPrefix: a.KeyPrefix,
 		DefaultTTL: int64(a.DefaultTTL / time.Second), MaxTTL: int64(a.MaxTTL / time.Second), Builtin: a.Builtin,
 		CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt}
 }

@@ -362,7 +362,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, u *store.Us
 		hidden = append(hidden, web.Field{Name: k, Value: ar.params.get(k)})
 	}
 	s.pages.Consent(w, http.StatusOK, web.ConsentPage{
-		ClientName: ar.client.Name, APIName: ar.api.Name, Scopes: ar.scopes, ScopeDescriptions: oidcScopeDescriptions, Username: u.Username,
+		ClientName: ar.client.Name, APIName: ar.api.Name, Scopes: ar.scopes, ScopeDescriptions: scopeDescriptions(ar.api), Username: u.Username,
 		Action: "/oauth2/authorize", Hidden: hidden, CSRF: s.pages.CSRFToken(w, r),
 	})
 }

@@ -283,7 +283,7 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 	}
 	decision := f.get("decision")
 	if decision == "" {
-		s.pages.DeviceConfirm(w, http.StatusOK, web.DeviceConfirmPage{ClientName: e.client.Name, APIName: api.Name, Scopes: d.Scopes, ScopeDescriptions: oidcScopeDescriptions,
+		s.pages.DeviceConfirm(w, http.StatusOK, web.DeviceConfirmPage{ClientName: e.client.Name, APIName: api.Name, Scopes: d.Scopes, ScopeDescriptions: scopeDescriptions(api),
 			UserCode: formatUserCode(code), Username: user.Username, Action: "/device",
 			Hidden: []web.Field{{Name: "user_code", Value: formatUserCode(code)}}, CSRF: s.pages.CSRFToken(w, r)})
 		return

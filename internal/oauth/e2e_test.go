@@ -21,6 +21,7 @@ import (
 
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokens"
 )
 
 // discovery fetches the OpenID configuration and the JWKS it names, as a
@@ -448,4 +449,35 @@ func TestDevicePollingOnTimeIsNotTooFast(t *testing.T) {
 	e.clock.Advance(900 * time.Millisecond)
 	mustf(t, e.pollDevice(c, da.DeviceCode) == "authorization_pending", "a poll 0.9 intervals after the last was answered slow_down")
 	mustf(t, e.pollDevice(c, da.DeviceCode) == "slow_down", "an immediate poll was not answered slow_down")
+}
+
+// TestPagesDescribeScopes checks that the consent and device pages say in
+// words what each scope allows: the API's descriptions for its scopes,
+// Jeton's for OpenID Connect's, and nothing for a scope left undescribed.
+func TestPagesDescribeScopes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	if _, err := e.tokens.UpdateAPI(context.Background(), e.api.ID, tokens.APIUpdate{ScopeDescriptions: map[string]string{"repos:read": "Read your <repositories>"}},
+		tokens.Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	c, secret := e.client(nil)
+	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
+		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token"},
+		Scopes:   []string{"openid", "repos:read", "repos:write"}}
+	b := e.browser()
+	p := b.login(b.do("GET", conf.AuthCodeURL("s"), nil), "alice", e.password)
+	for _, want := range []string{"<li><code>repos:read</code><span>Read your &lt;repositories&gt;</span></li>",
+		"<li><code>openid</code><span>Sign you in with your account</span></li>", "<li><code>repos:write</code></li>"} {
+		mustf(t, strings.Contains(p.body, want), "consent page lacks %q:\n%s", want, p.body)
+	}
+
+	_, dconf := e.deviceClient(nil)
+	da, err := dconf.DeviceAuth(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = b.do("GET", da.VerificationURIComplete, nil)
+	p = b.do("POST", "/device", p.formValues())
+	mustf(t, strings.Contains(p.body, "<li><code>repos:read</code><span>Read your &lt;repositories&gt;</span></li>"), "device page lacks the description:\n%s", p.body)
 }

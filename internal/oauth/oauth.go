@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -62,6 +63,18 @@ var oidcScopeDescriptions = map[string]string{
 	ScopeProfile:       "See your username",
 	ScopeEmail:         "See your email address",
 	ScopeOfflineAccess: "Keep its access while you are away",
+}
+
+// scopeDescriptions returns what the consent and device pages say about
+// the scopes of a request for api: the API's own words for its scopes, and
+// ours for OpenID Connect's.
+func scopeDescriptions(api *store.API) map[string]string {
+	if len(api.ScopeDescriptions) == 0 {
+		return oidcScopeDescriptions
+	}
+	out := maps.Clone(api.ScopeDescriptions)
+	maps.Copy(out, oidcScopeDescriptions)
+	return out
 }
 
 func isOIDCScope(s string) bool {

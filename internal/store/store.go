@@ -34,12 +34,15 @@ type API struct {
 	Name       string
 	Identifier string   // the OAuth audience, e.g. https://api.example.com
 	Scopes     []string // the scopes this API defines
-	KeyPrefix  string   // prefix of its API keys
-	DefaultTTL time.Duration
-	MaxTTL     time.Duration // 0: no maximum
-	Builtin    bool
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// ScopeDescriptions says in words what some of Scopes allow, for the
+	// consent and device pages ("Read your repositories"); nil if none.
+	ScopeDescriptions map[string]string
+	KeyPrefix         string // prefix of its API keys
+	DefaultTTL        time.Duration
+	MaxTTL            time.Duration // 0: no maximum
+	Builtin           bool
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 // RateLimit allows Limit requests per Window.

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -138,9 +140,12 @@ type APIParams struct {
 	Name       string
 	Identifier string
 	Scopes     []string
-	KeyPrefix  string
-	DefaultTTL time.Duration
-	MaxTTL     time.Duration
+	// ScopeDescriptions says in words what scopes allow, for the consent
+	// and device pages; each key must be one of Scopes.
+	ScopeDescriptions map[string]string
+	KeyPrefix         string
+	DefaultTTL        time.Duration
+	MaxTTL            time.Duration
 }
 
 // ValidateName checks a display name field (at most MaxNameLen printable
@@ -159,6 +164,36 @@ func validName(field, v string, required bool) error {
 		return invalid("invalid_request", "%s must be at most %d printable characters", field, MaxNameLen)
 	}
 	return nil
+}
+
+// validScopeDescriptions checks descriptions of the scopes scopes: each of
+// a defined scope, at most MaxNameLen printable characters. An empty
+// description is allowed only when allowEmpty (an update removing one).
+func validScopeDescriptions(scopes []string, descs map[string]string, allowEmpty bool) error {
+	if len(descs) > MaxScopes {
+		return invalid("invalid_scope", "at most %d scope descriptions", MaxScopes)
+	}
+	for sc, d := range descs {
+		if !contains(scopes, sc) {
+			return invalid("invalid_scope", "scope_descriptions names %q, which the API does not define", truncateRunes(sc, 40))
+		}
+		if err := validName("the description of scope "+sc, d, !allowEmpty); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// truncateRunes shortens s to at most n bytes for an error message,
+// without splitting a character.
+func truncateRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func validScopes(scopes []string) error {
@@ -205,6 +240,9 @@ func (s *Service) CreateAPI(ctx context.Context, p APIParams, by Actor) (store.A
 	if err := validScopes(p.Scopes); err != nil {
 		return store.API{}, err
 	}
+	if err := validScopeDescriptions(p.Scopes, p.ScopeDescriptions, false); err != nil {
+		return store.API{}, err
+	}
 	if p.KeyPrefix == "" {
 		p.KeyPrefix = tokenfmt.PrefixPersonal
 	}
@@ -219,7 +257,11 @@ func (s *Service) CreateAPI(ctx context.Context, p APIParams, by Actor) (store.A
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 	a := store.API{ID: ids.New(ids.API, now), Name: p.Name, Identifier: p.Identifier, Scopes: append([]string{}, p.Scopes...),
-		KeyPrefix: p.KeyPrefix, DefaultTTL: p.DefaultTTL, MaxTTL: p.MaxTTL, CreatedAt: now, UpdatedAt: now}
+		ScopeDescriptions: maps.Clone(p.ScopeDescriptions), KeyPrefix: p.KeyPrefix, DefaultTTL: p.DefaultTTL, MaxTTL: p.MaxTTL,
+		CreatedAt: now, UpdatedAt: now}
+	if len(a.ScopeDescriptions) == 0 {
+		a.ScopeDescriptions = nil
+	}
 	ev := s.event(by, "api.create", a.ID, map[string]any{"name": a.Name, "identifier": a.Identifier, "scopes": a.Scopes})
 	if err := s.store.CreateAPI(ctx, a, ev); err != nil {
 		return store.API{}, err
@@ -256,10 +298,14 @@ func (s *Service) EnsureBuiltinAPI(ctx context.Context) (store.API, bool, error)
 
 // APIUpdate holds the optional changes to an API.
 type APIUpdate struct {
-	Name       *string
-	AddScopes  []string
-	DefaultTTL *time.Duration
-	MaxTTL     *time.Duration
+	Name      *string
+	AddScopes []string
+	// ScopeDescriptions sets the descriptions of the scopes it names
+	// (among the API's scopes, AddScopes included); an empty one removes
+	// that scope's description. Scopes it does not name keep theirs.
+	ScopeDescriptions map[string]string
+	DefaultTTL        *time.Duration
+	MaxTTL            *time.Duration
 }
 
 // UpdateAPI applies u to the API with the given id.
@@ -272,10 +318,14 @@ func (s *Service) UpdateAPI(ctx context.Context, id string, u APIUpdate, by Acto
 	if err := validScopes(u.AddScopes); err != nil {
 		return store.API{}, err
 	}
-	ev := s.event(by, "api.update", id, map[string]any{"name": u.Name, "add_scopes": u.AddScopes, "default_ttl": u.DefaultTTL, "max_ttl": u.MaxTTL})
+	details := map[string]any{"name": u.Name, "add_scopes": u.AddScopes, "default_ttl": u.DefaultTTL, "max_ttl": u.MaxTTL}
+	if len(u.ScopeDescriptions) > 0 {
+		details["scope_descriptions"] = slices.Sorted(maps.Keys(u.ScopeDescriptions))
+	}
+	ev := s.event(by, "api.update", id, details)
 	a, err := s.store.UpdateAPI(ctx, id, func(a *store.API) error {
-		if a.Builtin && (u.Name != nil || len(u.AddScopes) > 0) {
-			return fmt.Errorf("tokens: rename or add scopes to %s: %w", a.Name, store.ErrBuiltin)
+		if a.Builtin && (u.Name != nil || len(u.AddScopes) > 0 || len(u.ScopeDescriptions) > 0) {
+			return fmt.Errorf("tokens: rename, add scopes to or describe scopes of %s: %w", a.Name, store.ErrBuiltin)
 		}
 		if u.Name != nil {
 			if *u.Name == BuiltinAPIName {
@@ -290,6 +340,22 @@ func (s *Service) UpdateAPI(ctx context.Context, id string, u APIUpdate, by Acto
 		}
 		if len(a.Scopes) > MaxScopes {
 			return invalid("invalid_scope", "at most %d scopes", MaxScopes)
+		}
+		if err := validScopeDescriptions(a.Scopes, u.ScopeDescriptions, true); err != nil {
+			return err
+		}
+		for sc, d := range u.ScopeDescriptions {
+			if a.ScopeDescriptions == nil {
+				a.ScopeDescriptions = map[string]string{}
+			}
+			if d == "" {
+				delete(a.ScopeDescriptions, sc)
+			} else {
+				a.ScopeDescriptions[sc] = d
+			}
+		}
+		if len(a.ScopeDescriptions) == 0 {
+			a.ScopeDescriptions = nil
 		}
 		if u.DefaultTTL != nil {
 			a.DefaultTTL = *u.DefaultTTL

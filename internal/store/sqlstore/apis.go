@@ -12,20 +12,26 @@ import (
 	"github.com/jetonhq/jeton/internal/tokenfmt"
 )
 
-const apiColumns = "id, name, identifier, scopes, key_prefix, default_ttl_ms, max_ttl_ms, builtin, created_at, updated_at"
+const apiColumns = "id, name, identifier, scopes, key_prefix, default_ttl_ms, max_ttl_ms, builtin, created_at, updated_at, scope_descriptions"
 
 type rowScanner interface{ Scan(dest ...any) error }
 
 func scanAPI(row rowScanner) (store.API, error) {
 	var a store.API
-	var scopes string
+	var scopes, descs string
 	var defTTL, maxTTL, created, updated int64
 	var builtin int
-	if err := row.Scan(&a.ID, &a.Name, &a.Identifier, &scopes, &a.KeyPrefix, &defTTL, &maxTTL, &builtin, &created, &updated); err != nil {
+	if err := row.Scan(&a.ID, &a.Name, &a.Identifier, &scopes, &a.KeyPrefix, &defTTL, &maxTTL, &builtin, &created, &updated, &descs); err != nil {
 		return a, err
 	}
 	if err := json.Unmarshal([]byte(scopes), &a.Scopes); err != nil {
 		return a, fmt.Errorf("decode scopes of api %s: %w", a.ID, err)
+	}
+	if err := json.Unmarshal([]byte(descs), &a.ScopeDescriptions); err != nil {
+		return a, fmt.Errorf("decode scope descriptions of api %s: %w", a.ID, err)
+	}
+	if len(a.ScopeDescriptions) == 0 {
+		a.ScopeDescriptions = nil
 	}
 	a.DefaultTTL = time.Duration(defTTL) * time.Millisecond
 	a.MaxTTL = time.Duration(maxTTL) * time.Millisecond
@@ -42,6 +48,15 @@ func jsonList(v []string) string {
 	return string(b)
 }
 
+// jsonMap encodes a string map as a JSON object, {} for nil.
+func jsonMap(m map[string]string) string {
+	if m == nil {
+		return "{}"
+	}
+	b, _ := json.Marshal(m) // a map[string]string always marshals
+	return string(b)
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
@@ -52,9 +67,9 @@ func boolInt(b bool) int {
 // CreateAPI implements store.Store.
 func (db *DB) CreateAPI(ctx context.Context, a store.API, ev store.AuditEvent) error {
 	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "INSERT INTO apis ("+apiColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+		_, err := tx.ExecContext(ctx, "INSERT INTO apis ("+apiColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 			a.ID, a.Name, a.Identifier, jsonList(a.Scopes), a.KeyPrefix, a.DefaultTTL.Milliseconds(), a.MaxTTL.Milliseconds(),
-			boolInt(a.Builtin), ms(a.CreatedAt), ms(a.UpdatedAt))
+			boolInt(a.Builtin), ms(a.CreatedAt), ms(a.UpdatedAt), jsonMap(a.ScopeDescriptions))
 		if err != nil {
 			return db.wrapUnique(err, "create api")
 		}
@@ -104,8 +119,9 @@ func (db *DB) UpdateAPI(ctx context.Context, id string, update func(*store.API) 
 		}
 		a.ID = id
 		_, err = tx.ExecContext(ctx, `UPDATE apis SET name = $2, identifier = $3, scopes = $4, key_prefix = $5,
-			default_ttl_ms = $6, max_ttl_ms = $7, updated_at = $8 WHERE id = $1`,
-			a.ID, a.Name, a.Identifier, jsonList(a.Scopes), a.KeyPrefix, a.DefaultTTL.Milliseconds(), a.MaxTTL.Milliseconds(), ms(a.UpdatedAt))
+			default_ttl_ms = $6, max_ttl_ms = $7, updated_at = $8, scope_descriptions = $9 WHERE id = $1`,
+			a.ID, a.Name, a.Identifier, jsonList(a.Scopes), a.KeyPrefix, a.DefaultTTL.Milliseconds(), a.MaxTTL.Milliseconds(), ms(a.UpdatedAt),
+			jsonMap(a.ScopeDescriptions))
 		if err != nil {
 			return db.wrapUnique(err, "update api")
 		}

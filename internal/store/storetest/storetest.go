@@ -132,6 +132,7 @@ func audit(t *testing.T, s store.Store) []store.AuditEvent {
 func testAPICRUD(t *testing.T, s store.Store) {
 	a := newAPI("acme")
 	a.DefaultTTL, a.MaxTTL = time.Hour, 24*time.Hour
+	a.ScopeDescriptions = map[string]string{"repos:read": "Read your repositories, \"private\" ones too"}
 	if err := s.CreateAPI(ctx, a, ev("api.create", a.ID)); err != nil {
 		t.Fatalf("CreateAPI: %v", err)
 	}
@@ -145,6 +146,7 @@ func testAPICRUD(t *testing.T, s store.Store) {
 	later := base.Add(time.Minute)
 	upd, err := s.UpdateAPI(ctx, a.ID, func(x *store.API) error {
 		x.Scopes = append(x.Scopes, "admin")
+		x.ScopeDescriptions = map[string]string{"admin": "Do anything"}
 		x.UpdatedAt = later
 		return nil
 	}, ev("api.update", a.ID))
@@ -153,6 +155,7 @@ func testAPICRUD(t *testing.T, s store.Store) {
 	}
 	want := a
 	want.Scopes = []string{"repos:read", "repos:write", "admin"}
+	want.ScopeDescriptions = map[string]string{"admin": "Do anything"}
 	want.UpdatedAt = later
 	if diff := cmp.Diff(upd, want); diff != "" {
 		t.Errorf("UpdateAPI result (-got +want):\n%s", diff)
