@@ -558,11 +558,29 @@ func (s *Server) client(ctx context.Context, id string) (*cachedClient, error) {
 	}
 	cc.mu.Lock()
 	if len(cc.m) >= maxCachedClients {
-		clear(cc.m)
+		cc.evict(now)
 	}
 	cc.m[id] = e
 	cc.mu.Unlock()
 	return e, nil
+}
+
+// evict makes room in a full cache: it drops the entries past their TTL
+// and, if that frees less than a tenth of the cache, arbitrary others (Go's
+// map order) until it does. Emptying the whole cache instead would send
+// every client's next request to the store at once. cc.mu must be held.
+func (cc *clientCache) evict(now time.Time) {
+	for id, e := range cc.m {
+		if now.Sub(e.loaded) >= cc.ttl {
+			delete(cc.m, id)
+		}
+	}
+	for id := range cc.m {
+		if len(cc.m) < maxCachedClients*9/10 {
+			break
+		}
+		delete(cc.m, id)
+	}
 }
 
 // checkSecret reports whether secret is one of the client's live secrets,
