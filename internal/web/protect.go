@@ -134,5 +134,12 @@ func (p *Pages) redirectAsGet(w http.ResponseWriter, r *http.Request) {
 		bad(http.StatusBadRequest, "The application's request could not be read.")
 		return
 	}
-	http.Redirect(w, r, r.URL.Path+"?"+form.Encode(), http.StatusSeeOther)
+	// The same path, as a path only: never "//host", which a browser
+	// would take for another site. (EscapedPath escapes a backslash.)
+	path := r.URL.EscapedPath()
+	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
+		bad(http.StatusBadRequest, "The address is not valid.")
+		return
+	}
+	http.Redirect(w, r, path+"?"+form.Encode(), http.StatusSeeOther)
 }

@@ -130,6 +130,34 @@ func TestProtectEntry(t *testing.T) {
 		{"same-origin post reaches the handler", "POST", map[string]string{"Sec-Fetch-Site": "same-origin"}, "application/x-www-form-urlencoded", "a=b", 200, ""},
 		{"cross-site get reaches the handler", "GET", cross, "", "", 200, ""},
 	}
+	t.Run("never to another host", func(t *testing.T) {
+		h := p.ProtectEntry(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		for _, path := range []string{"//evil.example/x", "///evil.example/x"} {
+			r := httptest.NewRequest("POST", "https://auth.example.com/", strings.NewReader("a=b"))
+			r.URL.Path = path
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			for k, v := range cross {
+				r.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if rec.Code != http.StatusBadRequest || rec.Header().Get("Location") != "" {
+				t.Errorf("path %q: status %d, Location %q", path, rec.Code, rec.Header().Get("Location"))
+			}
+		}
+		// A backslash, which browsers read as a slash, goes escaped.
+		r := httptest.NewRequest("POST", "https://auth.example.com/", strings.NewReader("a=b"))
+		r.URL.Path = "/\\evil.example/x"
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range cross {
+			r.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if loc := rec.Header().Get("Location"); !strings.HasPrefix(loc, "/%5C") {
+			t.Errorf("backslash path: Location %q", loc)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			called := false
