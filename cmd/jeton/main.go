@@ -123,6 +123,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	keyFile := fs.String("master-key-file", os.Getenv("JETON_MASTER_KEY_FILE"), "file holding the base64 master key that seals signing keys (env JETON_MASTER_KEY_FILE; or set JETON_MASTER_KEY itself)")
 	prePublish := fs.Duration("key-prepublish", 10*time.Minute, "how long a new signing key is in the JWKS before it signs")
 	retryWindow := fs.Duration("refresh-retry-window", 0, "how long a concurrent retry of the same refresh gets the same answer instead of tripping reuse detection (at most 5s)")
+	sessionTTL := fs.Duration("session-ttl", 12*time.Hour, "how long a sign-in on Jeton's pages lasts (1m to 720h)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	return server.Run(ctx, server.Config{Addr: *addr, DB: *db, TrustedProxies: trusted, ClientIPHeader: *header,
 		Retention: *retention, AccessTokenRetention: *accessRetention, Logger: log, Notice: stderr, Issuer: *issuer, MasterKey: os.Getenv("JETON_MASTER_KEY"),
-		MasterKeyFile: *keyFile, KeyPrePublish: *prePublish, RefreshRetryWindow: *retryWindow})
+		MasterKeyFile: *keyFile, KeyPrePublish: *prePublish, RefreshRetryWindow: *retryWindow, SessionTTL: *sessionTTL})
 }
 
 func openService(ctx context.Context, dsn string) (*sqlstore.DB, *tokens.Service, error) {

@@ -57,8 +57,24 @@ type Config struct {
 	// signs (default 10m); RefreshRetryWindow see oauth.Config.
 	KeyPrePublish      time.Duration
 	RefreshRetryWindow time.Duration
+	// SessionTTL is how long a sign-in on Jeton's pages lasts (default
+	// 12h, between web.MinSessionTTL and web.MaxSessionTTL).
+	SessionTTL time.Duration
 	// Now, if set, replaces the clock (tests).
 	Now func() time.Time
+}
+
+// validate checks the settings that would otherwise fail only after the
+// first start had created a store and a master key file: a bad setting
+// changes nothing.
+func (c Config) validate() error {
+	if c.SessionTTL != 0 && (c.SessionTTL < web.MinSessionTTL || c.SessionTTL > web.MaxSessionTTL) {
+		return fmt.Errorf("server: session lifetime %v is not between %v and %v", c.SessionTTL, web.MinSessionTTL, web.MaxSessionTTL)
+	}
+	if c.RefreshRetryWindow < 0 || c.RefreshRetryWindow > oauth.MaxRetryWindow {
+		return fmt.Errorf("server: refresh retry window %v is not between 0 and %v", c.RefreshRetryWindow, oauth.MaxRetryWindow)
+	}
+	return nil
 }
 
 func (c Config) withDefaults() Config {
@@ -84,6 +100,9 @@ func (c Config) withDefaults() Config {
 // waits for in-flight requests, flushes usage counters and closes the store.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	log := cfg.Logger
 	master, err := masterKey(cfg, log)
 	if err != nil {
@@ -139,7 +158,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if issuer == "" {
 		issuer = "http://" + ln.Addr().String()
 	}
-	pages, err := web.New(web.Config{SessionKey: master.Derive("web session"), Secure: strings.HasPrefix(issuer, "https://"), Now: cfg.Now, Logger: log})
+	pages, err := web.New(web.Config{SessionKey: master.Derive("web session"), Secure: strings.HasPrefix(issuer, "https://"),
+		SessionTTL: cfg.SessionTTL, Now: cfg.Now, Logger: log})
 	if err != nil {
 		return err
 	}

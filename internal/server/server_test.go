@@ -219,3 +219,33 @@ func startServer(t *testing.T, cfg Config) *testServer {
 	t.Cleanup(srv.stop)
 	return srv
 }
+
+// TestBadSettingsChangeNothing starts the server on a fresh directory with
+// settings that are out of bounds: each is refused before a store or a
+// master key file exists.
+func TestBadSettingsChangeNothing(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"session lifetime too short", Config{SessionTTL: 5 * time.Second}, "session lifetime"},
+		{"session lifetime too long", Config{SessionTTL: 365 * 24 * time.Hour}, "session lifetime"},
+		{"negative session lifetime", Config{SessionTTL: -time.Hour}, "session lifetime"},
+		{"refresh retry window too long", Config{RefreshRetryWindow: time.Minute}, "refresh retry window"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := tt.cfg
+			cfg.DB, cfg.Addr, cfg.Logger = filepath.Join(dir, "jeton.db"), "127.0.0.1:0", slog.New(slog.DiscardHandler)
+			err := Run(context.Background(), cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Run: %v, want an error about the %s", err, tt.want)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("the refused start left %d files behind", len(entries))
+			}
+		})
+	}
+}

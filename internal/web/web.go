@@ -74,7 +74,8 @@ type Config struct {
 	// prefix, which stops a sibling subdomain from planting them. Set it
 	// whenever the issuer is https.
 	Secure bool
-	// SessionTTL is how long a sign-in lasts; default 12h.
+	// SessionTTL is how long a sign-in lasts: default 12h, at least
+	// MinSessionTTL and at most MaxSessionTTL.
 	SessionTTL time.Duration
 	// Now returns the current time; default time.Now.
 	Now func() time.Time
@@ -88,8 +89,14 @@ type Config struct {
 	LogoutPath string
 }
 
+// Bounds on Config.SessionTTL.
+const (
+	MinSessionTTL = time.Minute
+	MaxSessionTTL = 30 * 24 * time.Hour
+)
+
 func (c Config) withDefaults() Config {
-	if c.SessionTTL <= 0 {
+	if c.SessionTTL == 0 {
 		c.SessionTTL = 12 * time.Hour
 	}
 	if c.Now == nil {
@@ -127,6 +134,9 @@ func New(cfg Config) (*Pages, error) {
 		return nil, errors.New("web: no session key")
 	}
 	cfg = cfg.withDefaults()
+	if cfg.SessionTTL < MinSessionTTL || cfg.SessionTTL > MaxSessionTTL {
+		return nil, fmt.Errorf("web: session lifetime %v is not between %v and %v", cfg.SessionTTL, MinSessionTTL, MaxSessionTTL)
+	}
 	sealKey, err := hkdf.Key(sha256.New, cfg.SessionKey[:], nil, "jeton web session cookie v1", 32)
 	if err != nil {
 		return nil, fmt.Errorf("web: derive session key: %w", err)

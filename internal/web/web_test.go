@@ -50,6 +50,25 @@ func TestNewRefusesZeroKey(t *testing.T) {
 	}
 }
 
+func TestSessionTTLBounds(t *testing.T) {
+	for _, tt := range []struct {
+		ttl time.Duration
+		ok  bool
+	}{
+		{0, true}, // the default
+		{MinSessionTTL, true},
+		{MaxSessionTTL, true},
+		{MinSessionTTL - time.Second, false},
+		{MaxSessionTTL + time.Second, false},
+		{-time.Hour, false},
+	} {
+		_, err := New(Config{SessionKey: testKey, SessionTTL: tt.ttl})
+		if (err == nil) != tt.ok {
+			t.Errorf("SessionTTL %v: err = %v, want ok %v", tt.ttl, err, tt.ok)
+		}
+	}
+}
+
 // hostile is put in every text field: it must come out escaped.
 const hostile = `<script>alert("x")</script>' onmouseover="alert(1)" &amp; {{.}}`
 
