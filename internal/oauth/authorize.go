@@ -167,20 +167,35 @@ func (s *Server) Authorize() http.Handler {
 	return s.pages.ProtectEntry(http.HandlerFunc(s.authorize))
 }
 
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+// entryForm reads a request to an endpoint that other sites send browsers
+// to (authorization, logout): a GET, or a POST that is such a request sent
+// as a form, or, if it carries a CSRF token or a decision, the endpoint's
+// own form (consent, sign-out question), whose CSRF token must check. It
+// reports whether the request is the endpoint's own form; when ok is
+// false it has answered.
+func (s *Server) entryForm(w http.ResponseWriter, r *http.Request) (f form, submitted, ok bool) {
 	f, err := parseForm(w, r)
 	if err != nil {
 		s.showError(w, err)
-		return
+		return nil, false, false
 	}
-	// A POST carrying a CSRF token or a decision is the consent form; one
-	// without is an authorization request sent as a form, like a GET.
-	submitted := r.Method == http.MethodPost && (f.get("csrf") != "" || f.get("decision") != "")
-	if submitted {
-		if err := s.pages.CheckCSRF(r); err != nil {
-			s.message(w, http.StatusForbidden, "Request refused", "The form could not be verified. Go back and try again.")
-			return
-		}
+	submitted = r.Method == http.MethodPost && (f.get("csrf") != "" || f.get("decision") != "")
+	if submitted && s.pages.CheckCSRF(r) != nil {
+		s.refuseForm(w)
+		return nil, false, false
+	}
+	return f, submitted, true
+}
+
+// refuseForm answers a form whose CSRF token does not check.
+func (s *Server) refuseForm(w http.ResponseWriter) {
+	s.message(w, http.StatusForbidden, "Request refused", "The form could not be verified. Go back and try again.")
+}
+
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	f, submitted, ok := s.entryForm(w, r)
+	if !ok {
+		return
 	}
 	ctx := r.Context()
 	// The request travels on through the login form's return_to and the
@@ -421,7 +436,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.pages.CheckCSRF(r); err != nil {
-		s.message(w, http.StatusForbidden, "Request refused", "The form could not be verified. Go back and try again.")
+		s.refuseForm(w)
 		return
 	}
 	username, password := f.get("username"), f.get("password")
@@ -452,7 +467,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Logout() http.Handler {
 	return s.pages.Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.pages.CheckCSRF(r); err != nil {
-			s.message(w, http.StatusForbidden, "Request refused", "The form could not be verified. Go back and try again.")
+			s.refuseForm(w)
 			return
 		}
 		if user, _, ok := s.sessionUser(r.Context(), r); ok {

@@ -233,7 +233,7 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.pages.CheckCSRF(r); err != nil {
-		s.message(w, http.StatusForbidden, "Request refused", "The form could not be verified. Go back and try again.")
+		s.refuseForm(w)
 		return
 	}
 	entryError := func(status int, msg string) {

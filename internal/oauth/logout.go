@@ -88,19 +88,9 @@ func (s *Server) EndSession() http.Handler {
 }
 
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
-	f, err := parseForm(w, r)
-	if err != nil {
-		s.showError(w, err)
+	f, submitted, ok := s.entryForm(w, r)
+	if !ok {
 		return
-	}
-	// A POST carrying a CSRF token or a decision is the confirmation
-	// form; one without is a logout request sent as a form, like a GET.
-	submitted := r.Method == http.MethodPost && (f.get("csrf") != "" || f.get("decision") != "")
-	if submitted {
-		if err := s.pages.CheckCSRF(r); err != nil {
-			s.message(w, http.StatusForbidden, "Request refused", "The form could not be verified. Go back and try again.")
-			return
-		}
 	}
 	ctx := r.Context()
 	lr, err := s.parseLogoutRequest(ctx, f)

@@ -175,7 +175,7 @@ func validScopeDescriptions(scopes []string, descs map[string]string, allowEmpty
 	}
 	for sc, d := range descs {
 		if !contains(scopes, sc) {
-			return invalid("invalid_scope", "scope_descriptions names %q, which the API does not define", truncateRunes(sc, 40))
+			return invalid("invalid_scope", "scope_descriptions names %q, which the API does not define", TruncateUTF8(sc, 40))
 		}
 		if err := validName("the description of scope "+sc, d, !allowEmpty); err != nil {
 			return err
@@ -184,16 +184,16 @@ func validScopeDescriptions(scopes []string, descs map[string]string, allowEmpty
 	return nil
 }
 
-// truncateRunes shortens s to at most n bytes for an error message,
-// without splitting a character.
-func truncateRunes(s string, n int) string {
+// TruncateUTF8 shortens s to at most n bytes without splitting a
+// character, for untrusted input echoed in a message or a log.
+func TruncateUTF8(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n] + "…"
+	return s[:n]
 }
 
 func validScopes(scopes []string) error {

@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jetonhq/jeton/internal/ids"
 	"github.com/jetonhq/jeton/internal/password"
@@ -405,17 +404,6 @@ func (s *Service) RevokeConsent(ctx context.Context, userID, clientID string, by
 	return nil
 }
 
-// truncate shortens s to at most n bytes, on a character boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
 // Authenticate checks a username and password presented from client
 // address ip (the zero Addr if unknown). It returns the user (without
 // PasswordHash) on success, ErrBadCredentials for a wrong password or an
@@ -428,8 +416,8 @@ func truncate(s string, n int) string {
 // than the Hasher's is replaced on success.
 func (s *Service) Authenticate(ctx context.Context, username, pw string, ip netip.Addr) (store.User, error) {
 	now := s.cfg.Now()
-	typed := truncate(username, MaxUsernameLen)
-	key := strings.ToLower(truncate(username, MaxUsernameLen+1))
+	typed := tokens.TruncateUTF8(username, MaxUsernameLen)
+	key := strings.ToLower(tokens.TruncateUTF8(username, MaxUsernameLen+1))
 	remote := ""
 	if ip.IsValid() {
 		remote = ip.String()
