@@ -9,6 +9,7 @@
 package tokenfmt
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -180,9 +181,32 @@ var LeakPattern = regexp.MustCompile(`\b[A-Za-z][A-Za-z0-9_]{0,18}[A-Za-z0-9]_[0
 // Scan returns every valid token found in text, in order of appearance.
 func Scan(text []byte) []string {
 	var found []string
-	for _, m := range LeakPattern.FindAll(text, -1) {
-		if _, err := Parse(string(m)); err == nil {
-			found = append(found, string(m))
+	for _, m := range ScanIndex(text) {
+		found = append(found, string(text[m[0]:m[1]]))
+	}
+	return found
+}
+
+// ScanIndex returns the start and end offsets in text of every valid
+// token, in order of appearance. A candidate that fails its checksum is
+// tried again from after each '_' of its prefix, so that a token glued to
+// the end of a name ("API_KEY_jtp_…", where the pattern takes the whole
+// run as the prefix) is still found.
+func ScanIndex(text []byte) [][2]int {
+	var found [][2]int
+	for _, m := range LeakPattern.FindAllIndex(text, -1) {
+		start, end := m[0], m[1]
+		sep := end - bodyLen - 1 // the '_' between prefix and body
+		for start < sep {
+			if _, err := Parse(string(text[start:end])); err == nil {
+				found = append(found, [2]int{start, end})
+				break
+			}
+			i := bytes.IndexByte(text[start:sep], '_')
+			if i < 0 {
+				break
+			}
+			start += i + 1
 		}
 	}
 	return found

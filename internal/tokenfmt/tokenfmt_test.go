@@ -146,6 +146,25 @@ func TestScanFindsOnlyValidTokens(t *testing.T) {
 	}
 }
 
+func TestScanFindsTokensGluedToNames(t *testing.T) {
+	t.Parallel()
+	a, _ := Generate("jtp")
+	b, _ := Generate("acme_live")
+	last := "Q"
+	if strings.HasSuffix(a, last) {
+		last = "R"
+	}
+	text := "API_KEY_" + a + "\nexport LIVE_" + b + "\nx_y_z_" + a[:len(a)-1] + last
+	got := ScanIndex([]byte(text))
+	want := [][2]int{{8, 8 + len(a)}, {8 + len(a) + 13, 8 + len(a) + 13 + len(b)}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("ScanIndex = %v, want %v", got, want)
+	}
+	if s := Scan([]byte(text)); len(s) != 2 || s[0] != a || s[1] != b {
+		t.Errorf("Scan = %q", s)
+	}
+}
+
 func TestHotPathDoesNotAllocate(t *testing.T) {
 	tok, _ := Generate("jtp")
 	if n := testing.AllocsPerRun(100, func() {
@@ -190,6 +209,42 @@ func FuzzParse(f *testing.F) {
 		decodeBase62(body[:secretLen], secret[:])
 		if again := format(prefix, secret); again != s {
 			t.Fatalf("Parse accepted %q, which re-encodes as %q", s, again)
+		}
+	})
+}
+
+// FuzzScanIndex checks that whatever the scanner reports is a valid token
+// at offsets inside the text, in order, never overlapping, and that a
+// token placed in the text is found.
+func FuzzScanIndex(f *testing.F) {
+	tok, _ := Generate("jtp")
+	f.Add([]byte("key="+tok+"\n"), []byte(""))
+	f.Add([]byte("API_KEY_"), []byte(" tail"))
+	f.Add([]byte("a_b_c_d_e_f_g_h_i_j_k_"), []byte("_"))
+	f.Fuzz(func(t *testing.T, before, after []byte) {
+		text := append(append(append([]byte{}, before...), tok...), after...)
+		prevEnd, found := 0, false
+		for _, m := range ScanIndex(text) {
+			if m[0] < prevEnd || m[1] > len(text) || m[0] >= m[1] {
+				t.Fatalf("offsets %v out of order or bounds (previous end %d, len %d)", m, prevEnd, len(text))
+			}
+			if _, err := Parse(string(text[m[0]:m[1]])); err != nil {
+				t.Fatalf("reported %q, which does not parse: %v", text[m[0]:m[1]], err)
+			}
+			prevEnd = m[1]
+			found = found || string(text[m[0]:m[1]]) == tok
+		}
+		// The planted token is found when it stands apart: not inside a
+		// longer run of word characters.
+		word := func(b []byte, at int) bool {
+			if at < 0 || at >= len(b) {
+				return false
+			}
+			c := b[at]
+			return c == '_' || isLetter(c) || isDigit(c)
+		}
+		if !word(before, len(before)-1) && !word(after, 0) && !found {
+			t.Fatalf("the token between %q and %q was not found", before, after)
 		}
 	})
 }
