@@ -854,6 +854,29 @@ func newCLIFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 // and an error unless there are exactly want of them (named by names, as
 // in "ID").
 func parseCLIArgs(fs *flag.FlagSet, args []string, want int, names string) ([]string, error) {
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != want {
+		fs.Usage()
+		if want == 0 {
+			return nil, fmt.Errorf("%s: unexpected argument %q", fs.Name(), pos[0])
+		}
+		return nil, fmt.Errorf("%s: want %s, got %d arguments", fs.Name(), names, len(pos))
+	}
+	for _, p := range pos {
+		if strings.TrimSpace(p) == "" {
+			return nil, fmt.Errorf("%s: %s must not be empty", fs.Name(), names)
+		}
+	}
+	return pos, nil
+}
+
+// parseInterspersed parses args into fs, allowing flags before, between
+// and after positional arguments; after "--" every argument is positional.
+// It returns the positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -870,18 +893,6 @@ func parseCLIArgs(fs *flag.FlagSet, args []string, want int, names string) ([]st
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
-	}
-	if len(pos) != want {
-		fs.Usage()
-		if want == 0 {
-			return nil, fmt.Errorf("%s: unexpected argument %q", fs.Name(), pos[0])
-		}
-		return nil, fmt.Errorf("%s: want %s, got %d arguments", fs.Name(), names, len(pos))
-	}
-	for _, p := range pos {
-		if strings.TrimSpace(p) == "" {
-			return nil, fmt.Errorf("%s: %s must not be empty", fs.Name(), names)
-		}
 	}
 	return pos, nil
 }

@@ -9,6 +9,7 @@
 //	jeton user ...              manage users           (calls the admin API)
 //	jeton key list|rotate       show or rotate signing keys (calls the admin API)
 //	jeton audit list|verify     read or prove the audit log
+//	jeton scan [PATH...]        find leaked Jeton tokens in files
 package main
 
 import (
@@ -42,6 +43,7 @@ commands:
   key               list or rotate the signing keys of JWTs
   audit list        list audit events
   audit verify      prove the audit log's hash chain is intact (--db)
+  scan              find Jeton tokens in files or standard input (exit 1 if any)
 
 Run 'jeton <command> -h' for a command's flags.
 `
@@ -50,8 +52,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		var ec *exitCode
+		switch {
+		case errors.Is(err, errTokensFound):
+			// scan said what it found
+		case !errors.Is(err, flag.ErrHelp):
 			fmt.Fprintln(os.Stderr, "jeton:", err)
+		}
+		if errors.As(err, &ec) {
+			os.Exit(ec.code)
 		}
 		os.Exit(1)
 	}
@@ -90,6 +99,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return runAuditList(ctx, rest[1:], stdout, stderr)
 		}
 		return errors.New("usage: jeton audit list|verify")
+	case "scan":
+		return runScan(ctx, rest, os.Stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+)
+
+// maxScanFile bounds the size of one file "jeton scan" reads; larger files
+// are reported and skipped.
+const maxScanFile = 64 << 20
+
+// errTokensFound is what "jeton scan" returns when it found tokens: the
+// command exits 1, as grep does when it matches, so that a CI step or a
+// pre-commit hook fails.
+var errTokensFound = errors.New("found Jeton tokens")
+
+// exitCode is an error that sets the process's exit status.
+type exitCode struct {
+	code int
+	err  error
+}
+
+func (e *exitCode) Error() string { return e.err.Error() }
+func (e *exitCode) Unwrap() error { return e.err }
+
+// finding is one token found by "jeton scan". It never holds the token,
+// only its hint.
+type finding struct {
+	Path   string `json:"path"`
+	Line   int    `json:"line"`
+	Column int    `json:"column"` // in bytes, from 1
+	Kind   string `json:"kind"`
+	Hint   string `json:"hint"`
+}
+
+// tokenKind names the kind of a token by its prefix. Any other prefix is
+// an API's own key prefix.
+func tokenKind(prefix string) string {
+	switch prefix {
+	case tokenfmt.PrefixAccess:
+		return "OAuth access token"
+	case tokenfmt.PrefixRefresh:
+		return "OAuth refresh token"
+	case tokenfmt.PrefixClientSecret:
+		return "OAuth client secret"
+	case tokenfmt.PrefixAuthCode:
+		return "OAuth authorization code"
+	case tokenfmt.PrefixDeviceCode:
+		return "OAuth device code"
+	}
+	return "API key"
+}
+
+// runScan runs "jeton scan [--json] [PATH...]": it looks for Jeton tokens
+// (checksum-valid, of any prefix) in files, directories (recursively,
+// without following symbolic links or entering .git) or standard input,
+// and prints where each is, with its hint only. It exits 0 when it found
+// none, 1 when it found some, and 2 when it could not read something and
+// found none.
+func runScan(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newCLIFlagSet("scan", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, `usage: jeton scan [--json] [PATH...]
+
+Finds Jeton tokens (API keys, OAuth tokens, client secrets; any key prefix)
+in files and directories, or in standard input without PATH or with "-".
+Only tokens whose checksum holds are reported, by their hint: the secret is
+never printed. Exit status: 0 none found, 1 found, 2 something could not
+be read.`)
+		fs.PrintDefaults()
+	}
+	asJSON := fs.Bool("json", false, "one JSON object per finding")
+	paths, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(paths) == 0 {
+		paths = []string{"-"}
+	}
+	s := &scanner{stdin: stdin, stderr: stderr, report: func(f finding) error {
+		if *asJSON {
+			b, err := json.Marshal(f)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(stdout, "%s\n", b)
+			return err
+		}
+		_, err := fmt.Fprintf(stdout, "%s:%d:%d: %s %s\n", f.Path, f.Line, f.Column, f.Kind, f.Hint)
+		return err
+	}}
+	for _, p := range paths {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.scanPath(ctx, p); err != nil {
+			return err
+		}
+	}
+	switch {
+	case s.found > 0:
+		fmt.Fprintf(stderr, "jeton scan: %d token(s) found. Revoke each (an API key: find it by its hint with 'jeton token list', then 'jeton token revoke ID'; an OAuth token: POST it to /oauth2/revoke), then remove it.\n", s.found)
+		return &exitCode{1, errTokensFound}
+	case s.failed > 0:
+		return &exitCode{2, fmt.Errorf("%d path(s) could not be read", s.failed)}
+	}
+	return nil
+}
+
+type scanner struct {
+	stdin  io.Reader
+	stderr io.Writer
+	report func(finding) error
+	found  int
+	failed int
+}
+
+// scanPath scans a file, a directory tree or ("-") standard input.
+// Unreadable paths are reported on stderr and counted; only a failure to
+// write the report stops the scan.
+func (s *scanner) scanPath(ctx context.Context, p string) error {
+	if p == "-" {
+		b, err := io.ReadAll(io.LimitReader(s.stdin, maxScanFile+1))
+		if err != nil {
+			return s.skip("standard input", err)
+		}
+		if len(b) > maxScanFile {
+			return s.skip("standard input", fmt.Errorf("over %d MiB", maxScanFile>>20))
+		}
+		return s.scanBytes("(standard input)", b)
+	}
+	return filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return s.skip(path, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir() && d.Name() == ".git" && path != p:
+			return filepath.SkipDir
+		case d.IsDir():
+			return nil
+		case !d.Type().IsRegular():
+			return nil // symbolic links, devices, sockets: not followed
+		}
+		return s.scanFile(path)
+	})
+}
+
+func (s *scanner) scanFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return s.skip(path, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxScanFile+1))
+	if err != nil {
+		return s.skip(path, err)
+	}
+	if len(b) > maxScanFile {
+		return s.skip(path, fmt.Errorf("over %d MiB", maxScanFile>>20))
+	}
+	return s.scanBytes(path, b)
+}
+
+func (s *scanner) skip(path string, err error) error {
+	s.failed++
+	fmt.Fprintf(s.stderr, "jeton scan: skipped %s: %v\n", path, err)
+	return nil
+}
+
+// scanBytes reports every token in b, with its line and column.
+func (s *scanner) scanBytes(path string, b []byte) error {
+	line, lineStart, at := 1, 0, 0
+	for _, m := range tokenfmt.ScanIndex(b) {
+		for {
+			i := bytes.IndexByte(b[at:m[0]], '\n')
+			if i < 0 {
+				break
+			}
+			line++
+			at += i + 1
+			lineStart = at
+		}
+		tok := string(b[m[0]:m[1]])
+		prefix, _ := tokenfmt.Parse(tok)
+		s.found++
+		if err := s.report(finding{Path: path, Line: line, Column: m[0] - lineStart + 1, Kind: tokenKind(prefix), Hint: tokenfmt.Hint(tok)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
