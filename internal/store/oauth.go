@@ -81,6 +81,16 @@ type ClientStore interface {
 	// previous one stays valid until graceUntil (if after now) and any older
 	// one is dropped.
 	RotateClientSecret(ctx context.Context, id string, next tokenfmt.Hash, hint string, graceUntil, now time.Time, ev AuditEvent) (Client, error)
+	// ClientOfSecret returns the ID of the client one of whose secrets,
+	// live or not, hashes to h; ErrNotFound if none.
+	ClientOfSecret(ctx context.Context, h tokenfmt.Hash) (string, error)
+	// RevokeClientSecret deletes the secret h of client id, if it is live
+	// at now (current, or in its rotation grace period), and returns the
+	// client. Deleting the current secret clears the client's SecretHint:
+	// the client cannot authenticate until its secret is rotated. It
+	// reports whether anything changed; an unknown client, or an h that is
+	// not its secret, is ErrNotFound.
+	RevokeClientSecret(ctx context.Context, id string, h tokenfmt.Hash, now time.Time, ev AuditEvent) (Client, bool, error)
 }
 
 // User is a local account that can log in.

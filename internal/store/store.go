@@ -210,6 +210,12 @@ type Store interface {
 	// RevokeToken marks a token revoked at now. Revoking a revoked token
 	// changes nothing and is not an error.
 	RevokeToken(ctx context.Context, id, reason string, now time.Time, ev AuditEvent) (Token, []tokenfmt.Hash, error)
+	// ExpireTokenSecret ends at now the rotation grace period of the
+	// retired secret h, the one a rotation replaced, and returns its token.
+	// It reports whether anything changed: a secret whose grace already
+	// ended stays as it is. h being no retired secret (unknown, or a
+	// token's current secret) is ErrNotFound.
+	ExpireTokenSecret(ctx context.Context, h tokenfmt.Hash, now time.Time, ev AuditEvent) (Token, bool, error)
 
 	// RecordUsage adds usage counted in memory. Deltas for tokens that no
 	// longer exist are dropped.

@@ -288,3 +288,56 @@ func (db *DB) RotateClientSecret(ctx context.Context, id string, next tokenfmt.H
 	})
 	return out, err
 }
+
+// ClientOfSecret implements store.ClientStore.
+func (db *DB) ClientOfSecret(ctx context.Context, h tokenfmt.Hash) (string, error) {
+	var id string
+	err := db.queryRow(ctx, "SELECT client_id FROM client_secrets WHERE hash = $1", h[:]).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sqlstore: client of secret: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlstore: client of secret: %w", err)
+	}
+	return id, nil
+}
+
+// RevokeClientSecret implements store.ClientStore.
+func (db *DB) RevokeClientSecret(ctx context.Context, id string, h tokenfmt.Hash, now time.Time, ev store.AuditEvent) (store.Client, bool, error) {
+	var out store.Client
+	var changed bool
+	now = fromMS(ms(now))
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		changed = false
+		// The client row is locked before its secrets change, as in
+		// RotateClientSecret.
+		c, err := db.lockClient(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		out = c
+		var expires sql.NullInt64
+		err = db.txQueryRow(ctx, tx, "SELECT expires_at FROM client_secrets WHERE hash = $1 AND client_id = $2", h[:], id).Scan(&expires)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlstore: revoke client secret: %w", store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: revoke client secret: %w", err)
+		}
+		if expires.Valid && expires.Int64 <= ms(now) {
+			return nil // its grace is over: nothing to do
+		}
+		if _, err := db.txExec(ctx, tx, "DELETE FROM client_secrets WHERE hash = $1", h[:]); err != nil {
+			return fmt.Errorf("sqlstore: revoke client secret: %w", err)
+		}
+		if !expires.Valid { // the current secret: the hint named it
+			if _, err := db.txExec(ctx, tx, "UPDATE clients SET secret_hint = '', updated_at = $2 WHERE id = $1", id, ms(now)); err != nil {
+				return fmt.Errorf("sqlstore: revoke client secret: %w", err)
+			}
+			out.SecretHint, out.UpdatedAt = "", now
+		}
+		changed = true
+		return db.appendAudit(ctx, tx, ev)
+	})
+	return out, changed, err
+}

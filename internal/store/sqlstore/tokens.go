@@ -301,6 +301,42 @@ func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time,
 	return out, hashes, err
 }
 
+// ExpireTokenSecret implements store.Store.
+func (db *DB) ExpireTokenSecret(ctx context.Context, h tokenfmt.Hash, now time.Time, ev store.AuditEvent) (store.Token, bool, error) {
+	var out store.Token
+	var changed bool
+	now = fromMS(ms(now))
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		changed = false
+		var id string
+		err := db.txQueryRow(ctx, tx, "SELECT token_id FROM token_secrets WHERE hash = $1 AND expires_at IS NOT NULL", h[:]).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlstore: expire token secret: %w", store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: expire token secret: %w", err)
+		}
+		// The token row is locked before its secrets change, as in
+		// RotateToken; the secret is checked again under that lock.
+		if out, err = db.lockToken(ctx, tx, id); err != nil {
+			return err
+		}
+		res, err := db.txExec(ctx, tx, "UPDATE token_secrets SET expires_at = $3 WHERE hash = $1 AND token_id = $2 AND expires_at IS NOT NULL AND expires_at > $3", h[:], id, ms(now))
+		if err != nil {
+			return fmt.Errorf("sqlstore: expire token secret: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // gone or already expired meanwhile: nothing to do
+		}
+		changed = true
+		if err := db.notifyHashes(ctx, tx, []tokenfmt.Hash{h}); err != nil {
+			return err
+		}
+		return db.appendAudit(ctx, tx, ev)
+	})
+	return out, changed, err
+}
+
 // purgeVictimsSQL selects at most $2 tokens, in id order, that expired or
 // were revoked before $1, or, OAuth access tokens (client_id set), before
 // $3. Each way of being due is looked up in its own index, with its own

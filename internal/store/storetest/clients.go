@@ -23,6 +23,7 @@ var clientTests = []storeTest{
 	{"UpdateClientFailureChangesNothing", testUpdateClientFailure},
 	{"ListClients", testListClients},
 	{"RotateClientSecret", testRotateClientSecret},
+	{"RevokeClientSecret", testRevokeClientSecret},
 	{"DeleteClient", testDeleteClient},
 	{"DeleteClientRacesGrants", testDeleteClientRacesGrants},
 }
@@ -535,5 +536,85 @@ func testDeleteClientRacesGrants(t *testing.T, s store.Store) {
 		if _, err := s.GetGrant(ctx, id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("grant %s of the deleted client survived: %v", id, err)
 		}
+	}
+}
+
+func testRevokeClientSecret(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	h1 := secretHash(t, tokenfmt.PrefixClientSecret)
+	c := mustCreateClient(t, s, "app", a.ID, &h1)
+	other := secretHash(t, tokenfmt.PrefixClientSecret)
+	o := mustCreateClient(t, s, "other", a.ID, &other)
+	now := base.Add(time.Hour)
+	grace := now.Add(10 * time.Minute)
+	h2 := secretHash(t, tokenfmt.PrefixClientSecret)
+	if _, err := s.RotateClientSecret(ctx, c.ID, h2, "jts_…bcde", grace, now, ev("client.rotate", c.ID)); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []tokenfmt.Hash{h1, h2} {
+		if id, err := s.ClientOfSecret(ctx, h); err != nil || id != c.ID {
+			t.Errorf("ClientOfSecret = %q, %v; want %s", id, err, c.ID)
+		}
+	}
+	if _, err := s.ClientOfSecret(ctx, tokenfmt.Hash{1}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ClientOfSecret(unknown) = %v, want ErrNotFound", err)
+	}
+	n := len(audit(t, s))
+	// Refused, changing nothing: an unknown hash, another client's secret,
+	// an unknown client.
+	for name, x := range map[string]struct {
+		id string
+		h  tokenfmt.Hash
+	}{"unknown secret": {c.ID, tokenfmt.Hash{1}}, "other's secret": {c.ID, other}, "unknown client": {"cli_nope", h1}} {
+		if _, _, err := s.RevokeClientSecret(ctx, x.id, x.h, now, ev("leak.report", x.id)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RevokeClientSecret(%s) = %v, want ErrNotFound", name, err)
+		}
+	}
+	if secrets, _ := s.ClientSecrets(ctx, o.ID); !cmp.Equal(secrets, []store.Secret{{Hash: other}}) {
+		t.Errorf("other client's secrets: %v", secrets)
+	}
+
+	// The previous secret, in its grace period: it goes, the hint stays.
+	at := now.Add(time.Minute)
+	got, changed, err := s.RevokeClientSecret(ctx, c.ID, h1, at, ev("leak.report", c.ID))
+	if err != nil || !changed || got.ID != c.ID || got.SecretHint != "jts_…bcde" {
+		t.Fatalf("RevokeClientSecret(previous) = %s %q, %v, %v", got.ID, got.SecretHint, changed, err)
+	}
+	if secrets, _ := s.ClientSecrets(ctx, c.ID); !cmp.Equal(secrets, []store.Secret{{Hash: h2}}) {
+		t.Errorf("secrets after revoking the previous one (-got +want):\n%s", cmp.Diff(secrets, []store.Secret{{Hash: h2}}))
+	}
+
+	// The current secret: it goes and the hint with it.
+	got, changed, err = s.RevokeClientSecret(ctx, c.ID, h2, at, ev("leak.report", c.ID))
+	if err != nil || !changed || got.SecretHint != "" || !got.UpdatedAt.Equal(at) {
+		t.Fatalf("RevokeClientSecret(current) = hint %q updated %v, %v, %v", got.SecretHint, got.UpdatedAt, changed, err)
+	}
+	if stored, _ := s.GetClient(ctx, c.ID); stored.SecretHint != "" || !stored.UpdatedAt.Equal(at) {
+		t.Errorf("stored client: hint %q updated %v", stored.SecretHint, stored.UpdatedAt)
+	}
+	if secrets, _ := s.ClientSecrets(ctx, c.ID); len(secrets) != 0 {
+		t.Errorf("secrets after revoking both: %v", secrets)
+	}
+	if _, _, err := s.RevokeClientSecret(ctx, c.ID, h2, at, ev("leak.report", c.ID)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeClientSecret again = %v, want ErrNotFound", err)
+	}
+	if got := len(audit(t, s)); got != n+2 {
+		t.Errorf("%d audit events for two revocations", got-n)
+	}
+
+	// A previous secret whose grace is over changes nothing.
+	h3 := secretHash(t, tokenfmt.PrefixClientSecret)
+	if _, err := s.RotateClientSecret(ctx, o.ID, h3, "jts_…cdef", grace, now, ev("client.rotate", o.ID)); err != nil {
+		t.Fatal(err)
+	}
+	n = len(audit(t, s))
+	if got, changed, err := s.RevokeClientSecret(ctx, o.ID, other, grace, ev("leak.report", o.ID)); err != nil || changed || got.SecretHint != "jts_…cdef" {
+		t.Errorf("RevokeClientSecret(grace over) = %q, %v, %v; want no change", got.SecretHint, changed, err)
+	}
+	if secrets, _ := s.ClientSecrets(ctx, o.ID); len(secrets) != 2 {
+		t.Errorf("secrets after a change of nothing: %v", secrets)
+	}
+	if got := len(audit(t, s)); got != n {
+		t.Errorf("a change of nothing appended %d audit events", got-n)
 	}
 }

@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"TokenNotFound", testTokenNotFound},
 		{"RotateToken", testRotateToken},
 		{"RevokeToken", testRevokeToken},
+		{"ExpireTokenSecret", testExpireTokenSecret},
 		{"UpdateTokenFailureChangesNothing", testUpdateTokenFailure},
 		{"ListTokens", testListTokens},
 		{"LostUpdates", testLostUpdates},
@@ -434,6 +435,57 @@ func testRevokeToken(t *testing.T, s store.Store) {
 	}
 	if got := len(audit(t, s)); got != n {
 		t.Errorf("second revoke appended %d audit events", got-n)
+	}
+}
+
+func testExpireTokenSecret(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	tok, h1 := mustCreateToken(t, s, a.ID, nil)
+	now := base.Add(time.Hour)
+	grace := now.Add(10 * time.Minute)
+	_, h2 := newToken(a.ID)
+	if _, _, err := s.RotateToken(ctx, tok.ID, h2, "jtp_…abcd", grace, now, ev("token.rotate", tok.ID)); err != nil {
+		t.Fatal(err)
+	}
+	n := len(audit(t, s))
+
+	// Not a retired secret: the current one, or unknown. Nothing changes.
+	for name, h := range map[string]tokenfmt.Hash{"current": h2, "unknown": {1}} {
+		if _, _, err := s.ExpireTokenSecret(ctx, h, now, ev("leak.report", tok.ID)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("ExpireTokenSecret(%s) = %v, want ErrNotFound", name, err)
+		}
+	}
+	if _, exp, err := s.LookupToken(ctx, h2); err != nil || !exp.IsZero() {
+		t.Errorf("current secret after refusals: expiry %v, err %v", exp, err)
+	}
+
+	// The retired secret in its grace period ends now; the current one
+	// stays, and the token is not revoked.
+	at := now.Add(time.Minute)
+	got, changed, err := s.ExpireTokenSecret(ctx, h1, at, ev("leak.report", tok.ID))
+	if err != nil || !changed || got.ID != tok.ID || !got.RevokedAt.IsZero() {
+		t.Fatalf("ExpireTokenSecret = %s revoked %v, %v, %v; want the live token, true", got.ID, got.RevokedAt, changed, err)
+	}
+	if _, exp, err := s.LookupToken(ctx, h1); err != nil || !exp.Equal(at) {
+		t.Errorf("retired secret: expiry %v, err %v; want %v", exp, err, at)
+	}
+	if _, exp, err := s.LookupToken(ctx, h2); err != nil || !exp.IsZero() {
+		t.Errorf("current secret: expiry %v, err %v; want current", exp, err)
+	}
+	evs := audit(t, s)
+	if len(evs) != n+1 || evs[len(evs)-1].Action != "leak.report" {
+		t.Errorf("audit after expiring: %d new events", len(evs)-n)
+	}
+
+	// Again, or later: its grace is over, nothing changes.
+	if _, changed, err := s.ExpireTokenSecret(ctx, h1, at.Add(time.Minute), ev("leak.report", tok.ID)); err != nil || changed {
+		t.Errorf("ExpireTokenSecret of an expired secret = %v, %v; want false, nil", changed, err)
+	}
+	if _, exp, _ := s.LookupToken(ctx, h1); !exp.Equal(at) {
+		t.Errorf("expired secret's expiry moved to %v", exp)
+	}
+	if got := len(audit(t, s)); got != n+1 {
+		t.Errorf("a change of nothing appended %d audit events", got-n-1)
 	}
 }
 
