@@ -802,6 +802,12 @@ type clientFlags struct {
 }
 
 func (cf *clientFlags) register(fs *flag.FlagSet) {
+	cf.registerServer(fs)
+	fs.BoolVar(&cf.json, "json", false, "print the server's JSON answer")
+}
+
+// registerServer registers --server and --token only.
+func (cf *clientFlags) registerServer(fs *flag.FlagSet) {
 	server := os.Getenv("JETON_SERVER")
 	if server == "" {
 		server = defaultAdminServer
@@ -810,18 +816,27 @@ func (cf *clientFlags) register(fs *flag.FlagSet) {
 	// The default stays empty so that usage messages never print the
 	// token; client() falls back to $JETON_TOKEN.
 	fs.StringVar(&cf.token, "token", "", "admin `token` (default $JETON_TOKEN)")
-	fs.BoolVar(&cf.json, "json", false, "print the server's JSON answer")
 }
 
 // client returns the admin API client, or an error when no admin token is
 // configured.
 func (cf *clientFlags) client() (*client.Client, error) {
+	c, err := cf.optionalTokenClient()
+	if err != nil {
+		return nil, err
+	}
+	if c.Token == "" {
+		return nil, errors.New("no admin token: set JETON_TOKEN or pass --token")
+	}
+	return c, nil
+}
+
+// optionalTokenClient is client for the calls that need no admin token:
+// without one configured, the client sends none.
+func (cf *clientFlags) optionalTokenClient() (*client.Client, error) {
 	tok := cf.token
 	if tok == "" {
 		tok = os.Getenv("JETON_TOKEN")
-	}
-	if tok == "" {
-		return nil, errors.New("no admin token: set JETON_TOKEN or pass --token")
 	}
 	if cf.server == "" {
 		return nil, errors.New("no server: set JETON_SERVER or pass --server")

@@ -10,7 +10,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/jetonhq/jeton/internal/client"
+	"github.com/jetonhq/jeton/internal/httpapi"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
 )
 
@@ -69,16 +72,24 @@ func tokenKind(prefix string) string {
 func runScan(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newCLIFlagSet("scan", stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: jeton scan [--json] [PATH...]
+		fmt.Fprintln(stderr, `usage: jeton scan [--json] [--report [--source TEXT] [--server URL] [--token T]] [PATH...]
 
 Finds Jeton tokens (API keys, OAuth tokens, client secrets; any key prefix)
 in files and directories, or in standard input without PATH or with "-".
 Only tokens whose checksum holds are reported, by their hint: the secret is
 never printed. Exit status: 0 none found, 1 found, 2 something could not
-be read.`)
+be read.
+
+With --report, the tokens found are also sent to the Jeton server
+(POST /v1/leaks), which makes every one it issued stop working at once. No
+admin token is needed; with one, the server says what each token was.`)
 		fs.PrintDefaults()
 	}
 	asJSON := fs.Bool("json", false, "one JSON object per finding")
+	report := fs.Bool("report", false, "report the tokens found to the server, which revokes its own")
+	source := fs.String("source", "jeton scan", "with --report: where the tokens were found, for the server's audit log")
+	var cf clientFlags
+	cf.registerServer(fs)
 	paths, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -86,7 +97,13 @@ be read.`)
 	if len(paths) == 0 {
 		paths = []string{"-"}
 	}
-	s := &scanner{stdin: stdin, stderr: stderr, report: func(f finding) error {
+	var c *client.Client
+	if *report {
+		if c, err = cf.optionalTokenClient(); err != nil {
+			return err
+		}
+	}
+	s := &scanner{stdin: stdin, stderr: stderr, keep: *report, report: func(f finding) error {
 		if *asJSON {
 			b, err := json.Marshal(f)
 			if err != nil {
@@ -107,8 +124,14 @@ be read.`)
 		}
 	}
 	switch {
+	case s.found > 0 && *report:
+		if err := reportLeaks(ctx, c, s.tokens, *source, stderr); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "jeton scan: %d token(s) found; remove them.\n", s.found)
+		return &exitCode{1, errTokensFound}
 	case s.found > 0:
-		fmt.Fprintf(stderr, "jeton scan: %d token(s) found. Revoke each (an API key: find it by its hint with 'jeton token list', then 'jeton token revoke ID'; an OAuth token: POST it to /oauth2/revoke), then remove it.\n", s.found)
+		fmt.Fprintf(stderr, "jeton scan: %d token(s) found. Revoke each (run again with --report, or: an API key, find it by its hint with 'jeton token list', then 'jeton token revoke ID'; an OAuth token, POST it to /oauth2/revoke), then remove it.\n", s.found)
 		return &exitCode{1, errTokensFound}
 	case s.failed > 0:
 		return &exitCode{2, fmt.Errorf("%d path(s) could not be read", s.failed)}
@@ -122,6 +145,10 @@ type scanner struct {
 	report func(finding) error
 	found  int
 	failed int
+	// keep: remember each distinct token found, in tokens, for --report.
+	keep   bool
+	tokens []string
+	seen   map[string]bool
 }
 
 // scanPath scans a file, a directory tree or ("-") standard input.
@@ -195,9 +222,50 @@ func (s *scanner) scanBytes(path string, b []byte) error {
 		tok := string(b[m[0]:m[1]])
 		prefix, _ := tokenfmt.Parse(tok)
 		s.found++
+		if s.keep && !s.seen[tok] {
+			if s.seen == nil {
+				s.seen = map[string]bool{}
+			}
+			s.seen[tok] = true
+			s.tokens = append(s.tokens, tok)
+		}
 		if err := s.report(finding{Path: path, Line: line, Column: m[0] - lineStart + 1, Kind: tokenKind(prefix), Hint: tokenfmt.Hint(tok)}); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// reportLeaks sends toks to the server's leak endpoint, at most
+// httpapi.MaxLeakTokens at a time, and says on stderr what came of them.
+func reportLeaks(ctx context.Context, c *client.Client, toks []string, source string, stderr io.Writer) error {
+	counts := map[string]int{}
+	var received int
+	for len(toks) > 0 {
+		n := min(len(toks), httpapi.MaxLeakTokens)
+		r, err := c.ReportLeaks(ctx, toks[:n], source)
+		if err != nil {
+			return fmt.Errorf("jeton scan: %w", err)
+		}
+		received += r.Received
+		for _, res := range r.Results {
+			counts[res.Outcome]++
+			if res.Outcome == "revoked" || res.Outcome == "grace_ended" {
+				fmt.Fprintf(stderr, "jeton scan: %s %s: %s (%s)\n", res.Kind, res.Hint, res.Outcome, res.ID)
+			}
+		}
+		toks = toks[n:]
+	}
+	if len(counts) == 0 {
+		fmt.Fprintf(stderr, "jeton scan: reported %d token(s) to %s; every one it issued no longer works.\n", received, c.BaseURL)
+		return nil
+	}
+	var parts []string
+	for _, o := range []string{"revoked", "grace_ended", "inactive", "unknown", "malformed"} {
+		if counts[o] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[o], strings.ReplaceAll(o, "_", " ")))
+		}
+	}
+	fmt.Fprintf(stderr, "jeton scan: reported %d token(s) to %s: %s.\n", received, c.BaseURL, strings.Join(parts, ", "))
 	return nil
 }

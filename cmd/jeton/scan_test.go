@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jetonhq/jeton/internal/httpapi/apitest"
+	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
+	"github.com/jetonhq/jeton/internal/tokens"
 )
 
 func mustGenerate(t *testing.T, prefix string) string {
@@ -126,4 +129,72 @@ func TestScan(t *testing.T) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+func TestScanReport(t *testing.T) {
+	cleanCLIEnv(t)
+	s := apitest.New(t)
+	ctx := context.Background()
+	newKey := func() string {
+		t.Helper()
+		k, err := s.Tokens.CreateToken(ctx, tokens.CreateParams{API: s.API.ID, Settings: tokens.Settings{Scopes: []string{"repos:read"}}}, tokens.Actor{ID: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Secret
+	}
+	codeOf := func(tok string) tokens.Code {
+		t.Helper()
+		res, err := s.Tokens.Verify(ctx, &tokens.Request{Token: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Code
+	}
+	key, unknown := newKey(), mustGenerate(t, "jtp")
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "app", ".env"), "API_KEY="+key+"\nOTHER="+unknown+"\nAGAIN="+key+"\n")
+
+	// Without an admin token: the server revokes its own and says only how
+	// many it received; the exit status still says tokens were found.
+	stdout, stderr, err := scanRun(t, "", "--report", "--server", s.URL, dir)
+	if exitStatus(err) != 1 || strings.Count(stdout, "\n") != 3 {
+		t.Fatalf("scan --report: exit %d, stdout %q, stderr %q", exitStatus(err), stdout, stderr)
+	}
+	if !strings.Contains(stderr, "reported 2 token(s) to "+s.URL) {
+		t.Errorf("stderr does not say what was reported: %q", stderr)
+	}
+	if got := codeOf(key); got != tokens.Revoked {
+		t.Errorf("reported key: %v, want revoked", got)
+	}
+	evs, _, err := s.DB.ListAudit(ctx, store.AuditFilter{Action: "leak.report", Limit: 10})
+	if err != nil || len(evs) != 1 || !strings.Contains(string(evs[0].Details), `"source":"jeton scan"`) {
+		t.Errorf("audit of the report: %v %+v", err, evs)
+	}
+
+	// With an admin token it says what each was.
+	fresh := newKey()
+	writeFile(t, filepath.Join(dir, "app", "config.yaml"), "key: "+fresh+"\n")
+	_, stderr, err = scanRun(t, "", "--report", "--server", s.URL, "--token", s.Admin, "--source", "https://git.example/app", dir)
+	if exitStatus(err) != 1 {
+		t.Fatalf("scan --report --token: exit %d: %v", exitStatus(err), err)
+	}
+	for _, want := range []string{"api_key " + tokenfmt.Hint(fresh) + ": revoked (tok_", "1 revoked, 1 inactive, 1 unknown."} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q: %q", want, stderr)
+		}
+	}
+	if got := codeOf(fresh); got != tokens.Revoked {
+		t.Errorf("reported key: %v, want revoked", got)
+	}
+	for _, secret := range []string{key, fresh, unknown, s.Admin} {
+		if strings.Contains(stderr, secret) {
+			t.Errorf("stderr shows a secret")
+		}
+	}
+
+	// A server that cannot be reached is an error, not a silent success.
+	if _, _, err := scanRun(t, "", "--report", "--server", "http://127.0.0.1:1", dir); exitStatus(err) != 1 || !strings.Contains(err.Error(), "report leaks") {
+		t.Errorf("report to no server: %v", err)
+	}
 }

@@ -517,6 +517,43 @@ func (c *Client) Verify(ctx context.Context, token, api string, scopes []string)
 	return &r, nil
 }
 
+// LeakReport is the answer to ReportLeaks. Without an admin token the
+// server says only how many tokens it received (Received); with one it says
+// what each token was and what was done (Results, in request order).
+type LeakReport struct {
+	Received int          `json:"received"`
+	Results  []LeakResult `json:"results"`
+	// Raw is the server's JSON answer, unchanged.
+	Raw json.RawMessage `json:"-"`
+}
+
+// LeakResult is what one reported token turned out to be.
+type LeakResult struct {
+	Hint    string `json:"hint"`    // prefix and last 4 characters; empty if malformed
+	Kind    string `json:"kind"`    // api_key, access_token, refresh_token or client_secret
+	Outcome string `json:"outcome"` // revoked, grace_ended, inactive, unknown or malformed
+	ID      string `json:"id"`      // the token, grant or client
+}
+
+// ReportLeaks reports tokens found where they should not be, such as in a
+// public repository (POST /v1/leaks): every one the server issued stops
+// working at once. source says where they were found. The call needs no
+// admin token; with an empty Token none is sent.
+func (c *Client) ReportLeaks(ctx context.Context, tokens []string, source string) (*LeakReport, error) {
+	body := struct {
+		Tokens []string `json:"tokens"`
+		Source string   `json:"source,omitempty"`
+	}{tokens, source}
+	var r LeakReport
+	if err := c.do(ctx, http.MethodPost, "/v1/leaks", nil, body, &r, &r.Raw); err != nil {
+		return nil, fmt.Errorf("report leaks: %w", err)
+	}
+	if r.Received == 0 {
+		r.Received = len(r.Results)
+	}
+	return &r, nil
+}
+
 // errResponseTooLarge is returned when an answer exceeds MaxResponseBytes.
 var errResponseTooLarge = errors.New("response larger than 8 MiB")
 

@@ -170,12 +170,23 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"wrong method on a collection", "PUT", "/v1/apis", "admin", `{}`, 405, "method_not_allowed"},
 		{"wrong method on an item", "POST", "/v1/tokens/KEYID", "admin", `{}`, 405, "method_not_allowed"},
 		{"wrong method on verify", "GET", "/v1/verify", "admin", ``, 405, "method_not_allowed"},
+		{"leak report without tokens", "POST", "/v1/leaks", "", `{"tokens":[]}`, 400, "invalid_request"},
+		{"leak report without a body", "POST", "/v1/leaks", "", ``, 400, "malformed_json"},
+		{"leak report tokens not a list", "POST", "/v1/leaks", "", `{"tokens":"jtp_x"}`, 400, "invalid_request"},
+		{"leak report with too many tokens", "POST", "/v1/leaks", "", `{"tokens":[` + strings.Repeat(`"a",`, MaxLeakTokens) + `"a"]}`, 400, "invalid_request"},
+		{"leak report with an unknown field", "POST", "/v1/leaks", "", `{"tokens":["x"],"url":"u"}`, 400, "unknown_field"},
+		{"leak source with a control character", "POST", "/v1/leaks", "", `{"tokens":["KEY"],"source":"a\u0007b"}`, 400, "invalid_request"},
+		{"leak source too long", "POST", "/v1/leaks", "", `{"tokens":["KEY"],"source":"` + strings.Repeat("s", MaxLeakSourceBytes+1) + `"}`, 400, "invalid_request"},
+		{"oversize leak report", "POST", "/v1/leaks", "", `{"tokens":["KEY","` + long + `"]}`, 413, "body_too_large"},
+		{"leak report with garbage auth", "POST", "/v1/leaks", "garbage", `{"tokens":["KEY"]}`, 401, "unauthorized"},
+		{"leak report with a verify token", "POST", "/v1/leaks", "verify", `{"tokens":["KEY"]}`, 403, "forbidden"},
+		{"wrong method on leaks", "GET", "/v1/leaks", "", ``, 405, "method_not_allowed"},
 	}
 	tokenFor := map[string]string{"admin": e.admin, "key": e.key, "verify": e.verify, "garbage": "jtp_garbage", "": ""}
 	before := e.snapshot(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, b := e.do(t, tt.method, strings.ReplaceAll(tt.path, "KEYID", e.keyID), tokenFor[tt.token], tt.body)
+			resp, b := e.do(t, tt.method, strings.ReplaceAll(tt.path, "KEYID", e.keyID), tokenFor[tt.token], strings.ReplaceAll(tt.body, "KEY", e.key))
 			var got struct {
 				Error struct{ Code, Message string }
 			}

@@ -20,6 +20,7 @@ type Metrics struct {
 	verifyCodes [16]prometheus.Counter
 	verifyTime  prometheus.Histogram
 	storeErrors *prometheus.CounterVec
+	leaks       *prometheus.CounterVec
 }
 
 // NewMetrics returns metrics registered in a fresh registry.
@@ -39,7 +40,9 @@ func NewMetrics() *Metrics {
 		Help: "Time to verify one token, in process.", Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 1e-4, 1e-3, 1e-2, .1}})
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jeton_store_errors_total",
 		Help: "Failed store operations."}, []string{"op"})
-	m.reg.MustRegister(m.requests, m.latency, verify, m.verifyTime, m.storeErrors,
+	m.leaks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jeton_leaked_tokens_total",
+		Help: "Tokens reported leaked (POST /v1/leaks), by what they turned out to be: revoked, grace_ended, inactive, unknown or malformed."}, []string{"outcome"})
+	m.reg.MustRegister(m.requests, m.latency, verify, m.verifyTime, m.storeErrors, m.leaks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -74,6 +77,9 @@ func (m *Metrics) WatchAudit(st AuditStats) {
 		Help: "Background rounds of chaining committed audit events that failed (the events stay pending and are chained later)."},
 		func() float64 { return float64(st.AuditChainErrors()) }))
 }
+
+// onLeak counts one reported token by its outcome.
+func (m *Metrics) onLeak(outcome string) { m.leaks.WithLabelValues(outcome).Inc() }
 
 // OnVerify records one verification; it is tokens.Config.OnVerify.
 func (m *Metrics) OnVerify(c tokens.Code, d time.Duration) {

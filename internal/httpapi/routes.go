@@ -30,6 +30,7 @@ func (a *API) routes() {
 	handle("GET /v1/tokens/{id}/usage", admin(a.tokenUsage))
 
 	handle("GET /v1/audit", admin(a.listAudit))
+	handle("POST /v1/leaks", a.reportLeaks())
 
 	handle("POST /v1/verify", verifier(a.verify))
 	feed := a.newRevocationFeed()

@@ -64,6 +64,8 @@ type API struct {
 	mux     *http.ServeMux
 	builtin string                // id of the jeton API
 	authLog *throttle.AuditBudget // failed admin authentications audited
+	// leakReports limits leak reports made without credentials.
+	leakReports *throttle.Throttle
 }
 
 // New returns the handler. The built-in jeton API must exist.
@@ -74,7 +76,8 @@ func New(ctx context.Context, cfg Config) (*API, error) {
 		return nil, err
 	}
 	a := &API{cfg: cfg, tokens: cfg.Tokens, store: cfg.Store, log: cfg.Logger, builtin: builtin.ID,
-		authLog: throttle.NewAuditBudget(authFailuresPerMinute, authFailuresPerMinuteInAll, time.Minute)}
+		authLog:     throttle.NewAuditBudget(authFailuresPerMinute, authFailuresPerMinuteInAll, time.Minute),
+		leakReports: newLeakThrottle()}
 	a.adapt = adapter{log: cfg.Logger, onError: func(string) { cfg.Metrics.storeErrors.WithLabelValues("request").Inc() }}
 	a.mux = http.NewServeMux()
 	a.routes()
