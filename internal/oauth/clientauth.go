@@ -28,8 +28,14 @@ const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bea
 var assertionAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256, jose.PS256, jose.EdDSA}
 
 // maxAssertionLifetime bounds how far in the future a client assertion may
-// expire; it is also how long its jti is remembered.
+// expire, and so, with assertionLeeway, how long its jti is remembered.
 const maxAssertionLifetime = 10 * time.Minute
+
+// assertionLeeway is the clock skew allowed between a client and this
+// server on an assertion's exp, nbf and iat. An assertion is accepted until
+// exp + assertionLeeway, so its jti is remembered that long too: a shorter
+// memory would let it be replayed in the leeway.
+const assertionLeeway = 30 * time.Second
 
 // authenticateClient authenticates the client of a token, device
 // authorization or revocation request (RFC 6749 §2.3). Exactly one method
@@ -180,7 +186,7 @@ func (s *Server) checkAssertion(ctx context.Context, c *store.Client, assertion 
 		return invalidClient("client_assertion signature does not verify with the client's keys")
 	}
 	aud := []string{s.cfg.Issuer, s.endpoints.token}
-	if err := claims.ValidateWithLeeway(jwt.Expected{Issuer: c.ID, Subject: c.ID, Time: now}, 30*time.Second); err != nil {
+	if err := claims.ValidateWithLeeway(jwt.Expected{Issuer: c.ID, Subject: c.ID, Time: now}, assertionLeeway); err != nil {
 		return invalidClient("client_assertion is invalid: %v", err)
 	}
 	if !slices.ContainsFunc(claims.Audience, func(a string) bool { return slices.Contains(aud, a) }) {
@@ -192,7 +198,10 @@ func (s *Server) checkAssertion(ctx context.Context, c *store.Client, assertion 
 	if claims.ID == "" {
 		return invalidClient("client_assertion needs a jti")
 	}
-	switch first, err := s.jtis.first(c.ID+"\x00"+claims.ID, claims.Expiry.Time(), now); {
+	// ValidateWithLeeway accepts the assertion up to and including exp +
+	// leeway, so its id is forgotten only at the instant after that.
+	forget := claims.Expiry.Time().Add(assertionLeeway + time.Nanosecond)
+	switch first, err := s.jtis.first(c.ID+"\x00"+claims.ID, forget, now); {
 	case err != nil:
 		return err
 	case !first:
@@ -201,10 +210,11 @@ func (s *Server) checkAssertion(ctx context.Context, c *store.Client, assertion 
 	return nil
 }
 
-// jtiCache remembers client assertion ids until they expire, so an
-// assertion cannot be replayed on this node (RFC 7523 §3). An assertion
-// lives at most maxAssertionLifetime, so the ids live are those of the
-// last ten minutes: maxJTIs holds 870 assertions a second for that long.
+// jtiCache remembers client assertion ids until the assertions can no
+// longer be accepted, so an assertion cannot be replayed on this node (RFC
+// 7523 §3). An assertion is accepted at most maxAssertionLifetime +
+// assertionLeeway, so the ids live are those of the last ten and a half
+// minutes: maxJTIs holds 830 assertions a second for that long.
 // Expired ids leave in order of expiry, from a heap, at every call: a
 // full scan on every assertion once the cache filled up would stall every
 // private_key_jwt client behind one lock.
@@ -267,15 +277,22 @@ func (h *jtiHeap) Pop() any {
 }
 
 // jwksCache holds the fetched jwks_uri documents of private_key_jwt
-// clients.
+// clients, and when each URI was last tried. Anyone can make the server
+// look a client's keys up, by sending an assertion in its name, so a URI
+// is fetched at most once every jwksMinRefetch whether the fetch works or
+// not, and concurrent lookups of one URI share one fetch.
 type jwksCache struct {
 	mu sync.Mutex
 	m  map[string]*fetchedJWKS
 }
 
+// fetchedJWKS is the state of one jwks_uri; jwksCache.mu guards it.
 type fetchedJWKS struct {
-	set     *jose.JSONWebKeySet
-	fetched time.Time
+	set       *jose.JSONWebKeySet // the last good document; nil if none yet
+	fetched   time.Time           // when set was fetched
+	attempted time.Time           // when the last fetch began, good or not
+	err       error               // why the last fetch failed; nil if it did not
+	done      chan struct{}       // closed when the fetch in flight ends; nil if none is
 }
 
 const (
@@ -290,7 +307,8 @@ var jwksClient = &http.Client{Timeout: jwksFetchBudget, CheckRedirect: func(*htt
 
 // clientKeys returns the public keys of a private_key_jwt client: its
 // registered jwks, or its jwks_uri document, refetched when stale or when
-// kid is unknown (at most every jwksMinRefetch).
+// kid is unknown, at most every jwksMinRefetch. While the URI fails, the
+// last good document stays in use.
 func (s *Server) clientKeys(ctx context.Context, c *store.Client, kid string) (*jose.JSONWebKeySet, error) {
 	if len(c.JWKS) > 0 {
 		set, err := parsePublicJWKS(c.JWKS)
@@ -299,33 +317,87 @@ func (s *Server) clientKeys(ctx context.Context, c *store.Client, kid string) (*
 		}
 		return set, nil
 	}
-	now := time.Now()
+	uri := c.JWKSURI
 	s.jwks.mu.Lock()
-	f := s.jwks.m[c.JWKSURI]
-	s.jwks.mu.Unlock()
-	if f != nil {
-		age := now.Sub(f.fetched)
-		known := kid == "" || len(f.set.Key(kid)) > 0
-		if age < jwksTTL && (known || age < jwksMinRefetch) {
-			return f.set, nil
+	f := s.jwks.m[uri]
+	if f == nil {
+		if len(s.jwks.m) >= maxCachedClients {
+			// A fetch in flight keeps its entry; it is only no longer found.
+			clear(s.jwks.m)
 		}
+		f = &fetchedJWKS{}
+		s.jwks.m[uri] = f
 	}
-	set, err := fetchJWKS(ctx, c.JWKSURI)
+	for f.done != nil {
+		// Another request is fetching this URI: wait for its answer
+		// rather than fetch again.
+		done := f.done
+		s.jwks.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("oauth: wait for jwks_uri fetch: %w", ctx.Err())
+		}
+		s.jwks.mu.Lock()
+	}
+	now := s.cfg.Now()
+	switch {
+	case f.set != nil && now.Sub(f.fetched) < jwksTTL && (kid == "" || len(f.set.Key(kid)) > 0):
+		set := f.set
+		s.jwks.mu.Unlock()
+		return set, nil
+	case !f.attempted.IsZero() && now.Sub(f.attempted) < jwksMinRefetch:
+		// Tried too recently (this covers a fetch that just ended while
+		// this request waited): answer from what that fetch left.
+		set, err := f.set, f.err
+		s.jwks.mu.Unlock()
+		return jwksAnswer(set, err)
+	}
+	f.attempted, f.done = now, make(chan struct{})
+	s.jwks.mu.Unlock()
+	return jwksAnswer(s.jwks.fetch(ctx, f, uri, now))
+}
+
+// fetch fetches uri into f, which must have been marked in flight (f.done
+// set), and returns f's last good document and the fetch's error.
+func (j *jwksCache) fetch(ctx context.Context, f *fetchedJWKS, uri string, now time.Time) (set *jose.JSONWebKeySet, err error) {
+	defer func() {
+		// Deferred so that waiters are released however the fetch ends.
+		j.mu.Lock()
+		f.err = err
+		if err == nil {
+			f.set, f.fetched = set, now
+		}
+		set = f.set
+		close(f.done)
+		f.done = nil
+		j.mu.Unlock()
+	}()
+	// The fetch answers every request waiting for it, so the cancellation
+	// of the one that started it must not end it; fetchJWKS bounds it.
+	set, err = fetchJWKS(context.WithoutCancel(ctx), uri)
 	if err != nil {
-		if f != nil {
-			return f.set, nil // keep using the last good document
-		}
-		return nil, &Error{Code: errInvalidClient, Status: http.StatusUnauthorized, Description: "the client's jwks_uri could not be fetched", Err: err}
+		return nil, fmt.Errorf("oauth: fetch jwks_uri: %w", err)
 	}
-	s.jwks.mu.Lock()
-	if len(s.jwks.m) > maxCachedClients {
-		clear(s.jwks.m)
-	}
-	s.jwks.m[c.JWKSURI] = &fetchedJWKS{set: set, fetched: now}
-	s.jwks.mu.Unlock()
 	return set, nil
 }
 
+// jwksAnswer is the answer of clientKeys from a jwks_uri's last good
+// document and its last fetch's error: the document if there is one (a
+// failing URI does not lock a client out while its keys are known), else
+// invalid_client.
+func jwksAnswer(set *jose.JSONWebKeySet, err error) (*jose.JSONWebKeySet, error) {
+	if set != nil {
+		return set, nil
+	}
+	if err == nil {
+		err = errors.New("oauth: jwks_uri not fetched")
+	}
+	return nil, &Error{Code: errInvalidClient, Status: http.StatusUnauthorized, Description: "the client's jwks_uri could not be fetched", Err: err}
+}
+
+// fetchJWKS gets the JWK set at uri, within jwksFetchBudget and
+// maxJWKSBytes, without following redirects.
 func fetchJWKS(ctx context.Context, uri string) (*jose.JSONWebKeySet, error) {
 	ctx, cancel := context.WithTimeout(ctx, jwksFetchBudget)
 	defer cancel()

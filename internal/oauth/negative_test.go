@@ -2,18 +2,26 @@ package oauth_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -373,5 +381,212 @@ func TestDeviceUserCodeGuessesAreLimited(t *testing.T) {
 	}
 	if status, err := enter(alice, aliceCSRF, da.UserCode); err != nil || status != http.StatusOK {
 		t.Fatalf("right code after the window: %d %v, want 200", status, err)
+	}
+}
+
+// clientKey is a private_key_jwt client's key pair: it signs the client's
+// assertions, and jwks is the JWK set of its public half.
+type clientKey struct {
+	signer jose.Signer
+	jwks   []byte
+}
+
+func newClientKey(t *testing.T, kid string) clientKey {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: priv}, (&jose.SignerOptions{}).WithHeader("kid", kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: kid, Algorithm: "ES256", Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clientKey{signer: signer, jwks: jwks}
+}
+
+// assertionForm returns a client credentials request of clientID
+// authenticated by an assertion (RFC 7523 §2.2) with jti and exp for the
+// token endpoint at tokenURL. It is safe to call from any goroutine.
+func (k clientKey) assertionForm(clientID, tokenURL, jti string, exp time.Time) (url.Values, error) {
+	a, err := jwt.Signed(k.signer).Claims(jwt.Claims{Issuer: clientID, Subject: clientID, Audience: jwt.Audience{tokenURL},
+		ID: jti, Expiry: jwt.NewNumericDate(exp)}).Serialize()
+	if err != nil {
+		return nil, err
+	}
+	return url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+		"client_assertion": {a}}, nil
+}
+
+// TestClientAssertionIsSingleUse proves that a private_key_jwt assertion
+// is accepted once (RFC 7523 §3), also when replayed after its exp but
+// within the clock skew allowed on exp, when it would pass the expiry
+// check again.
+func TestClientAssertionIsSingleUse(t *testing.T) {
+	t.Parallel()
+	const leeway = 30 * time.Second // assertionLeeway in clientauth.go
+	e := newEnv(t, envOptions{})
+	key := newClientKey(t, "k1")
+	c, _ := e.client(func(p *oauth.ClientParams) { p.AuthMethod = oauth.AuthPrivateKeyJWT; p.JWKS = key.jwks })
+	// Whole seconds, as the JWT carries it, so that each step below is
+	// where its name says.
+	exp := e.clock.Now().Truncate(time.Second).Add(2 * time.Second)
+	form, err := key.assertionForm(c.ID, e.url+"/oauth2/token", "jti-1", exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []struct {
+		name     string
+		at       time.Duration // from exp
+		status   int
+		describe string // in error_description
+	}{
+		{"first use", -time.Second, 200, ""},
+		{"replay before exp", -time.Second, 401, "already used"},
+		{"replay after exp, in the leeway", 10 * time.Second, 401, "already used"},
+		{"replay at the end of the leeway", leeway - time.Second, 401, "already used"},
+		{"replay after the leeway", leeway + time.Second, 401, "expired"},
+	} {
+		if d := exp.Add(st.at).Sub(e.clock.Now()); d > 0 {
+			e.clock.Advance(d)
+		}
+		status, m, _ := e.postForm("/oauth2/token", form, "", "")
+		desc, _ := m["error_description"].(string)
+		if status != st.status || !strings.Contains(desc, st.describe) {
+			t.Errorf("%s: %d %v, want %d with %q", st.name, status, m, st.status, st.describe)
+		}
+	}
+}
+
+// TestJWKSURIFetchesAreThrottled proves that assertions in the name of a
+// jwks_uri client, which anyone can send, make the server fetch the URI at
+// most once every 30 s, also while the fetches fail, and that the keys
+// are fetched again after that.
+func TestJWKSURIFetchesAreThrottled(t *testing.T) {
+	t.Parallel()
+	const minRefetch = 30 * time.Second // jwksMinRefetch in clientauth.go
+	e := newEnv(t, envOptions{})
+	key, forger := newClientKey(t, "k1"), newClientKey(t, "k1")
+	var fetches atomic.Int64
+	var up atomic.Bool
+	jwksServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		if !up.Load() {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(key.jwks)
+	}))
+	t.Cleanup(jwksServer.Close)
+	c, _ := e.client(func(p *oauth.ClientParams) {
+		p.AuthMethod = oauth.AuthPrivateKeyJWT
+		p.JWKSURI = jwksServer.URL + "/jwks"
+	})
+	jti := 0
+	send := func(k clientKey, n int) (statuses map[int]int) {
+		t.Helper()
+		statuses = map[int]int{}
+		for range n {
+			jti++
+			form, err := k.assertionForm(c.ID, e.url+"/oauth2/token", fmt.Sprint("jti-", jti), e.clock.Now().Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			status, _, _ := e.postForm("/oauth2/token", form, "", "")
+			statuses[status]++
+		}
+		return statuses
+	}
+	for _, st := range []struct {
+		name        string
+		advance     time.Duration
+		up          bool
+		key         clientKey
+		n           int
+		want        map[int]int // statuses
+		wantFetches int64       // in all
+	}{
+		{"down: forged assertions", 0, false, forger, 20, map[int]int{401: 20}, 1},
+		{"down: a moment later", 10 * time.Second, false, forger, 20, map[int]int{401: 20}, 1},
+		{"up again, but too soon to ask", 0, true, key, 1, map[int]int{401: 1}, 1},
+		{"up, 30 s after the last fetch", minRefetch, true, key, 1, map[int]int{200: 1}, 2},
+		{"up: forged assertions of a known kid", 0, true, forger, 20, map[int]int{401: 20}, 2},
+		{"down again, keys known: no fetch until the document is old", minRefetch, false, key, 5, map[int]int{200: 5}, 2},
+	} {
+		e.clock.Advance(st.advance)
+		up.Store(st.up)
+		got := send(st.key, st.n)
+		if diff := cmp.Diff(got, st.want); diff != "" {
+			t.Errorf("%s: statuses (-got +want):\n%s", st.name, diff)
+		}
+		if n := fetches.Load(); n != st.wantFetches {
+			t.Errorf("%s: jwks_uri fetched %d times in all, want %d", st.name, n, st.wantFetches)
+		}
+	}
+}
+
+// TestJWKSURIFetchIsShared proves that concurrent assertions of a
+// jwks_uri client whose keys are not yet known wait for one fetch of the
+// URI, and all verify with the keys it brings.
+func TestJWKSURIFetchIsShared(t *testing.T) {
+	t.Parallel()
+	const n = 16
+	e := newEnv(t, envOptions{})
+	key := newClientKey(t, "k1")
+	var fetches atomic.Int64
+	release := make(chan struct{})
+	jwksServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		<-release // slow: the other requests arrive meanwhile
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(key.jwks)
+	}))
+	t.Cleanup(jwksServer.Close)
+	c, _ := e.client(func(p *oauth.ClientParams) {
+		p.AuthMethod = oauth.AuthPrivateKeyJWT
+		p.JWKSURI = jwksServer.URL + "/jwks"
+	})
+
+	// The fetch is held until every request has been sent.
+	var sent, done sync.WaitGroup
+	sent.Add(n)
+	statuses := make(chan int, n)
+	for i := range n {
+		done.Go(func() {
+			form, err := key.assertionForm(c.ID, e.url+"/oauth2/token", fmt.Sprint("jti-", i), e.clock.Now().Add(time.Minute))
+			if err != nil {
+				sent.Done()
+				statuses <- 0
+				return
+			}
+			ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { sent.Done() }})
+			req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/oauth2/token", strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := e.Client.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		})
+	}
+	sent.Wait()
+	close(release)
+	done.Wait()
+	close(statuses)
+	got := map[int]int{}
+	for s := range statuses {
+		got[s]++
+	}
+	if diff := cmp.Diff(got, map[int]int{200: n}); diff != "" {
+		t.Errorf("statuses of %d concurrent assertions (-got +want):\n%s", n, diff)
+	}
+	if f := fetches.Load(); f != 1 {
+		t.Errorf("jwks_uri fetched %d times for %d concurrent assertions, want 1", f, n)
 	}
 }
