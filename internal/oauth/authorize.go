@@ -30,8 +30,15 @@ type authRequest struct {
 	nonce       string
 	challenge   string
 	prompt      map[string]bool
-	maxAge      int64 // -1: not given
+	maxAge      int64 // seconds, at most maxMaxAge; -1: not given
 }
+
+// maxMaxAge caps max_age, in seconds, so that it converts to a
+// time.Duration without overflow. OIDC Core §3.1.2.1 sets max_age no upper
+// bound, and a larger one only asks less (any sign-in recent enough), so a
+// larger value is clamped rather than refused: 2^32 s is 136 years, older
+// than any session, so the clamped value asks exactly what was asked.
+const maxMaxAge = 1 << 32
 
 // pageError is an authorization error that cannot be sent to the client
 // because its redirect URI is unknown: it is shown to the user (RFC 6749
@@ -126,11 +133,13 @@ func (s *Server) parseAuthRequest(ctx context.Context, f form) (*authRequest, er
 		return ar, badRequest("prompt=none cannot be combined with other values")
 	}
 	if ma := f.get("max_age"); ma != "" {
-		n, err := strconv.ParseInt(ma, 10, 64)
-		if err != nil || n < 0 {
+		// ParseUint takes no sign; a number too large for it is only a
+		// very large max_age.
+		n, err := strconv.ParseUint(ma, 10, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
 			return ar, badRequest("max_age must be a non-negative integer")
 		}
-		ar.maxAge = n
+		ar.maxAge = int64(min(n, maxMaxAge))
 	}
 	return ar, nil
 }
@@ -200,7 +209,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// The request travels on through the login form's return_to and the
 	// consent form's fields, which the pages bound.
-	if len(withoutLoginPrompt(f)) > web.MaxFieldBytes-len("/oauth2/authorize?") {
+	if len(withoutLoginDemands(f)) > web.MaxFieldBytes-len("/oauth2/authorize?") {
 		s.message(w, http.StatusBadRequest, "Invalid request", "The application's request is too large.")
 		return
 	}
@@ -221,7 +230,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			s.redirectError(w, r, ar, oerr(http.StatusBadRequest, errLoginRequired, "the user is not signed in"))
 			return
 		}
-		s.showLogin(w, r, "/oauth2/authorize?"+withoutLoginPrompt(f), ar.client.Name, "", "", http.StatusOK)
+		s.showLogin(w, r, "/oauth2/authorize?"+withoutLoginDemands(f), ar.client.Name, "", "", http.StatusOK)
 		return
 	}
 	decision := ""
@@ -265,14 +274,17 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	s.redirect(w, r, ar, url.Values{"code": {code}})
 }
 
-// withoutLoginPrompt re-encodes an authorization request for the login
-// form's return_to, without prompt=login or select_account (they are
-// satisfied by signing in) and without the consent form's fields.
-func withoutLoginPrompt(f form) string {
+// withoutLoginDemands re-encodes an authorization request for the login
+// form's return_to, without what signing in satisfies: prompt=login or
+// select_account, and max_age (the sign-in is as recent as can be, but
+// with max_age=0 any time after it would be too old, and the user would be
+// sent back to the login page forever). Without the consent form's fields
+// too.
+func withoutLoginDemands(f form) string {
 	v := url.Values{}
 	for k, vals := range f {
 		switch k {
-		case "decision", "csrf":
+		case "decision", "csrf", "max_age":
 			continue
 		case "prompt":
 			var keep []string

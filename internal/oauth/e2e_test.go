@@ -409,6 +409,54 @@ func TestRefreshRetryWindow(t *testing.T) {
 	mustf(t, e.introspect(m1["refresh_token"].(string))["active"] == false, "reuse after the window did not revoke the family")
 }
 
+// TestRefreshReuseRevokesTheFamily proves that presenting a rotated
+// refresh token revokes its whole grant and is audited (RFC 9700
+// §4.14.2), also after the rotated token's own expiry: it is no less a
+// sign of a leak then, and the token it was rotated into is still live.
+func TestRefreshReuseRevokesTheFamily(t *testing.T) {
+	t.Parallel()
+	const ttl = time.Minute
+	for _, tt := range []struct {
+		name  string
+		reuse time.Duration // after the rotation, which is 50 s into the first token's minute
+	}{
+		{"before its expiry", 5 * time.Second},
+		{"after its expiry", 20 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{})
+			c, secret := e.client(func(p *oauth.ClientParams) { p.RefreshTokenTTL = ttl })
+			conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
+				Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
+				Scopes:   []string{"repos:read"}}
+			tok, err := conf.Exchange(context.Background(), e.authorize(e.browser(), conf.AuthCodeURL("s"), true).Get("code"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			refresh := func(rt string) (int, map[string]any) {
+				t.Helper()
+				status, m, _ := e.postForm("/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, c.ID, secret)
+				return status, m
+			}
+			e.clock.Advance(50 * time.Second)
+			status, m := refresh(tok.RefreshToken)
+			mustf(t, status == 200, "rotation: %d %v", status, m)
+			rotated, _ := m["refresh_token"].(string)
+			e.clock.Advance(tt.reuse)
+			mustf(t, e.introspect(rotated)["active"] == true, "the rotated-into token is not live before the reuse")
+
+			status, m = refresh(tok.RefreshToken)
+			mustf(t, status == 400 && m["error"] == "invalid_grant", "reuse: %d %v", status, m)
+			mustf(t, e.introspect(rotated)["active"] == false, "the family survived the reuse")
+			status, m = refresh(rotated)
+			mustf(t, status == 400 && m["error"] == "invalid_grant", "refresh with the rotated-into token after the reuse: %d %v", status, m)
+			evs, _, err := e.db.ListAudit(context.Background(), store.AuditFilter{Action: "grant.refresh_reuse"})
+			mustf(t, err == nil && len(evs) == 1, "refresh reuse audited %d times (%v)", len(evs), err)
+		})
+	}
+}
+
 func TestMetadata(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})

@@ -83,3 +83,143 @@ func TestSessionsEndWithTheCredential(t *testing.T) {
 		})
 	}
 }
+
+// TestCodesEndWithTheSession proves that an authorization code, or a device
+// code the user approved, that was issued before a password reset, a
+// disable or a "sign out everywhere" yields no tokens when redeemed after
+// it. The end revokes the grants the user had, but a code's grant is made
+// only when the code is redeemed, so without this a code stolen with the
+// credential would outlive the reset. A code from a sign-in after the end
+// still works.
+func TestCodesEndWithTheSession(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	by := tokens.Actor{ID: "test"}
+	for _, tt := range []struct {
+		name string
+		end  func(e *env) // what ends alice's sessions
+	}{
+		{"password reset", func(e *env) {
+			pw := "a brand new password"
+			if _, err := e.users.Update(ctx, e.alice.ID, users.UpdateParams{Password: &pw}, by); err != nil {
+				t.Fatal(err)
+			}
+			e.password = pw
+		}},
+		{"disabled, then enabled again", func(e *env) {
+			for _, off := range []bool{true, false} {
+				if _, err := e.users.Update(ctx, e.alice.ID, users.UpdateParams{Disabled: &off}, by); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"signed out everywhere", func(e *env) {
+			if err := e.users.EndSessions(ctx, e.alice.ID, by); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{})
+			c, secret := e.client(nil)
+			conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
+				Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
+				Scopes:   []string{"repos:read"}}
+			code := e.authorize(e.browser(), conf.AuthCodeURL("s"), true).Get("code")
+			dc, dconf := e.deviceClient(nil)
+			da, err := dconf.DeviceAuth(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.approveDevice(e.browser(), da.VerificationURIComplete)
+
+			e.clock.Advance(time.Second)
+			tt.end(e)
+			e.clock.Advance(time.Second)
+
+			_, err = conf.Exchange(ctx, code)
+			mustf(t, isOAuthErr(err, "invalid_grant"), "authorization code from before the end: %v, want invalid_grant", err)
+			mustf(t, e.pollDevice(dc, da.DeviceCode) == "invalid_grant", "device code approved before the end was not invalid_grant")
+			grants, err := e.db.ListGrants(ctx, e.alice.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range grants {
+				mustf(t, !g.RevokedAt.IsZero(), "grant %s of a code from before the end is live", g.ID)
+			}
+
+			// Signed in again, the user's new codes work.
+			if _, err := conf.Exchange(ctx, e.authorize(e.browser(), conf.AuthCodeURL("s"), true).Get("code")); err != nil {
+				t.Errorf("authorization code from a sign-in after the end: %v", err)
+			}
+			da, err = dconf.DeviceAuth(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.approveDevice(e.browser(), da.VerificationURIComplete)
+			mustf(t, e.pollDevice(dc, da.DeviceCode) == "", "device code approved after the end was refused")
+		})
+	}
+}
+
+// TestMaxAge proves max_age (OIDC Core §3.1.2.1) against a session an hour
+// old: an older demand sends the user to sign in once, after which the
+// client gets its code (max_age=0 included: the sign-in satisfies it,
+// though time passes after it); a younger one does not, however large,
+// even too large to be a time.Duration of seconds or an int64.
+func TestMaxAge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, secret := e.client(nil)
+	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
+		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token"},
+		Scopes:   []string{"repos:read"}}
+	for _, tt := range []struct {
+		maxAge    string
+		wantLogin bool
+		wantError string // the error sent back to the client, "" for a code
+	}{
+		{maxAge: "0", wantLogin: true},
+		{maxAge: "60", wantLogin: true},
+		{maxAge: "7200"},
+		{maxAge: "9223372037"}, // × time.Second overflows int64
+		{maxAge: "99999999999999999999999"},
+		{maxAge: "-1", wantError: "invalid_request"},
+		{maxAge: "+60", wantError: "invalid_request"},
+		{maxAge: "sixty", wantError: "invalid_request"},
+	} {
+		// Not parallel: the subtests share the env's clock.
+		t.Run(tt.maxAge, func(t *testing.T) {
+			b := e.browser()
+			e.authorize(b, conf.AuthCodeURL("s"), true) // signed in, consented
+			e.clock.Advance(time.Hour)
+			p := b.do("GET", conf.AuthCodeURL("s", oauth2.SetAuthURLParam("max_age", tt.maxAge)), nil)
+			gotLogin := strings.Contains(p.body, `name="password"`)
+			if gotLogin != tt.wantLogin {
+				t.Fatalf("login page: %v, want %v (%d %s)", gotLogin, tt.wantLogin, p.status, p.location)
+			}
+			if gotLogin {
+				f := p.formValues()
+				f.Set("username", "alice")
+				f.Set("password", e.password)
+				p = b.do("POST", "/login", f)
+				mustf(t, p.status == http.StatusSeeOther, "login: %d", p.status)
+				// The user's browser follows the redirect a moment later.
+				e.clock.Advance(time.Second)
+				p = b.do("GET", p.location, nil)
+			}
+			mustf(t, p.status == http.StatusSeeOther, "not redirected to the client: %d %s", p.status, truncateBody(p.body))
+			u, err := url.Parse(p.location)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := u.Query().Get("error"); got != tt.wantError {
+				t.Fatalf("error = %q, want %q (%s)", got, tt.wantError, p.location)
+			}
+			if tt.wantError == "" {
+				mustf(t, u.Query().Get("code") != "", "no code: %s", p.location)
+			}
+		})
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
 	"github.com/jetonhq/jeton/internal/tokens"
+	"github.com/jetonhq/jeton/internal/users"
 )
 
 // TokenResponse is a successful token endpoint answer (RFC 6749 §5.1,
@@ -394,11 +395,27 @@ func (s *Server) authorizationCode(ctx context.Context, c *store.Client, f form)
 }
 
 // issueForGrant mints and stores the tokens of a new user grant.
+//
+// The grant was just made from an authorization code or a device code,
+// which the user's sign-in (g.AuthTime) approved. A password reset, a
+// disable or "sign out everywhere" after that sign-in revokes the grants
+// the user had, but this one did not exist yet: it is refused here, as the
+// session that approved it would be (users.SessionValid), so a code
+// stolen with or before a credential does not outlive its reset.
 func (s *Server) issueForGrant(ctx context.Context, c *store.Client, g *store.Grant, nonce string) (*TokenResponse, error) {
 	u, err := s.store.GetUser(ctx, g.UserID)
-	if err != nil || !u.DisabledAt.IsZero() {
-		s.revokeGrant(ctx, g.ID, "user_unavailable", tokens.Actor{ID: c.ID})
-		return nil, invalidGrant("the user of this grant no longer exists or is disabled")
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		// The code is spent either way; no grant without tokens is left live.
+		s.revokeGrant(ctx, g.ID, "code_exchange_failed", tokens.Actor{ID: c.ID})
+		return nil, fmt.Errorf("oauth: read the user of grant %s: %w", g.ID, err)
+	}
+	if err != nil || !users.SessionValid(u, g.AuthTime) {
+		reason := "user_unavailable"
+		if err == nil && u.DisabledAt.IsZero() {
+			reason = "sessions_ended"
+		}
+		s.revokeGrant(ctx, g.ID, reason, tokens.Actor{ID: c.ID})
+		return nil, invalidGrant("the user of this grant no longer exists, is disabled or has signed out since approving it")
 	}
 	api, err := s.tokens.ResolveAPI(ctx, g.APIID)
 	if err != nil {
@@ -457,11 +474,17 @@ func (s *Server) refresh(ctx context.Context, c *store.Client, f form) (*TokenRe
 		// RFC 6749 §6: the refresh token must be bound to the client.
 		return nil, invalidGrant("the refresh token is invalid, expired or revoked")
 	}
-	if !g.RevokedAt.IsZero() || !now.Before(rt.ExpiresAt) {
+	// Reuse is checked before expiry: a rotated token presented after it
+	// expired is still a sign that it leaked (RFC 9700 §4.14.2), and the
+	// family it was rotated into may be live.
+	if !g.RevokedAt.IsZero() {
 		return nil, invalidGrant("the refresh token is invalid, expired or revoked")
 	}
 	if !rt.UsedAt.IsZero() {
 		return s.reused(ctx, c, old, &rt, &g, now)
+	}
+	if !now.Before(rt.ExpiresAt) {
+		return nil, invalidGrant("the refresh token is invalid, expired or revoked")
 	}
 	scopes := g.Scopes
 	if req := f.get("scope"); req != "" {
