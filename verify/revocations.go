@@ -38,9 +38,9 @@ type revocation struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// denylist holds revoked token and grant ids until their expires_at,
-// bounded: when full, expired entries go first, then those that expire
-// soonest.
+// denylist holds revoked token and grant ids until their expires_at plus
+// the Verifier's Leeway (see feed.apply), bounded: when full, expired
+// entries go first, then those that expire soonest.
 type denylist struct {
 	max  int
 	size atomic.Int64 // len(m), read without the lock on the hot path
@@ -210,16 +210,22 @@ func (f *feed) apply(ev *revocation) {
 	}
 	f.lastSeq = ev.Seq
 	v := f.v
+	// A JWT is accepted until its exp plus the leeway (checkDynamic), and
+	// Jeton publishes expires_at = exp: the entry must outlive it by as
+	// much, or the revoked token would be accepted again in between.
+	// Jeton keeps entries in the feed for MaxLeeway past expires_at, so a
+	// Verifier that catches up late still hears of them.
+	until := ev.ExpiresAt.Add(v.cfg.Leeway)
 	switch ev.Kind {
 	case "token":
-		v.deny.add(false, ev.ID, ev.ExpiresAt, v.cfg.Now())
+		v.deny.add(false, ev.ID, until, v.cfg.Now())
 		v.cache.evictToken(ev.ID)
 	case "grant":
 		// Denies the grant's JWTs (their sid). Its opaque access tokens need
 		// nothing here: Jeton records a token revocation for each live one
 		// in the same commit as the grant's, so each arrives as its own
 		// event and leaves the cache alone, not with every other grant's.
-		v.deny.add(true, ev.ID, ev.ExpiresAt, v.cfg.Now())
+		v.deny.add(true, ev.ID, until, v.cfg.Now())
 	default:
 		v.cfg.Logger.Debug("verify: revocation of an unknown kind ignored", "seq", ev.Seq, "kind", ev.Kind)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/verify"
 )
 
@@ -81,11 +82,69 @@ func TestRevocationJWT(t *testing.T) {
 	if _, err := v.Verify(ctx, other); err != nil {
 		t.Errorf("a token id matched a grant id or the reverse: %v", err)
 	}
-	// An entry is dropped at its expires_at.
-	f.clock.Advance(time.Hour)
+	// An entry is kept until its expires_at plus the leeway, then dropped.
+	f.clock.Set(exp.Add(verify.DefaultLeeway - time.Second))
 	fresh := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_a" })
+	if _, err := v.Verify(ctx, fresh); !errors.Is(err, verify.ErrRevoked) {
+		t.Errorf("within the leeway after the entry's expiry: %v, want ErrRevoked", err)
+	}
+	f.clock.Set(exp.Add(verify.DefaultLeeway))
+	fresh = f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_a" })
 	if _, err := v.Verify(ctx, fresh); err != nil {
-		t.Errorf("after the entry's expiry: %v", err)
+		t.Errorf("after the entry's expiry plus the leeway: %v", err)
+	}
+}
+
+// TestRevocationWithinLeeway: a JWT revoked with expires_at = its exp (as
+// Jeton publishes it) stays revoked while Verify would still accept it
+// for the leeway past exp, whether revoked by jti or by grant.
+func TestRevocationWithinLeeway(t *testing.T) {
+	t.Parallel()
+	const leeway = 5 * time.Minute
+	tests := []struct {
+		name  string
+		after time.Duration // past exp
+		want  error
+	}{
+		{"before exp", -time.Second, verify.ErrRevoked},
+		{"at exp", 0, verify.ErrRevoked},
+		{"just past exp", time.Second, verify.ErrRevoked},
+		{"end of the leeway", leeway - time.Second, verify.ErrRevoked},
+		{"past the leeway", leeway, verify.ErrExpired},
+	}
+	for _, kind := range []string{"token", "grant"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			f, es := newFake(t)
+			var rec seqRecorder
+			v := newSubscribed(t, f, &rec, func(c *verify.Config) { c.Leeway = leeway })
+			ctx := context.Background()
+			exp := f.clock.Now().Add(10 * time.Minute)
+			tok := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_r"; m["sid"] = "grt_r"; m["exp"] = exp.Unix() })
+			if _, err := v.Verify(ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+			id := map[string]string{"token": "tok_r", "grant": "grt_r"}[kind]
+			seq := f.publish(kind, id, exp)
+			waitFor(t, "the event", func() bool { return rec.has(seq) })
+			for _, tt := range tests {
+				f.clock.Set(exp.Add(tt.after))
+				if _, err := v.Verify(ctx, tok); !errors.Is(err, tt.want) {
+					t.Errorf("%s: Verify = %v, want %v", tt.name, err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestRevocationGraceIsMaxLeeway: Jeton keeps an entry in the feed for
+// store.RevocationGrace past its expires_at, and a Verifier keeps it for
+// its Leeway: a Leeway the feed does not cover would let a Verifier that
+// catches up late miss a revocation it still needs.
+func TestRevocationGraceIsMaxLeeway(t *testing.T) {
+	t.Parallel()
+	if store.RevocationGrace != verify.MaxLeeway {
+		t.Errorf("store.RevocationGrace = %v, verify.MaxLeeway = %v; they must be equal", store.RevocationGrace, verify.MaxLeeway)
 	}
 }
 

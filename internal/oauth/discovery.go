@@ -198,7 +198,7 @@ func (s *Server) accessToken(ctx context.Context, tok string, allowedAPIs []stri
 }
 
 func (s *Server) jwtAccessToken(ctx context.Context, tok string, allowedAPIs []string) (*AccessToken, bool) {
-	c, a, ok := s.accessJWT(ctx, tok)
+	c, a, ok := s.accessJWT(ctx, tok, 0)
 	if !ok || (allowedAPIs != nil && !slices.Contains(allowedAPIs, a.ID)) {
 		return nil, false
 	}

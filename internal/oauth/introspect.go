@@ -41,7 +41,7 @@ func Handles(tok string) bool {
 // or the grant it was issued from (its sid), is revoked.
 func (s *Server) Introspect(ctx context.Context, tok string, allowedAPIs []string) (*Introspection, error) {
 	if strings.Count(tok, ".") == 2 {
-		c, api, ok := s.accessJWT(ctx, tok)
+		c, api, ok := s.accessJWT(ctx, tok, 0)
 		if !ok || (allowedAPIs != nil && !slices.Contains(allowedAPIs, api.ID)) {
 			return nil, nil
 		}
@@ -91,16 +91,21 @@ var ErrUnsupportedTokenType = errors.New("oauth: id tokens cannot be revoked")
 
 // accessJWT verifies a JWT access token (RFC 9068) this server issued: the
 // signature under a published key with the algorithm pinned to it, typ
-// at+jwt (§2.1), iss, exp, sub and client_id (§2.2), and an aud naming a
-// known API, which it returns. Revocation is the caller's to check. Any
-// failure is ok false, without detail.
-func (s *Server) accessJWT(ctx context.Context, tok string) (accessClaims, *store.API, bool) {
+// at+jwt (§2.1), iss, exp (extended by grace), sub and client_id (§2.2),
+// and an aud naming a known API, which it returns. Revocation is the
+// caller's to check. Any failure is ok false, without detail.
+//
+// Introspection and userinfo take no grace. Revocation takes
+// store.RevocationGrace: resource servers accept a token for their leeway
+// past its exp, so a token just past it can still be revoked, and the
+// revocation feed carries it to them.
+func (s *Server) accessJWT(ctx context.Context, tok string, grace time.Duration) (accessClaims, *store.API, bool) {
 	var c accessClaims
 	payload, err := s.keys.Verify(tok, typAccessToken)
 	if err != nil || json.Unmarshal(payload, &c) != nil {
 		return c, nil, false
 	}
-	if c.Issuer != s.cfg.Issuer || c.Expiry <= s.cfg.Now().Unix() || c.Subject == "" || c.ClientID == "" || c.ID == "" {
+	if c.Issuer != s.cfg.Issuer || !s.cfg.Now().Before(time.Unix(c.Expiry, 0).Add(grace)) || c.Subject == "" || c.ClientID == "" || c.ID == "" {
 		return c, nil, false
 	}
 	a, err := s.tokens.ResolveAPI(ctx, c.Audience)
@@ -116,7 +121,7 @@ func (s *Server) accessJWT(ctx context.Context, tok string) (accessClaims, *stor
 // of another client (if clientID is set) or of an API outside allowedAPIs
 // changes nothing (RFC 7009 §2.2). An ID token is ErrUnsupportedTokenType.
 func (s *Server) revokeAccessJWT(ctx context.Context, tok, clientID string, allowedAPIs []string, by tokens.Actor) error {
-	c, api, ok := s.accessJWT(ctx, tok)
+	c, api, ok := s.accessJWT(ctx, tok, store.RevocationGrace)
 	if !ok {
 		if _, err := s.keys.Verify(tok, typIDToken); err == nil {
 			return ErrUnsupportedTokenType

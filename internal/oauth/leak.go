@@ -91,7 +91,7 @@ func (s *Server) ReportLeak(ctx context.Context, secret, source string, by token
 // expired or was revoked already. An ID token, or a JWT this server did not
 // sign, is unknown: it is no credential here.
 func (s *Server) reportLeakedJWT(ctx context.Context, tok, source string, by tokens.Actor) (tokens.LeakResult, error) {
-	c, api, ok := s.accessJWT(ctx, tok)
+	c, api, ok := s.accessJWT(ctx, tok, store.RevocationGrace)
 	if !ok {
 		if _, err := s.keys.Verify(tok, typAccessToken); err == nil {
 			// Ours, but expired (or of an API deleted since).

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,4 +207,33 @@ func TestIntrospectJWTOfRevokedGrant(t *testing.T) {
 	feed := e.feed()
 	mustf(t, len(feed) == 1 && feed[0].Kind == store.RevocationGrant && feed[0].Ref == sid && feed[0].APIID == e.api.ID,
 		"feed after grant revocation: %+v, want grant %s", feed, sid)
+}
+
+// A resource server accepts a JWT for its leeway past exp, so a JWT just
+// past exp can still be revoked, and the feed carries it; one past every
+// leeway is left alone.
+func TestRevokeJWTJustPastItsExpiry(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		past    time.Duration // after exp
+		revoked bool
+	}{
+		{"within the grace", time.Minute, true},
+		{"past the grace", store.RevocationGrace + time.Second, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, envOptions{})
+			c, secret, tok, _ := e.userJWT()
+			claims := e.verifyJWT(tok.AccessToken, "at+jwt")
+			jti, _ := claims["jti"].(string)
+			exp := time.Unix(int64(claims["exp"].(float64)), 0)
+			e.clock.Advance(exp.Sub(e.clock.Now()) + tt.past)
+			status, _, _ := e.postForm("/oauth2/revoke", url.Values{"token": {tok.AccessToken}}, c.ID, secret)
+			mustf(t, status == 200, "revocation: %d", status)
+			inFeed := slices.ContainsFunc(e.feed(), func(r store.Revocation) bool { return r.Ref == jti })
+			mustf(t, inFeed == tt.revoked, "in the feed: %v, want %v", inFeed, tt.revoked)
+		})
+	}
 }

@@ -19,7 +19,17 @@ const (
 // grant is published: longer than a JWT access token lives by default
 // (oauth.Config.MaxAccessTTL) and than any verifier caches a positive
 // answer. A revoked JWT access token is published until its own expiry.
+// Either way the entry stays in the feed RevocationGrace longer.
 const RevocationTTL = 24 * time.Hour
+
+// RevocationGrace is how long an entry stays in the revocation feed past
+// its ExpiresAt. A resource server accepts a JWT access token until its
+// exp plus its clock-skew leeway, so it must still be able to learn of the
+// token's revocation, and keep it, for that long: the verify package
+// keeps each entry for its Config.Leeway past ExpiresAt, and a Leeway is
+// at most verify.MaxLeeway, which this must equal (a test in verify
+// checks it: store, below verify's users, must not import it).
+const RevocationGrace = 5 * time.Minute
 
 // Revocation is one entry of the revocation feed that resource servers
 // follow to reject revoked tokens they would otherwise accept offline (JWT
@@ -32,8 +42,10 @@ type Revocation struct {
 	Ref       string // the token id (or jti) or the grant id
 	APIID     string // the API the token or grant is for
 	RevokedAt time.Time
-	// ExpiresAt is when no verifier needs the entry any more: the token's
-	// expiry, or RevokedAt+RevocationTTL, whichever is first.
+	// ExpiresAt is when the revoked tokens expire: the token's expiry (a
+	// JWT's exp), or RevokedAt+RevocationTTL, whichever is first. The
+	// entry stays in the feed until ExpiresAt+RevocationGrace, for
+	// verifiers that accept a token for a leeway past its expiry.
 	ExpiresAt time.Time
 }
 
@@ -46,18 +58,22 @@ type Revocation struct {
 // record nothing.
 type RevocationStore interface {
 	// ListRevocations returns up to limit entries with Seq > after, oldest
-	// first, leaving out those expired at now. apiIDs, if not nil, keeps
-	// only the entries of those APIs.
+	// first, leaving out those whose ExpiresAt+RevocationGrace is at or
+	// before now. apiIDs, if not nil, keeps only the entries of those APIs.
 	ListRevocations(ctx context.Context, after int64, apiIDs []string, now time.Time, limit int) ([]Revocation, error)
 	// RevokeAccessJWT records the revocation of the JWT access token with
-	// ID jti, for apiID, until expiresAt, and appends ev. Revoking a jti
-	// already revoked, or one that expired at now, records nothing.
+	// ID jti, for apiID, that expires at expiresAt (its exp), and appends
+	// ev. A token past its exp but within RevocationGrace of it is still
+	// recorded: verifiers may accept it for that long. Revoking a jti
+	// already revoked, or one whose expiresAt+RevocationGrace is at or
+	// before now, records nothing.
 	RevokeAccessJWT(ctx context.Context, jti, apiID string, expiresAt, now time.Time, ev AuditEvent) error
 	// IsRevoked reports whether any of ids (token ids, jtis or grant ids)
 	// has a revocation entry or is a revoked grant.
 	IsRevoked(ctx context.Context, ids ...string) (bool, error)
-	// PurgeRevocations deletes up to limit entries expired at now and
-	// returns how many it deleted.
+	// PurgeRevocations deletes up to limit entries whose
+	// ExpiresAt+RevocationGrace is at or before now, and returns how many
+	// it deleted.
 	PurgeRevocations(ctx context.Context, now time.Time, limit int) (int, error)
 	// RevocationsChanged returns a channel that is closed when entries are
 	// next recorded, by this process or (on a shared database) by another

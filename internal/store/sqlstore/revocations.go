@@ -36,7 +36,9 @@ const (
 
 // tokenRevocation is the entry for a token revoked at now that expires at
 // expires (zero: never). ok is false when the token has already expired:
-// no verifier needs to hear of it.
+// no verifier needs to hear of it. (Stored tokens are opaque: unlike a JWT,
+// no verifier accepts one for a leeway past its expiry, so RevocationGrace
+// does not extend this.)
 func tokenRevocation(id, apiID string, expires, now time.Time) (r store.Revocation, ok bool) {
 	end := now.Add(store.RevocationTTL)
 	if !expires.IsZero() && expires.Before(end) {
@@ -203,7 +205,7 @@ func (db *DB) ListRevocations(ctx context.Context, after int64, apiIDs []string,
 		return nil, nil
 	}
 	q := "SELECT " + revocationColumns + " FROM revocations WHERE seq > $1 AND expires_at > $2"
-	args := []any{after, ms(now)}
+	args := []any{after, ms(now.Add(-store.RevocationGrace))}
 	if apiIDs != nil {
 		q += " AND api_id IN (" + placeholders(3, 2+len(apiIDs)) + ")"
 		for _, id := range apiIDs {
@@ -228,8 +230,8 @@ func (db *DB) RevokeAccessJWT(ctx context.Context, jti, apiID string, expiresAt,
 		return fmt.Errorf("sqlstore: revoke jwt: empty jti")
 	}
 	now = fromMS(ms(now))
-	if !expiresAt.After(now) {
-		return nil // expired: nothing left to reject
+	if !expiresAt.Add(store.RevocationGrace).After(now) {
+		return nil // expired beyond any verifier's leeway: nothing left to reject
 	}
 	var recorded bool
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -305,7 +307,7 @@ func (db *DB) PurgeRevocations(ctx context.Context, now time.Time, limit int) (i
 	var n int
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE expires_at <= $1 ORDER BY seq LIMIT $2)",
-			ms(now), limit)
+			ms(now.Add(-store.RevocationGrace)), limit)
 		if err != nil {
 			return fmt.Errorf("sqlstore: purge revocations: %w", err)
 		}

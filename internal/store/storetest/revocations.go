@@ -345,16 +345,39 @@ func testRevokeAccessJWT(t *testing.T, s store.Store) {
 	if got := len(audit(t, s)); got != n+1 {
 		t.Errorf("second RevokeAccessJWT appended %d audit events", got-n-1)
 	}
-	// An expired JWT needs no entry.
-	old := ids.New(ids.Token, base)
-	if err := s.RevokeAccessJWT(ctx, old, a.ID, now, now, ev("token.revoke", old)); err != nil {
-		t.Fatalf("RevokeAccessJWT(expired): %v", err)
-	}
-	if got := revocations(t, s, 0, base); len(got) != 1 {
-		t.Errorf("expired JWT recorded: %+v", got)
-	}
-	if got := len(audit(t, s)); got != n+1 {
-		t.Errorf("expired JWT appended %d audit events", got-n-1)
+	// A JWT past its exp is still recorded, and listed, while a verifier
+	// may accept it within its leeway (RevocationGrace); after that it
+	// needs no entry.
+	after, events := lastSeq(t, s), len(audit(t, s))
+	for _, tt := range []struct {
+		name   string
+		exp    time.Time
+		record bool
+	}{
+		{"at exp", now, true},
+		{"past exp, within the grace", now.Add(-store.RevocationGrace + time.Millisecond), true},
+		{"at the end of the grace", now.Add(-store.RevocationGrace), false},
+		{"long expired", now.Add(-time.Hour), false},
+	} {
+		jti := ids.New(ids.Token, base)
+		if err := s.RevokeAccessJWT(ctx, jti, a.ID, tt.exp, now, ev("token.revoke", jti)); err != nil {
+			t.Fatalf("%s: RevokeAccessJWT: %v", tt.name, err)
+		}
+		var want []store.Revocation
+		if tt.record {
+			want = []store.Revocation{tokenRev(jti, a.ID, now, tt.exp)}
+		}
+		if diff := cmp.Diff(revocations(t, s, after, now), want, ignoreSeq, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: entries (-got +want):\n%s", tt.name, diff)
+		}
+		wantEvents := events
+		if tt.record {
+			wantEvents++
+		}
+		if got := len(audit(t, s)); got != wantEvents {
+			t.Errorf("%s: appended %d audit events, want %d", tt.name, got-events, wantEvents-events)
+		}
+		after, events = lastSeq(t, s), len(audit(t, s))
 	}
 	// Concurrent revocations of one jti record one entry.
 	racy := ids.New(ids.Token, base)
@@ -434,13 +457,22 @@ func testRevocationsExpireAndPurge(t *testing.T, s store.Store) {
 		}
 		want = append(want, tokenRev(jti, a.ID, now, exp))
 	}
-	// An entry is live until, not at, its expiry.
-	at := now.Add(3 * time.Minute)
+	// An entry is live until, not at, its expiry plus RevocationGrace: a
+	// verifier accepts a JWT for its leeway past exp, and must still be
+	// able to learn of its revocation.
+	at := now.Add(3*time.Minute + store.RevocationGrace)
 	if diff := cmp.Diff(revocations(t, s, 0, at), want[3:], ignoreSeq); diff != "" {
-		t.Errorf("entries live at +3m (-got +want):\n%s", diff)
+		t.Errorf("entries live at +3m+grace (-got +want):\n%s", diff)
 	}
 	if diff := cmp.Diff(revocations(t, s, 0, at.Add(-time.Millisecond)), want[2:], ignoreSeq); diff != "" {
-		t.Errorf("entries live just before +3m (-got +want):\n%s", diff)
+		t.Errorf("entries live just before +3m+grace (-got +want):\n%s", diff)
+	}
+	if diff := cmp.Diff(revocations(t, s, 0, now.Add(3*time.Minute)), want, ignoreSeq); diff != "" {
+		t.Errorf("entries live at +3m, past the first three expiries (-got +want):\n%s", diff)
+	}
+	// Purging past their expiry but within the grace removes nothing.
+	if n, err := s.PurgeRevocations(ctx, now.Add(3*time.Minute), 100); err != nil || n != 0 {
+		t.Fatalf("PurgeRevocations at +3m = %d, %v; want 0", n, err)
 	}
 	// Purging in batches removes exactly the expired ones.
 	total := 0
