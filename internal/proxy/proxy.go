@@ -224,21 +224,35 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.metrics.observe(routeName, sw.code(), time.Since(start))
 	}()
 
+	// Routes name methods in upper case and match them exactly, but some
+	// upstreams (Django, Flask, Rails) upper-case the method they get:
+	// "delete" would skip a DELETE route here and be served as DELETE
+	// there.
+	if !validMethod(r.Method) {
+		p.deny(sw, "bad_method", &verify.Error{Code: "invalid_request", Description: "the method must be an upper-case token, such as GET", Status: http.StatusBadRequest})
+		return
+	}
 	if msg := pathProblem(r); msg != "" {
 		p.deny(sw, "bad_path", &verify.Error{Code: "invalid_request", Description: msg, Status: http.StatusBadRequest})
 		return
 	}
 	st := p.state.Load()
-	route, ok := st.rules.Match(r.Method, r.URL.Path)
+	route, err := st.rules.Match(r.Method, r.URL.Path)
 	switch {
-	case !ok && st.rules.Default == Deny:
+	case errors.Is(err, ErrAmbiguousRoute):
+		// Refused whatever the default: either route may be the one the
+		// upstream serves.
+		p.deny(sw, "ambiguous_route", &verify.Error{Code: "access_denied",
+			Description: "the path with and without its trailing slash match different routes", Status: http.StatusForbidden})
+		return
+	case err != nil && st.rules.Default == Deny:
 		p.deny(sw, "no_route", &verify.Error{Code: "access_denied", Description: "no route allows this request", Status: http.StatusForbidden})
 		return
-	case ok:
+	case err == nil:
 		routeName = route.Name
 	}
 	ctx := context.WithValue(r.Context(), routeKey{}, st)
-	if ok && !route.Public {
+	if route != nil && !route.Public {
 		v := st.verifiers[route.Audience(st.rules)]
 		vr := r
 		if ip := p.clientIP(r); ip.IsValid() {
@@ -271,8 +285,21 @@ func denyReason(err error) string {
 
 // pathProblem says why a request path cannot be forwarded safely, or "".
 // The rules match the decoded path; the upstream must see the same one, so
-// dot segments, empty segments, encoded slashes and backslashes, and
-// control characters are refused rather than guessed at.
+// dot segments, empty segments, encoded slashes and backslashes, control
+// characters and semicolons are refused rather than guessed at.
+//
+// A ';' (or "%3B") is refused outright, as Spring Security's
+// StrictHttpFirewall does by default. Servlet containers (Tomcat, Jetty,
+// Spring's UrlPathHelper) cut each segment at ';' before routing, and
+// everyone else reads it as a literal character; the proxy cannot know
+// which its upstream does, and the two readings route differently:
+// "/public/..;/repos/a" is "/repos/a" to Tomcat, and "/repos;x/a/settings"
+// is "/repos/a/settings" while its first segment here is not "repos", so
+// it would skip a "/repos/*/settings" route. Refusing only dot segments
+// would leave the second case open, and matching both readings would
+// still depend on how each container treats "%3B" and empty parameters.
+// Matrix parameters and ";jsessionid" are rare in APIs behind a token
+// gateway.
 func pathProblem(r *http.Request) string {
 	p := r.URL.Path
 	if p == "" || p[0] != '/' {
@@ -284,6 +311,9 @@ func pathProblem(r *http.Request) string {
 	for i := 0; i < len(p); i++ {
 		if p[i] < ' ' || p[i] == 0x7f || p[i] == '\\' {
 			return "the path contains a control character or a backslash"
+		}
+		if p[i] == ';' {
+			return "the path must not contain ';' (path parameters)"
 		}
 	}
 	if raw := r.URL.RawPath; raw != "" {
@@ -359,13 +389,8 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.Header.Del("Authorization")
 	st, _ := in.Context().Value(routeKey{}).(*state)
 	for name := range out.Header {
-		if len(name) >= 8 && strings.EqualFold(name[:8], "X-Jeton-") {
-			out.Header.Del(name)
-		}
-	}
-	if st != nil {
-		for _, name := range st.strip {
-			out.Header.Del(name)
+		if st.identityHeader(name) {
+			delete(out.Header, name)
 		}
 	}
 	claims, ok := verify.FromContext(in.Context())
@@ -382,6 +407,55 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	set(h.Scopes, strings.Join(claims.Scopes, " "))
 	set(h.TokenID, claims.TokenID)
 	set(h.ClientID, claims.ClientID)
+}
+
+// identityHeader reports whether a client-sent header named name must not
+// reach the upstream: its name starts with "X-Jeton-" or is one of the
+// identity headers of st (which may be nil), compared without regard to
+// case and with '_' taken for '-'. CGI, WSGI and Rack turn both
+// "X-Jeton-Subject" and "X_Jeton_Subject" into HTTP_X_JETON_SUBJECT, so
+// either spelling would pass for the identity the proxy sets.
+func (st *state) identityHeader(name string) bool {
+	const prefix = "X-Jeton-"
+	if len(name) >= len(prefix) && headerNameEqual(name[:len(prefix)], prefix) {
+		return true
+	}
+	if st == nil {
+		return false
+	}
+	for _, s := range st.strip {
+		if headerNameEqual(name, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerNameEqual reports whether header names a and b are equal under
+// ASCII case folding, with '_' and '-' taken as the same character.
+func headerNameEqual(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == '_' {
+			x = '-'
+		}
+		if y == '_' {
+			y = '-'
+		}
+		if 'a' <= x && x <= 'z' {
+			x -= 'a' - 'A'
+		}
+		if 'a' <= y && y <= 'z' {
+			y -= 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // headerValue makes v safe as a header value: bytes outside printable

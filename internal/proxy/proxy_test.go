@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/jetonhq/jeton/verify"
 )
 
@@ -245,6 +247,94 @@ func TestIdentityValuesCannotSplitHeaders(t *testing.T) {
 	}
 }
 
+// TestClientIdentityHeadersRemoved: a header a client sends that could
+// pass for an identity header is removed, whatever its case and whether it
+// spells '-' as '_' (CGI, WSGI and Rack read X_User as X-User), on public
+// and guarded routes alike; the upstream sees only the proxy's values.
+func TestClientIdentityHeadersRemoved(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules+"headers:\n  subject: X-User\n", nil, nil)
+	sent := map[string]string{
+		"X-Jeton-Subject": "mallory", "X_Jeton_Scopes": "admin", "x_jeton_token_id": "tok_admin",
+		"X-Jeton_Client-Id": "cli_admin", "X_JETON_ANYTHING": "forged", "X_User": "root", "x_user": "root",
+		"X-USER": "root", "X_Request_Id": "req_1",
+	}
+	tests := []struct {
+		name, path, token string
+		want              map[string][]string // every upstream header that is not standard
+	}{
+		{"public route", "/public/readme", "", map[string][]string{"X_request_id": {"req_1"}}},
+		{"guarded route", "/repos/a", "reader", map[string][]string{
+			"X_request_id": {"req_1"}, "X-User": {"alice"}, "X-Jeton-Scopes": {"repos:read"},
+			"X-Jeton-Token-Id": {"tok_reader"}, "X-Jeton-Client-Id": {"cli_1"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", f.url+tt.path, nil)
+			for k, v := range sent {
+				req.Header[k] = []string{v} // sent as spelled
+			}
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			got := map[string][]string{}
+			for k, v := range f.up.last(t).Header {
+				switch k {
+				case "Accept-Encoding", "User-Agent", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+				default:
+					got[k] = v
+				}
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("upstream headers (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestIdentityHeaderNames(t *testing.T) {
+	t.Parallel()
+	st := &state{strip: DefaultHeaders.names()}
+	custom := &state{strip: Headers{Subject: "X-User", Scopes: "Scopes"}.names()}
+	tests := []struct {
+		st   *state
+		name string
+		want bool
+	}{
+		{st, "X-Jeton-Subject", true},
+		{st, "x-jeton-subject", true},
+		{st, "X_Jeton_Subject", true},
+		{st, "x_jeton_whatever", true},
+		{st, "X-Jeton_", true},
+		{st, "X-Jeton", false},
+		{st, "X-Jetons-Subject", false},
+		{st, "X-Request-Id", false},
+		{nil, "X_JETON_SCOPES", true},
+		{nil, "X-User", false},
+		{custom, "X-User", true},
+		{custom, "x_user", true},
+		{custom, "X_USER", true},
+		{custom, "X-Users", false},
+		{custom, "X--User", false},
+		{custom, "scopes", true},
+		{custom, "X-Jeton-Subject", true},
+	}
+	for _, tt := range tests {
+		if got := tt.st.identityHeader(tt.name); got != tt.want {
+			t.Errorf("identityHeader(%q) with %v = %v, want %v", tt.name, tt.st, got, tt.want)
+		}
+	}
+}
+
 func TestDenials(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, testRules, nil, nil)
@@ -263,6 +353,13 @@ func TestDenials(t *testing.T) {
 		{"encoded slash", "GET", "/public/a%2Fb", "", 400, ""},
 		{"double slash", "GET", "/public//a", "", 400, ""},
 		{"backslash", "GET", "/public/a%5C..%5Crepos", "", 400, ""},
+		{"dot segment with a path parameter", "GET", "/public/..;/repos/a", "", 400, ""},
+		{"dot segment with a parameter value", "GET", "/public/..;x=1/repos/a", "", 400, ""},
+		{"path parameter", "GET", "/public/a;jsessionid=1", "", 400, ""},
+		{"encoded semicolon", "GET", "/public/..%3B/repos/a", "", 400, ""},
+		{"lower-case method", "get", "/public/a", "", 400, ""},
+		{"mixed-case method", "Delete", "/repos/a", "writer", 400, ""},
+		{"method with a digit", "GET2", "/public/a", "", 400, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,6 +383,87 @@ func TestDenials(t *testing.T) {
 			}
 			if f.up.count() != before {
 				t.Error("a denied request reached the upstream")
+			}
+		})
+	}
+}
+
+// TestNoFallThroughToWeakerRoute: spellings that an upstream reads as a
+// request a strict route guards, but that would skip that route here
+// (a lower-case method, a trailing slash, path parameters), are refused
+// instead of matching a later, weaker route or the default.
+func TestNoFallThroughToWeakerRoute(t *testing.T) {
+	t.Parallel()
+	deny := newFixture(t, `
+api: https://api.example.com
+routes:
+  - name: delete
+    methods: [DELETE]
+    path: /repos/*
+    scopes: [repos:admin]
+  - name: settings
+    path: /repos/*/settings
+    scopes: [repos:write]
+  - name: read
+    path: /repos/**
+    scopes: [repos:read]
+  - name: public
+    path: /public/**
+    public: true
+`, nil, nil)
+	allow := newFixture(t, `
+api: https://api.example.com
+default: allow
+routes:
+  - name: admin
+    path: /admin
+    scopes: [admin]
+  - name: settings
+    path: /repos/*/settings
+    scopes: [repos:write]
+  - name: public
+    path: /repos/**
+    public: true
+`, nil, nil)
+	tests := []struct {
+		name   string
+		f      *fixture
+		method string
+		path   string // sent exactly as written
+		token  string
+		status int
+	}{
+		{"DELETE", deny, "DELETE", "/repos/a", "reader", 403},
+		{"lower-case DELETE", deny, "delete", "/repos/a", "reader", 400},
+		{"settings", deny, "GET", "/repos/a/settings", "reader", 403},
+		{"settings with a trailing slash", deny, "GET", "/repos/a/settings/", "reader", 403},
+		{"repository with a trailing slash", deny, "GET", "/repos/a/", "reader", 200},
+		{"settings through a dot-dot parameter", deny, "GET", "/public/..;/repos/a/settings", "", 400},
+		{"settings with a parameter", deny, "GET", "/repos;x/a/settings", "reader", 400},
+		{"default allow: guarded with a trailing slash", allow, "GET", "/admin/", "", 401},
+		{"default allow: ambiguous", allow, "GET", "/repos/a/settings/", "", 403},
+		{"default allow: public with a trailing slash", allow, "GET", "/repos/a/", "", 200},
+		{"default allow: unmatched with a trailing slash", allow, "GET", "/other/", "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := tt.f.up.count()
+			req, _ := http.NewRequest(tt.method, tt.f.url, nil)
+			req.URL.Opaque = tt.path
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.status)
+			}
+			if reached := tt.f.up.count() != before; reached != (tt.status == 200) {
+				t.Errorf("reached the upstream: %v, want %v", reached, tt.status == 200)
 			}
 		})
 	}

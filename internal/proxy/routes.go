@@ -112,16 +112,52 @@ func (r *Route) Audience(rules *Rules) string {
 	return rules.API
 }
 
+// Errors of Match.
+var (
+	// ErrNoRoute: no route matches the request.
+	ErrNoRoute = errors.New("proxy: no route matches")
+	// ErrAmbiguousRoute: the path with its trailing slash and the path
+	// without it match different routes.
+	ErrAmbiguousRoute = errors.New("proxy: the path with and without its trailing slash match different routes")
+)
+
 // Match returns the first route that matches method and path, which must be
-// a clean absolute path (see CleanPath).
-func (rs *Rules) Match(method, path string) (*Route, bool) {
+// a clean absolute path (see CleanPath), or ErrNoRoute.
+//
+// Many upstreams serve "/a/b/" as "/a/b" (they strip the slash, redirect,
+// or route both alike), so a path other than "/" that ends in a slash also
+// matches the routes of the path without it: otherwise "/repos/a/settings/"
+// would skip a stricter "/repos/*/settings" and fall through to a later,
+// weaker route. When both spellings match a route, and not the same one,
+// Match returns ErrAmbiguousRoute: the request cannot be judged without
+// knowing which one the upstream serves.
+func (rs *Rules) Match(method, path string) (*Route, error) {
+	r := rs.first(method, path)
+	if n := len(path); n > 1 && path[n-1] == '/' {
+		alt := rs.first(method, path[:n-1])
+		switch {
+		case r == nil:
+			r = alt
+		case alt != nil && alt != r:
+			return nil, ErrAmbiguousRoute
+		}
+	}
+	if r == nil {
+		return nil, ErrNoRoute
+	}
+	return r, nil
+}
+
+// first returns the first route that matches method and path as spelled,
+// or nil.
+func (rs *Rules) first(method, path string) *Route {
 	for i := range rs.Routes {
 		r := &rs.Routes[i]
 		if r.matchMethod(method) && r.matchPath(path) {
-			return r, true
+			return r
 		}
 	}
-	return nil, false
+	return nil
 }
 
 func (r *Route) matchMethod(m string) bool {

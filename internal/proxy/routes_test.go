@@ -44,7 +44,7 @@ func TestMatch(t *testing.T) {
 	}{
 		{"GET", "/healthz", "health"},
 		{"POST", "/healthz", "health"},
-		{"GET", "/healthz/", ""},
+		{"GET", "/healthz/", "health"},
 		{"GET", "/repos", "line 15"},
 		{"HEAD", "/repos", "line 15"},
 		{"GET", "/repos/", "line 15"},
@@ -62,13 +62,68 @@ func TestMatch(t *testing.T) {
 		{"OPTIONS", "/repos", ""},
 	}
 	for _, tt := range tests {
-		r, ok := rs.Match(tt.method, tt.path)
+		r, err := rs.Match(tt.method, tt.path)
 		got := ""
-		if ok {
+		if err == nil {
 			got = r.Name
+		} else if !errors.Is(err, ErrNoRoute) {
+			t.Errorf("Match(%s %s): %v", tt.method, tt.path, err)
 		}
 		if got != tt.want {
 			t.Errorf("Match(%s %s) = %q, want %q", tt.method, tt.path, got, tt.want)
+		}
+	}
+}
+
+// TestMatchTrailingSlash: a path ending in a slash also matches the
+// routes of the path without it; if the two spellings match different
+// routes, neither is chosen.
+func TestMatchTrailingSlash(t *testing.T) {
+	t.Parallel()
+	rs, err := ParseRules("slash.yaml", []byte(`
+api: x
+routes:
+  - name: settings
+    path: /repos/*/settings
+  - name: repos
+    path: /repos/**
+  - name: exact
+    path: /exact
+  - name: slashed
+    path: /slashed/
+  - name: plain
+    path: /slashed
+  - name: root
+    path: /
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path string
+		want string // route name
+		err  error
+	}{
+		{"/repos/a/settings", "settings", nil},
+		{"/repos/a/settings/", "", ErrAmbiguousRoute}, // settings without the slash, repos with it
+		{"/repos/a", "repos", nil},
+		{"/repos/a/", "repos", nil},
+		{"/exact", "exact", nil},
+		{"/exact/", "exact", nil},
+		{"/exact/x/", "", ErrNoRoute},
+		{"/slashed/", "", ErrAmbiguousRoute},
+		{"/slashed", "plain", nil},
+		{"/", "root", nil},
+		{"/nowhere/", "", ErrNoRoute},
+	}
+	for _, tt := range tests {
+		r, err := rs.Match("GET", tt.path)
+		got := ""
+		if r != nil {
+			got = r.Name
+		}
+		if got != tt.want || !errors.Is(err, tt.err) || (err == nil) != (tt.err == nil) {
+			t.Errorf("Match(GET %s) = %q, %v; want %q, %v", tt.path, got, err, tt.want, tt.err)
 		}
 	}
 }
