@@ -107,11 +107,13 @@ func appendVerifyResponse(b []byte, res *tokens.Result) []byte {
 		b = appendString(b, t.Subject)
 		b = append(b, `,"scopes":`...)
 		b = appendStrings(b, t.Scopes)
+		// The answer's end, not the token's: a secret a rotation replaced
+		// stops at its grace end, and verifiers cache until expires_at.
 		b = append(b, `,"expires_at":`...)
-		if t.ExpiresAt.IsZero() {
+		if res.ExpiresAt.IsZero() {
 			b = append(b, "null"...)
 		} else {
-			b = appendTime(b, t.ExpiresAt)
+			b = appendTime(b, res.ExpiresAt)
 		}
 		b = append(b, `,"metadata":`...)
 		if t.Metadata == nil {

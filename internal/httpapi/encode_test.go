@@ -15,7 +15,7 @@ import (
 func referenceVerify(res *tokens.Result) string {
 	out := verifyResponse{Valid: res.Code == tokens.Valid, Code: res.Code.String()}
 	if t := res.Token; t != nil {
-		out.Token = &verifyTokenJSON{ID: t.ID, API: t.APIID, Subject: t.Subject, Scopes: t.Scopes, ExpiresAt: timePtr(t.ExpiresAt), Metadata: t.Metadata}
+		out.Token = &verifyTokenJSON{ID: t.ID, API: t.APIID, Subject: t.Subject, Scopes: t.Scopes, ExpiresAt: timePtr(res.ExpiresAt), Metadata: t.Metadata}
 		if out.Token.Metadata == nil {
 			out.Token.Metadata = json.RawMessage("{}")
 		}
@@ -54,7 +54,8 @@ func checkEncodings(t *testing.T, subject, scope string) {
 		CreatedAt: time.Unix(1700000000, 0).UTC(), ExpiresAt: time.Date(2027, 1, 2, 3, 4, 5, 6_000_000, time.UTC),
 		Metadata: json.RawMessage(`{"a":[1,"x"]}`)}
 	for _, res := range []tokens.Result{
-		{Code: tokens.Valid, Token: tok, RateLimit: &ratelimit.Decision{Allowed: true, Limit: 10, Remaining: 3, Reset: 1500 * time.Millisecond}, Quota: 7, HasQuota: true},
+		{Code: tokens.Valid, Token: tok, ExpiresAt: tok.ExpiresAt, RateLimit: &ratelimit.Decision{Allowed: true, Limit: 10, Remaining: 3, Reset: 1500 * time.Millisecond}, Quota: 7, HasQuota: true},
+		{Code: tokens.Valid, Token: tok, ExpiresAt: tok.ExpiresAt.Add(-time.Hour)}, // a rotated-out secret's grace end
 		{Code: tokens.Revoked},
 		{Code: tokens.InsufficientScope, Token: &store.Token{ID: "tok_2", Subject: subject}},
 	} {

@@ -14,6 +14,19 @@ import (
 
 func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 
+// secondsField converts the duration field, given in seconds, to a
+// time.Duration. A value beyond ±maxTTLSeconds (100 years) is
+// invalid_request: converted as it is, a huge value overflowed and wrapped
+// around to a small or negative duration (an expires_in of 584 billion
+// years made a key that expired in 0.3 s). The service checks each
+// field's real bounds.
+func secondsField(field string, n int64) (time.Duration, error) {
+	if n > maxTTLSeconds || n < -maxTTLSeconds {
+		return 0, errorf(http.StatusBadRequest, "invalid_request", "%s must be at most %d seconds (100 years)", field, maxTTLSeconds)
+	}
+	return seconds(n), nil
+}
+
 // optional distinguishes an absent JSON field from an explicit null.
 type optional[T any] struct {
 	Set   bool
@@ -43,8 +56,16 @@ func (a *API) createAPI(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return err
 	}
+	defTTL, err := secondsField("default_ttl", req.DefaultTTL)
+	if err != nil {
+		return err
+	}
+	maxTTL, err := secondsField("max_ttl", req.MaxTTL)
+	if err != nil {
+		return err
+	}
 	api, err := a.tokens.CreateAPI(r.Context(), tokens.APIParams{Name: req.Name, Identifier: req.Identifier, Scopes: req.Scopes,
-		ScopeDescriptions: req.ScopeDescriptions, KeyPrefix: req.KeyPrefix, DefaultTTL: seconds(req.DefaultTTL), MaxTTL: seconds(req.MaxTTL)}, c.actor())
+		ScopeDescriptions: req.ScopeDescriptions, KeyPrefix: req.KeyPrefix, DefaultTTL: defTTL, MaxTTL: maxTTL}, c.actor())
 	if err != nil {
 		return err
 	}
@@ -83,18 +104,24 @@ func (a *API) updateAPI(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return err
 	}
-	api, err := a.tokens.ResolveAPI(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
 	u := tokens.APIUpdate{Name: req.Name, AddScopes: req.AddScopes, ScopeDescriptions: req.ScopeDescriptions}
 	if req.DefaultTTL != nil {
-		d := seconds(*req.DefaultTTL)
+		d, err := secondsField("default_ttl", *req.DefaultTTL)
+		if err != nil {
+			return err
+		}
 		u.DefaultTTL = &d
 	}
 	if req.MaxTTL != nil {
-		d := seconds(*req.MaxTTL)
+		d, err := secondsField("max_ttl", *req.MaxTTL)
+		if err != nil {
+			return err
+		}
 		u.MaxTTL = &d
+	}
+	api, err := a.tokens.ResolveAPI(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
 	}
 	upd, err := a.tokens.UpdateAPI(r.Context(), api.ID, u, c.actor())
 	if err != nil {
@@ -150,7 +177,11 @@ func (s *settingsJSON) settings() (tokens.Settings, error) {
 			if v.Limit <= 0 || v.Window <= 0 {
 				return out, errorf(http.StatusBadRequest, "invalid_limit", "rate_limit needs a positive limit and window (seconds)")
 			}
-			rl = &store.RateLimit{Limit: v.Limit, Window: seconds(v.Window)}
+			w, err := secondsField("rate_limit.window", v.Window)
+			if err != nil {
+				return out, err
+			}
+			rl = &store.RateLimit{Limit: v.Limit, Window: w}
 		}
 		out.RateLimit = &rl
 	}
@@ -187,7 +218,11 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err != nil {
 		return err
 	}
-	p := tokens.CreateParams{API: req.API, Settings: set, ExpiresIn: seconds(req.ExpiresIn)}
+	expiresIn, err := secondsField("expires_in", req.ExpiresIn)
+	if err != nil {
+		return err
+	}
+	p := tokens.CreateParams{API: req.API, Settings: set, ExpiresIn: expiresIn}
 	if req.ExpiresIn < 0 {
 		p.ExpiresIn = -1
 	}
@@ -282,7 +317,10 @@ func (a *API) rotateToken(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err := decodeJSON(w, r, &req, true); err != nil {
 		return err
 	}
-	grace := seconds(req.GracePeriod)
+	grace, err := secondsField("grace_period", req.GracePeriod)
+	if err != nil {
+		return err
+	}
 	if req.GracePeriod < 0 || req.GracePeriod > int64(tokens.MaxGracePeriod/time.Second) {
 		grace = -1
 	}

@@ -161,6 +161,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"delete builtin", "DELETE", "/v1/apis/jeton?force=true", "admin", ``, 409, "conflict"},
 		{"bad force flag", "DELETE", "/v1/apis/acme?force=maybe", "admin", ``, 400, "invalid_request"},
 		{"grace too long", "POST", "/v1/tokens/KEYID/rotate", "admin", `{"grace_period":999999999}`, 400, "invalid_request"},
+		// 18446744074 s is 2^64 ns and a little more: it wrapped around to a
+		// fraction of a second when converted to a time.Duration.
+		{"expires_in beyond a duration", "POST", "/v1/tokens", "admin", `{"api":"acme","expires_in":18446744074}`, 400, "invalid_request"},
+		{"expires_in far below zero", "POST", "/v1/tokens", "admin", `{"api":"acme","expires_in":-18446744074}`, 400, "invalid_request"},
+		{"rate limit window beyond a duration", "POST", "/v1/tokens", "admin", `{"api":"acme","rate_limit":{"limit":5,"window":18446744075}}`, 400, "invalid_request"},
+		{"update rate limit window beyond a duration", "PATCH", "/v1/tokens/KEYID", "admin", `{"rate_limit":{"limit":5,"window":18446744075}}`, 400, "invalid_request"},
+		{"default_ttl beyond a duration", "POST", "/v1/apis", "admin", `{"name":"b","identifier":"b","default_ttl":18446744074}`, 400, "invalid_request"},
+		{"update max_ttl beyond a duration", "PATCH", "/v1/apis/acme", "admin", `{"max_ttl":18446744074}`, 400, "invalid_request"},
+		{"grace beyond a duration", "POST", "/v1/tokens/KEYID/rotate", "admin", `{"grace_period":18446744074}`, 400, "invalid_request"},
 		{"update scope not defined", "PATCH", "/v1/tokens/KEYID", "admin", `{"scopes":["nope"]}`, 400, "invalid_scope"},
 		{"bad list limit", "GET", "/v1/tokens?limit=0", "admin", ``, 400, "invalid_request"},
 		{"bad usage range", "GET", "/v1/tokens/KEYID/usage?from=yesterday", "admin", ``, 400, "invalid_request"},
@@ -246,6 +255,43 @@ func TestVerifyEndpoint(t *testing.T) {
 	e.mustDo(t, "POST", "/v1/verify", e.verify, `{"token":"`+e.key+`"}`, 200, &r)
 	if r.Code != "revoked" || r.Token != nil {
 		t.Errorf("after revoke: %+v", r)
+	}
+}
+
+// TestVerifyAnswerEndsWithTheSecret checks that the expires_at of a verify
+// answer for a secret a rotation replaced is the end of its grace period,
+// not the token's expiry: verifiers cache an answer until expires_at, and
+// must not go on accepting the old secret after its grace.
+func TestVerifyAnswerEndsWithTheSecret(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	var k tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme","expires_in":2592000}`, 201, &k)
+	var next tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens/"+k.ID+"/rotate", e.admin, `{"grace_period":60}`, 200, &next)
+	var k2, next2 tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme"}`, 201, &k2)
+	e.mustDo(t, "POST", "/v1/tokens/"+k2.ID+"/rotate", e.admin, `{"grace_period":0}`, 200, &next2)
+	tests := []struct {
+		name, secret string
+		wantCode     string
+		wantExpires  *time.Time
+	}{
+		{"replaced with grace", k.Token, "valid", next.PreviousExpiresAt},
+		{"current", next.Token, "valid", k.ExpiresAt},
+		{"replaced without grace", k2.Token, "not_found", nil},
+		{"current of a key that never expires", next2.Token, "valid", nil},
+	}
+	for _, tt := range tests {
+		var r verifyResponse
+		e.mustDo(t, "POST", "/v1/verify", e.verify, `{"token":"`+tt.secret+`"}`, 200, &r)
+		var gotExpires *time.Time
+		if r.Token != nil {
+			gotExpires = r.Token.ExpiresAt
+		}
+		if r.Code != tt.wantCode || !cmp.Equal(gotExpires, tt.wantExpires) {
+			t.Errorf("%s: %s, expires_at %v; want %s, %v", tt.name, r.Code, gotExpires, tt.wantCode, tt.wantExpires)
+		}
 	}
 }
 

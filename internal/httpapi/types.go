@@ -118,6 +118,10 @@ type VerifyRequest struct {
 	API    string   `json:"api"`
 }
 
+// verifyTokenJSON is the token of a verify answer. Its ExpiresAt is when
+// the answer stops holding for the secret presented: the token's expiry
+// or, if earlier, the end of the grace period of a secret a rotation
+// replaced. Verifiers cache an answer until then.
 type verifyTokenJSON struct {
 	ID        string          `json:"id"`
 	API       string          `json:"api"`

@@ -54,11 +54,18 @@ type RateLimit struct {
 // Quota is a usage budget: Remaining uses, optionally refilled to
 // RefillAmount at the start of every RefillInterval ("daily" or "monthly",
 // in UTC). PeriodStart is the start of the period Remaining belongs to.
+//
+// Version identifies one setting of the quota: it changes (grows) every
+// time the quota is set, and never when usage is recorded. Quota consumed
+// under one version is recorded only against that version (see
+// QuotaDelta), so that consumption counted before a quota was replaced is
+// not applied to the new one.
 type Quota struct {
 	Remaining      int64
 	RefillAmount   int64
 	RefillInterval string
 	PeriodStart    time.Time
+	Version        int64
 }
 
 // Refill intervals.
@@ -133,12 +140,15 @@ type UsageDelta struct {
 	LastUsedIP string
 }
 
-// QuotaDelta is quota consumed by one node for a token in one period.
+// QuotaDelta is quota consumed by one node for a token in one period,
+// counted against the quota of version Version. RecordUsage drops a delta
+// whose Version is not the stored quota's: the quota was set again since.
 type QuotaDelta struct {
 	TokenID      string
 	PeriodStart  time.Time
 	RefillAmount int64 // the value Remaining resets to when a new period starts
 	Consumed     int64
+	Version      int64
 }
 
 // AuditEvent is one entry of the append-only, hash-chained audit log. Seq,
@@ -218,7 +228,8 @@ type Store interface {
 	ExpireTokenSecret(ctx context.Context, h tokenfmt.Hash, now time.Time, ev AuditEvent) (Token, bool, error)
 
 	// RecordUsage adds usage counted in memory. Deltas for tokens that no
-	// longer exist are dropped.
+	// longer exist are dropped, and so are quota deltas for another quota
+	// version than the stored one, or for an earlier period.
 	RecordUsage(ctx context.Context, usage []UsageDelta, quota []QuotaDelta) error
 	// Usage returns the hourly counts of a token in [from, to).
 	Usage(ctx context.Context, tokenID string, from, to time.Time) ([]UsageHour, error)

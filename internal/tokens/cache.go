@@ -17,12 +17,19 @@ import (
 type record struct {
 	tok           store.Token
 	secretExpires time.Time // grace end of a rotated-out secret, zero if current
-	cidrs         []netip.Prefix
-	rate          ratelimit.Limit
+	// expires is when a positive answer for this secret stops being
+	// true: the earlier of the token's expiry and secretExpires, zero
+	// for never.
+	expires time.Time
+	cidrs   []netip.Prefix
+	rate    ratelimit.Limit
 }
 
 func newRecord(tok store.Token, secretExpires time.Time) *record {
-	r := &record{tok: tok, secretExpires: secretExpires}
+	r := &record{tok: tok, secretExpires: secretExpires, expires: tok.ExpiresAt}
+	if !secretExpires.IsZero() && (r.expires.IsZero() || secretExpires.Before(r.expires)) {
+		r.expires = secretExpires
+	}
 	for _, c := range tok.AllowedCIDRs {
 		if p, err := netip.ParsePrefix(c); err == nil {
 			r.cidrs = append(r.cidrs, p.Masked())
@@ -177,16 +184,27 @@ type flight struct {
 
 type call struct {
 	done chan struct{}
-	rec  *record
-	err  error
+	// gen is the cache generation read before the load began: the load
+	// may have read the store before any invalidation after it.
+	gen uint64
+	rec *record
+	err error
 	// abandoned: load failed because the context of the request that
 	// started it ended; waiters try again.
 	abandoned bool
 }
 
-// do returns load's result for h, running load under ctx unless a call
-// for h is already running, in which case it waits for that one, or for
-// ctx to end.
+// do returns load's result for h, running load(ctx, gen) under ctx unless
+// a call for h of generation gen or later is already running, in which
+// case it waits for that one, or for ctx to end. gen is the cache
+// generation the caller read before it looked for h.
+//
+// A call of an earlier generation is not joined: it may have read the
+// store before an invalidation that completed before this caller began (a
+// revocation acknowledged to its client), and its answer would predate
+// it. The caller starts its own call, which takes the older one's place
+// for later callers; the older call, when it ends, removes its map entry
+// only if that entry is still its own.
 //
 // The load that one request starts serves all the others waiting for the
 // same hash. If it fails because that request went away (its context
@@ -194,10 +212,10 @@ type call struct {
 // them loading under its own context. (Loading under a detached context
 // instead would cost every store miss a watcher goroutine in the SQLite
 // driver, a third of its time.)
-func (f *flight) do(ctx context.Context, h tokenfmt.Hash, load func(context.Context) (*record, error)) (*record, error) {
+func (f *flight) do(ctx context.Context, h tokenfmt.Hash, gen uint64, load func(context.Context, uint64) (*record, error)) (*record, error) {
 	for {
 		f.mu.Lock()
-		if c, ok := f.m[h]; ok {
+		if c, ok := f.m[h]; ok && c.gen >= gen {
 			f.mu.Unlock()
 			f.joined.Add(1)
 			select {
@@ -210,13 +228,15 @@ func (f *flight) do(ctx context.Context, h tokenfmt.Hash, load func(context.Cont
 				return nil, ctx.Err()
 			}
 		}
-		c := &call{done: make(chan struct{})}
+		c := &call{done: make(chan struct{}), gen: gen}
 		f.m[h] = c
 		f.mu.Unlock()
-		c.rec, c.err = load(ctx)
+		c.rec, c.err = load(ctx, gen)
 		c.abandoned = c.err != nil && ctx.Err() != nil
 		f.mu.Lock()
-		delete(f.m, h)
+		if f.m[h] == c {
+			delete(f.m, h)
+		}
 		f.mu.Unlock()
 		close(c.done)
 		return c.rec, c.err

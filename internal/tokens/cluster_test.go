@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/store/sqlstore"
 	"github.com/jetonhq/jeton/internal/store/storetest"
 )
@@ -63,4 +64,41 @@ func TestRevocationReachesOtherNodes(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("revocation reached node B after %v", time.Since(start))
+}
+
+// postgresStores opens two stores on one fresh PostgreSQL schema, as two
+// nodes have.
+func postgresStores(t *testing.T) (store.Store, store.Store) {
+	dsn := storetest.PostgresDSN(t)
+	open := func() store.Store {
+		db, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	return open(), open()
+}
+
+func TestQuotaUpdateReachesOtherPostgresNode(t *testing.T) {
+	t.Parallel()
+	sa, sb := postgresStores(t)
+	clk := &clock{now: time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC)}
+	a, b := twoNodes(t, sa, sb, clk, Config{})
+	testQuotaUpdateReachesOtherNode(t, a, b, clk)
+}
+
+func TestAPIIndexMissReloadsOnPostgres(t *testing.T) {
+	t.Parallel()
+	sa, sb := postgresStores(t)
+	clk := &clock{now: time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC)}
+	a, b := twoNodes(t, sa, sb, clk, Config{})
+	testAPIIndexMissReloads(t, a, b)
+}
+
+func TestAPIIndexReloadsPeriodicallyOnPostgres(t *testing.T) {
+	t.Parallel()
+	sa, sb := postgresStores(t)
+	testAPIIndexReloadsPeriodically(t, sa, sb)
 }

@@ -74,8 +74,9 @@ func (s *Service) event(a Actor, action, target string, details any) store.Audit
 }
 
 // apiIndex is an in-memory copy of every API, for lookups by id, name or
-// identifier on the hot path. Local changes reload it at once; a short
-// periodic reload picks up other nodes' changes.
+// identifier on the hot path. Local changes reload it at once; a periodic
+// reload (Config.APIReloadInterval) picks up other nodes' changes, and a
+// miss reloads it before failing (see ResolveAPI and apiOf).
 type apiIndex struct {
 	cur      atomic.Pointer[apiMaps]
 	mu       sync.Mutex
@@ -112,6 +113,45 @@ func (x *apiIndex) find(ref string) *store.API {
 		return a
 	}
 	return m.byKey[ref]
+}
+
+// apiReloadLoop reloads the API index every APIReloadInterval until Close.
+func (s *Service) apiReloadLoop() {
+	s.every(s.cfg.APIReloadInterval, 30*time.Second, "reload_apis", func(ctx context.Context) error {
+		return s.apis.reload(ctx, s.store)
+	})
+}
+
+// apiOf returns the API with the given id, which a stored token names. An
+// id this node does not know is of an API another node created since the
+// last reload: the index is reloaded once before the API is declared
+// missing. (A token's API exists while the token does, so misses are
+// rare, and not for callers to provoke at will.)
+func (s *Service) apiOf(ctx context.Context, id string) (*store.API, error) {
+	if a := s.apis.cur.Load().byID[id]; a != nil {
+		return a, nil
+	}
+	if err := s.apis.reload(ctx, s.store); err != nil {
+		return nil, err
+	}
+	if a := s.apis.cur.Load().byID[id]; a != nil {
+		return a, nil
+	}
+	return nil, fmt.Errorf("tokens: api %s: %w", id, store.ErrNotFound)
+}
+
+// knowScopeAPIs reloads the API index once if scopes name, in a
+// verify:<id> scope, an API this node does not know, so that
+// allowedScope, which only reads the index, sees APIs created on other
+// nodes.
+func (s *Service) knowScopeAPIs(ctx context.Context, scopes []string) error {
+	m := s.apis.cur.Load()
+	for _, sc := range scopes {
+		if id, ok := strings.CutPrefix(sc, ScopeVerifyAPIPrefix); ok && m.byID[id] == nil {
+			return s.apis.reload(ctx, s.store)
+		}
+	}
+	return nil
 }
 
 // ResolveAPI returns the API whose id, name or identifier is ref.
@@ -512,8 +552,14 @@ func (s *Service) applySettings(api *store.API, t *store.Token, set Settings, no
 			default:
 				return invalid("invalid_limit", "quota refill interval must be daily or monthly")
 			}
+			// A new version, later than any before: the time of the
+			// change, unless a clock behind the last one's says otherwise.
+			version := now.UnixMilli()
+			if t.Quota != nil {
+				version = max(version, t.Quota.Version+1)
+			}
 			q = &store.Quota{Remaining: q.Remaining, RefillAmount: q.RefillAmount, RefillInterval: q.RefillInterval,
-				PeriodStart: periodStart(q.RefillInterval, now)}
+				PeriodStart: periodStart(q.RefillInterval, now), Version: version}
 		}
 		t.Quota = q
 	}
@@ -526,6 +572,11 @@ func (s *Service) CreateToken(ctx context.Context, p CreateParams, by Actor) (Cr
 	api, err := s.ResolveAPI(ctx, p.API)
 	if err != nil {
 		return Created{}, err
+	}
+	if api.Builtin {
+		if err := s.knowScopeAPIs(ctx, p.Settings.Scopes); err != nil {
+			return Created{}, err
+		}
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 	t := store.Token{ID: ids.New(ids.Token, now), APIID: api.ID, Scopes: []string{}, CreatedAt: now, UpdatedAt: now}
@@ -603,10 +654,14 @@ func (s *Service) UpdateToken(ctx context.Context, id string, set Settings, by A
 	if set.Quota != nil {
 		details["quota"] = *set.Quota
 	}
-	tok, hashes, err := s.store.UpdateToken(ctx, id, func(t *store.Token) error {
+	if err := s.knowScopeAPIs(ctx, set.Scopes); err != nil {
+		return store.Token{}, err
+	}
+	ev := s.event(by, "token.update", id, details)
+	update := func(t *store.Token) error {
 		api := s.apis.cur.Load().byID[t.APIID]
 		if api == nil {
-			return fmt.Errorf("tokens: api of token %s: %w", id, store.ErrNotFound)
+			return &unknownAPIError{id: t.APIID}
 		}
 		now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 		if err := s.applySettings(api, t, set, now); err != nil {
@@ -614,7 +669,19 @@ func (s *Service) UpdateToken(ctx context.Context, id string, set Settings, by A
 		}
 		t.UpdatedAt = now
 		return nil
-	}, s.event(by, "token.update", id, details))
+	}
+	tok, hashes, err := s.store.UpdateToken(ctx, id, update, ev)
+	if u, ok := errors.AsType[*unknownAPIError](err); ok {
+		// The API was created on another node since the last reload. The
+		// index is not reloaded inside the store's transaction.
+		if _, err := s.apiOf(ctx, u.id); err != nil {
+			return store.Token{}, fmt.Errorf("tokens: api of token %s: %w", id, err)
+		}
+		tok, hashes, err = s.store.UpdateToken(ctx, id, update, ev)
+	}
+	if _, ok := errors.AsType[*unknownAPIError](err); ok {
+		return store.Token{}, fmt.Errorf("tokens: api of token %s: %w", id, store.ErrNotFound)
+	}
 	if err != nil {
 		return store.Token{}, err
 	}
@@ -629,6 +696,12 @@ func (s *Service) UpdateToken(ctx context.Context, id string, set Settings, by A
 	}
 	return tok, nil
 }
+
+// unknownAPIError is an update of a token whose API this node's index
+// does not have.
+type unknownAPIError struct{ id string }
+
+func (e *unknownAPIError) Error() string { return "tokens: unknown api " + e.id }
 
 // RevokeToken revokes a token; it stops verifying on this node at once.
 func (s *Service) RevokeToken(ctx context.Context, id, reason string, by Actor) (store.Token, error) {
@@ -681,9 +754,9 @@ func (s *Service) RotateToken(ctx context.Context, id string, grace time.Duratio
 	if !cur.Live(s.cfg.Now()) {
 		return Created{}, invalid("invalid_request", "token %s is revoked or expired and cannot be rotated", id)
 	}
-	api := s.apis.cur.Load().byID[cur.APIID]
-	if api == nil {
-		return Created{}, fmt.Errorf("tokens: api of token %s: %w", id, store.ErrNotFound)
+	api, err := s.apiOf(ctx, cur.APIID)
+	if err != nil {
+		return Created{}, fmt.Errorf("tokens: api of token %s: %w", id, err)
 	}
 	secret, err := tokenfmt.Generate(api.KeyPrefix)
 	if err != nil {

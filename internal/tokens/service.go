@@ -72,7 +72,11 @@ type Config struct {
 	NegativeTTL time.Duration // bound on a negative entry's age; default 5s
 
 	UsageFlushInterval time.Duration // default 10s
-	Retention          time.Duration // how long expired/revoked tokens are kept; default 30 days
+	// APIReloadInterval is how often the in-memory copy of every API is
+	// read again from the store, to pick up changes made on other nodes
+	// (a lowered max_ttl, a new key prefix); default 5s.
+	APIReloadInterval time.Duration
+	Retention         time.Duration // how long expired/revoked tokens are kept; default 30 days
 	// AccessTokenRetention is how long expired or revoked OAuth access
 	// tokens are kept; default 24h (they are short-lived and can be issued
 	// thousands of times a second). Never longer than Retention.
@@ -110,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UsageFlushInterval <= 0 {
 		c.UsageFlushInterval = 10 * time.Second
+	}
+	if c.APIReloadInterval <= 0 {
+		c.APIReloadInterval = 5 * time.Second
 	}
 	if c.Retention <= 0 {
 		c.Retention = 30 * 24 * time.Hour
@@ -169,6 +176,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.wg.Go(s.flushLoop)
 	s.wg.Go(s.janitorLoop)
+	s.wg.Go(s.apiReloadLoop)
 	subCtx, cancel := context.WithCancel(context.Background())
 	s.cancelSub = cancel
 	if src, ok := cfg.Store.(invalidationSource); ok {
@@ -210,8 +218,13 @@ type Request struct {
 // recognised and is live; it is shared with the cache and must not be
 // modified.
 type Result struct {
-	Code      Code
-	Token     *store.Token
+	Code  Code
+	Token *store.Token
+	// ExpiresAt, set with Token, is when the answer stops being true for
+	// the presented secret: the earlier of the token's expiry and, for a
+	// secret a rotation replaced, the end of its grace period. Zero for
+	// never. A verifier must not cache the answer beyond it.
+	ExpiresAt time.Time
 	RateLimit *ratelimit.Decision // set when the token has a rate limit and it was checked
 	Quota     int64               // remaining quota, when HasQuota
 	HasQuota  bool
@@ -251,11 +264,11 @@ func (s *Service) verify(ctx context.Context, req *Request, now time.Time) (Resu
 		}
 		res := Result{Code: code}
 		if code == InsufficientScope || code == ForbiddenIP {
-			res.Token = tok
+			res.Token, res.ExpiresAt = tok, rec.expires
 		}
 		return res, nil
 	}
-	res := Result{Code: Valid, Token: tok}
+	res := Result{Code: Valid, Token: tok, ExpiresAt: rec.expires}
 	if !req.NoLimits {
 		if rec.rate.Rate > 0 {
 			d, err := s.cfg.Limiter.Allow(ctx, tok.ID, rec.rate, now)
@@ -336,8 +349,9 @@ func (s *Service) lookup(ctx context.Context, h *tokenfmt.Hash, now time.Time) (
 		return rec, nil
 	}
 	key := *h
-	return s.flight.do(ctx, key, func(ctx context.Context) (*record, error) {
-		gen := s.cache.gen.Load()
+	// The generation is read before the load is looked for: a load of an
+	// earlier one may predate an invalidation this request must see.
+	return s.flight.do(ctx, key, s.cache.gen.Load(), func(ctx context.Context, gen uint64) (*record, error) {
 		tok, secretExpires, err := s.store.LookupToken(ctx, key)
 		if errors.Is(err, store.ErrNotFound) {
 			s.cache.put(key, nil, gen, nowNS)

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/jetonhq/jeton/internal/ratelimit"
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/store/sqlstore"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
@@ -271,6 +275,80 @@ func TestLookupSurvivesTheRequestThatStartedIt(t *testing.T) {
 	}
 }
 
+// stallAfterRead holds the first LookupToken until released, after it
+// has read the store: a load that read a token before a change to it.
+type stallAfterRead struct {
+	store.Store
+	first   atomic.Bool
+	read    chan struct{} // closed once the first lookup has read
+	release chan struct{}
+}
+
+func (s *stallAfterRead) LookupToken(ctx context.Context, h tokenfmt.Hash) (store.Token, time.Time, error) {
+	tok, exp, err := s.Store.LookupToken(ctx, h)
+	if s.first.CompareAndSwap(false, true) {
+		close(s.read)
+		<-s.release
+	}
+	return tok, exp, err
+}
+
+// TestVerifyAfterRevokeIgnoresAnEarlierLoad checks that a verification
+// that starts after RevokeToken returned does not share a store load that
+// read the token before the revocation (and would answer valid): it loads
+// the token again.
+func TestVerifyAfterRevokeIgnoresAnEarlierLoad(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := f.create(t, Settings{}, 0)
+	ss := &stallAfterRead{Store: f.st.Store, read: make(chan struct{}), release: make(chan struct{})}
+	svc, err := New(ctx, Config{Store: ss, Now: f.clock.Now, UsageFlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close(ctx)
+	early := make(chan Code, 1)
+	go func() { // concurrent with the revocation: either answer is right
+		res, _ := svc.Verify(ctx, &Request{Token: c.Secret})
+		early <- res.Code
+	}()
+	<-ss.read
+	if _, err := svc.RevokeToken(ctx, c.Token.ID, "leaked", Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	late := make(chan Code, 1)
+	go func() {
+		res, _ := svc.Verify(ctx, &Request{Token: c.Secret})
+		late <- res.Code
+	}()
+	// The late verification answers on its own, or joins the early load,
+	// which can only answer once released.
+	released := false
+	got := codeUnset
+	for got == codeUnset {
+		select {
+		case got = <-late:
+		default:
+			if !released && svc.flight.joined.Load() > 0 {
+				close(ss.release)
+				released = true
+			}
+			runtime.Gosched()
+		}
+	}
+	if !released {
+		close(ss.release)
+	}
+	<-early
+	if got != Revoked {
+		t.Errorf("verification started after RevokeToken returned: %v, want revoked", got)
+	}
+	if n := svc.flight.joined.Load(); n != 0 {
+		t.Errorf("%d verifications joined a load that predates the revocation", n)
+	}
+}
+
 func TestRevokeIsImmediate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -296,9 +374,14 @@ func TestRotateGrace(t *testing.T) {
 	if rot.Secret == old.Secret || rot.Token.ID != old.Token.ID || !rot.PreviousExpiresAt.Equal(f.clock.Now().Truncate(time.Millisecond).Add(time.Hour)) {
 		t.Fatalf("rotation result: %+v", rot.Token)
 	}
-	for _, s := range []string{old.Secret, rot.Secret} {
-		if got := f.verify(t, Request{Token: s}).Code; got != Valid {
-			t.Errorf("during grace: %v", got)
+	// A verify answer holds until the presented secret stops working: the
+	// old secret's grace end, the token's expiry (never) for the new one.
+	for _, tt := range []struct {
+		secret      string
+		wantExpires time.Time
+	}{{old.Secret, rot.PreviousExpiresAt}, {rot.Secret, time.Time{}}} {
+		if got := f.verify(t, Request{Token: tt.secret}); got.Code != Valid || !got.ExpiresAt.Equal(tt.wantExpires) {
+			t.Errorf("during grace: %v, answer expires %v; want valid, %v", got.Code, got.ExpiresAt, tt.wantExpires)
 		}
 	}
 	f.clock.Add(time.Hour)
@@ -357,6 +440,381 @@ func TestRateLimitAndQuota(t *testing.T) {
 	if allowed != 4 || denied != 2 || len(hours) != 2 {
 		t.Errorf("usage: %d hours, %d allowed, %d denied; want 2, 4, 2", len(hours), allowed, denied)
 	}
+}
+
+// TestQuotaUpdateDropsUsageOfTheReplacedQuota checks that consumption
+// counted before a quota is set (PATCH) but flushed after is not applied
+// to the new quota: not taken from it, and not resetting it to the
+// replaced quota's refill.
+func TestQuotaUpdateDropsUsageOfTheReplacedQuota(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		from    *store.Quota
+		to      *store.Quota
+		want    store.Quota // stored after the flush, but PeriodStart and Version
+		wantUse int64       // quota remaining after one more verification on a fresh node
+	}{
+		{"daily refill to none", &store.Quota{Remaining: 100, RefillAmount: 100, RefillInterval: store.RefillDaily},
+			&store.Quota{Remaining: 5000}, store.Quota{Remaining: 5000}, 4999},
+		{"none to daily refill", &store.Quota{Remaining: 100},
+			&store.Quota{Remaining: 10, RefillAmount: 10, RefillInterval: store.RefillDaily}, store.Quota{Remaining: 10, RefillAmount: 10, RefillInterval: store.RefillDaily}, 9},
+		{"same quota set again", &store.Quota{Remaining: 100}, &store.Quota{Remaining: 100}, store.Quota{Remaining: 100}, 99},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			c := f.create(t, Settings{Quota: &tt.from}, 0)
+			for range 3 {
+				if got := f.verify(t, Request{Token: c.Secret}).Code; got != Valid {
+					t.Fatal(got)
+				}
+			}
+			if _, err := f.svc.UpdateToken(ctx, c.Token.ID, Settings{Quota: &tt.to}, Actor{ID: "test"}); err != nil {
+				t.Fatal(err)
+			}
+			f.clock.Add(2 * time.Hour) // a new day: a delta of the replaced daily quota would refill
+			if err := f.svc.FlushUsage(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.svc.GetToken(ctx, c.Token.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(*got.Quota, tt.want, cmpopts.IgnoreFields(store.Quota{}, "PeriodStart", "Version")); diff != "" {
+				t.Errorf("stored quota after the update and a flush (-got +want):\n%s", diff)
+			}
+			// Another node (or this one restarted) starts from the store.
+			svc2, err := New(ctx, Config{Store: f.st.Store, Now: f.clock.Now, UsageFlushInterval: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer svc2.Close(ctx)
+			if res, _ := svc2.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid || res.Quota != tt.wantUse {
+				t.Errorf("on a fresh node: %v, quota remaining %d; want valid, %d", res.Code, res.Quota, tt.wantUse)
+			}
+		})
+	}
+}
+
+// blockFirstAllow holds the first rate-limit check until released. It
+// sits between the cache lookup and the quota in Verify.
+type blockFirstAllow struct {
+	ratelimit.Limiter
+	first            atomic.Bool
+	entered, release chan struct{}
+}
+
+func (b *blockFirstAllow) Allow(ctx context.Context, key string, l ratelimit.Limit, now time.Time) (ratelimit.Decision, error) {
+	if b.first.CompareAndSwap(false, true) {
+		close(b.entered)
+		<-b.release
+	}
+	return b.Limiter.Allow(ctx, key, l, now)
+}
+
+// TestQuotaUpdateDuringVerify checks that a verification holding the
+// token as it was before its quota was set does not leave the node
+// counting against the replaced quota.
+func TestQuotaUpdateDuringVerify(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	bl := &blockFirstAllow{Limiter: ratelimit.NewMemory(), entered: make(chan struct{}), release: make(chan struct{})}
+	svc, err := New(ctx, Config{Store: f.st.Store, Now: f.clock.Now, UsageFlushInterval: time.Hour, Limiter: bl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close(ctx)
+	rl := &store.RateLimit{Limit: 1000, Window: time.Second}
+	q := &store.Quota{Remaining: 1000}
+	c, err := svc.CreateToken(ctx, CreateParams{API: f.api.ID, Settings: Settings{RateLimit: &rl, Quota: &q}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFlight := make(chan Code, 1)
+	go func() {
+		res, _ := svc.Verify(ctx, &Request{Token: c.Secret})
+		inFlight <- res.Code
+	}()
+	<-bl.entered
+	zero := &store.Quota{Remaining: 0} // cut the customer off
+	if _, err := svc.UpdateToken(ctx, c.Token.ID, Settings{Quota: &zero}, Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	close(bl.release)
+	<-inFlight // concurrent with the update: either answer is right
+	for i := range 3 {
+		if res, _ := svc.Verify(ctx, &Request{Token: c.Secret}); res.Code != QuotaExceeded {
+			t.Errorf("verification %d after the quota was set to 0: %v (quota remaining %d), want quota_exceeded", i, res.Code, res.Quota)
+		}
+	}
+}
+
+// testQuotaUpdateReachesOtherNode checks that a quota set on node a
+// applies on node b, which counted against the replaced quota, once b
+// reads the token again (here: its cache entry aged out on clk).
+func testQuotaUpdateReachesOtherNode(t *testing.T, a, b *Service, clk *clock) {
+	ctx := context.Background()
+	api, err := a.CreateAPI(ctx, APIParams{Name: "quota", Identifier: "quota"}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &store.Quota{Remaining: 1000}
+	c, err := a.CreateToken(ctx, CreateParams{API: api.ID, Settings: Settings{Quota: &q}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := b.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid {
+		t.Fatalf("on node b before the update: %v", res.Code)
+	}
+	zero := &store.Quota{Remaining: 0}
+	if _, err := a.UpdateToken(ctx, c.Token.ID, Settings{Quota: &zero}, Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(b.cfg.CacheTTL)
+	if res, _ := b.Verify(ctx, &Request{Token: c.Secret}); res.Code != QuotaExceeded {
+		t.Errorf("on node b after the quota was set to 0 on node a: %v (quota remaining %d), want quota_exceeded", res.Code, res.Quota)
+	}
+	if err := b.FlushUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.GetToken(ctx, c.Token.ID); got.Quota.Remaining != 0 {
+		t.Errorf("stored quota after node b's flush: %d, want 0", got.Quota.Remaining)
+	}
+}
+
+// sqliteNodes returns two services on one SQLite database: nodes that
+// share a store but nothing in memory, as PostgreSQL nodes do (without
+// LISTEN/NOTIFY).
+func sqliteNodes(t *testing.T, clk *clock, bcfg Config) (a, b *Service) {
+	t.Helper()
+	db, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "jeton.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return twoNodes(t, db, db, clk, bcfg)
+}
+
+// twoNodes starts a service on each store; b's configuration is bcfg with
+// sa or sb filled in.
+func twoNodes(t *testing.T, sa, sb store.Store, clk *clock, bcfg Config) (a, b *Service) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := New(ctx, Config{Store: sa, Now: clk.Now, UsageFlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(ctx) })
+	if bcfg.Store == nil {
+		bcfg.Store = sb
+	}
+	bcfg.Now, bcfg.UsageFlushInterval = clk.Now, time.Hour
+	b, err = New(ctx, bcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(ctx) })
+	return a, b
+}
+
+func TestQuotaUpdateReachesOtherNode(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC)}
+	a, b := sqliteNodes(t, clk, Config{})
+	testQuotaUpdateReachesOtherNode(t, a, b, clk)
+}
+
+// quotaStates counts the quota counters m holds.
+func (m *meter) quotaStates() int {
+	n := 0
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		n += len(s.quota)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// TestIdleQuotaStatesAreDropped checks that a flush drops the quota
+// counter of a token no longer used once it has nothing left to flush and
+// has been idle for longer than the cache TTL, and not before.
+func TestIdleQuotaStatesAreDropped(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	q := &store.Quota{Remaining: 100}
+	c := f.create(t, Settings{Quota: &q}, 0)
+	ttl := f.svc.cfg.CacheTTL
+	steps := []struct {
+		name       string
+		verify     bool
+		advance    time.Duration // before the flush
+		failFlush  bool
+		wantStates int
+	}{
+		{"used: its consumption is flushed", true, 0, false, 1},
+		{"idle for the cache TTL", false, ttl, false, 1},
+		{"idle for longer", false, time.Millisecond, false, 0},
+		{"used again", true, 0, false, 1},
+		{"used, then idle, but its flush fails", true, ttl + time.Millisecond, true, 1},
+		{"idle, with its failed delta written", false, ttl + time.Millisecond, false, 1},
+		{"idle with everything written", false, 0, false, 0},
+	}
+	remaining := int64(100)
+	for _, st := range steps {
+		if st.verify {
+			remaining--
+			if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid || res.Quota != remaining {
+				t.Fatalf("%s: %v, quota remaining %d; want valid, %d", st.name, res.Code, res.Quota, remaining)
+			}
+		}
+		f.clock.Add(st.advance)
+		if st.failFlush {
+			f.st.failUsageWrite.Store(f.st.usageWrites.Load() + 1)
+			if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
+				t.Fatalf("%s: flush: %v, want the injected failure", st.name, err)
+			}
+		} else if err := f.svc.FlushUsage(ctx); err != nil {
+			t.Fatalf("%s: flush: %v", st.name, err)
+		}
+		if got := f.svc.usage.quotaStates(); got != st.wantStates {
+			t.Errorf("%s: %d quota counters, want %d", st.name, got, st.wantStates)
+		}
+	}
+	// Rebuilt from the store, the counter goes on where it stopped.
+	f.clock.Add(ttl)
+	if res := f.verify(t, Request{Token: c.Secret}); res.Quota != remaining-1 {
+		t.Errorf("after the counter was dropped: quota remaining %d, want %d", res.Quota, remaining-1)
+	}
+}
+
+// testAPIIndexMissReloads checks that node b, whose API index predates an
+// API created on node a, reloads it rather than fail when a token names
+// that API: rotation, update, and a verify:<id> scope.
+func testAPIIndexMissReloads(t *testing.T, a, b *Service) {
+	ctx := context.Background()
+	api, err := a.CreateAPI(ctx, APIParams{Name: "late", Identifier: "late", Scopes: []string{"read"}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := a.CreateToken(ctx, CreateParams{API: api.ID}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.RotateToken(ctx, c.Token.ID, 0, Actor{ID: "test"}); err != nil {
+		t.Errorf("rotate on node b: %v", err)
+	}
+	name := "renamed"
+	if _, err := b.UpdateToken(ctx, c.Token.ID, Settings{Name: &name, Scopes: []string{"read"}}, Actor{ID: "test"}); err != nil {
+		t.Errorf("update on node b: %v", err)
+	}
+	builtin, _, err := a.EnsureBuiltinAPI(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := a.CreateAPI(ctx, APIParams{Name: "later", Identifier: "later"}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := a.CreateToken(ctx, CreateParams{API: builtin.ID, Settings: Settings{Scopes: []string{ScopeVerify}}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.UpdateToken(ctx, rs.Token.ID, Settings{Scopes: []string{ScopeVerifyAPIPrefix + other.ID}}, Actor{ID: "test"}); err != nil {
+		t.Errorf("update to a verify scope of an api created on node a: %v", err)
+	}
+	third, err := a.CreateAPI(ctx, APIParams{Name: "latest", Identifier: "latest"}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateToken(ctx, CreateParams{API: builtin.ID, Settings: Settings{Scopes: []string{ScopeVerifyAPIPrefix + third.ID}}}, Actor{ID: "test"}); err != nil {
+		t.Errorf("create with a verify scope of an api created on node a: %v", err)
+	}
+	if _, err := b.UpdateToken(ctx, rs.Token.ID, Settings{Scopes: []string{ScopeVerifyAPIPrefix + "api_nope"}}, Actor{ID: "test"}); err == nil {
+		t.Errorf("update to a verify scope of no api succeeded")
+	}
+}
+
+func TestAPIIndexMissReloads(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC)}
+	a, b := sqliteNodes(t, clk, Config{})
+	testAPIIndexMissReloads(t, a, b)
+}
+
+// gatedAPIs holds every ListAPIs, once gated, until the test lets one
+// through.
+type gatedAPIs struct {
+	store.Store
+	gated atomic.Bool
+	pass  chan struct{}
+}
+
+func (g *gatedAPIs) ListAPIs(ctx context.Context) ([]store.API, error) {
+	if g.gated.Load() {
+		select {
+		case <-g.pass:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.Store.ListAPIs(ctx)
+}
+
+// testAPIIndexReloadsPeriodically checks that node b picks up a change
+// node a made to an API it knows (a lowered max_ttl) by itself, without a
+// miss: b's periodic reload (every millisecond here) is let through twice
+// after the change, so that the first reload that began after it has
+// completed.
+func testAPIIndexReloadsPeriodically(t *testing.T, sa, sb store.Store) {
+	ctx := context.Background()
+	clk := &clock{now: time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC)}
+	a, err := New(ctx, Config{Store: sa, Now: clk.Now, UsageFlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(ctx) })
+	api, err := a.CreateAPI(ctx, APIParams{Name: "ttl", Identifier: "ttl"}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedAPIs{Store: sb, pass: make(chan struct{})}
+	_, b := twoNodes(t, sa, g, clk, Config{APIReloadInterval: time.Millisecond})
+	g.gated.Store(true)
+	hour := time.Hour
+	if _, err := a.UpdateAPI(ctx, api.ID, APIUpdate{MaxTTL: &hour}, Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case g.pass <- struct{}{}:
+		case <-time.After(10 * time.Second):
+			t.Fatal("node b did not reload its API index within 10s (every 1ms configured)")
+		}
+	}
+	g.gated.Store(false)
+	close(g.pass)
+	if got, err := b.ResolveAPI(ctx, api.ID); err != nil || got.MaxTTL != time.Hour {
+		t.Fatalf("api on node b: %+v, %v; want max_ttl 1h", got, err)
+	}
+	if c, err := b.CreateToken(ctx, CreateParams{API: api.ID, ExpiresIn: 30 * 24 * time.Hour}, Actor{ID: "test"}); err == nil {
+		t.Errorf("node b issued a token expiring %v, beyond the max_ttl of 1h set on node a", c.Token.ExpiresAt)
+	}
+}
+
+func TestAPIIndexReloadsPeriodically(t *testing.T) {
+	t.Parallel()
+	db, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "jeton.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	testAPIIndexReloadsPeriodically(t, db, db)
 }
 
 func TestCreateValidation(t *testing.T) {

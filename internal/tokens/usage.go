@@ -31,12 +31,19 @@ type usageCounter struct {
 	lastUsedIP netip.Addr
 }
 
+// quotaState is a node's running count of one token's quota, built from
+// the token's stored quota of version version.
 type quotaState struct {
 	periodStart time.Time // zero for a quota without refill
 	remaining   int64
 	consumed    int64 // since the last flush
 	amount      int64
 	interval    string
+	version     int64 // the store.Quota.Version it was built from
+	// active is when (Unix nanoseconds) the state last consumed quota or
+	// had its consumption drained for a flush: drain drops states idle
+	// for longer than the cache TTL.
+	active int64
 }
 
 func newMeter() *meter {
@@ -95,24 +102,36 @@ func periodStart(interval string, now time.Time) time.Time {
 }
 
 // takeQuota consumes one unit of token id's quota and returns what remains
-// and whether the unit was available.
+// and whether the unit was available. q is the token's quota as a record
+// read from the store has it.
+//
+// The state is built from q when there is none, and built again when q is
+// of a later version than the state (the quota was set since, on this node
+// or another): the consumption counted against the replaced quota is
+// dropped, as the store would drop it. A q of an earlier version than the
+// state comes from a record read before the quota was set (a verification
+// in flight during the change): the state is newer and stays.
 func (m *meter) takeQuota(id string, q *store.Quota, now time.Time) (int64, bool) {
 	s := m.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.quota[id]
-	if st == nil {
-		st = &quotaState{remaining: q.Remaining, amount: q.RefillAmount, interval: q.RefillInterval, periodStart: q.PeriodStart}
+	if st == nil || q.Version > st.version {
+		if st == nil {
+			st = &quotaState{}
+			s.quota[id] = st
+		}
+		*st = quotaState{remaining: q.Remaining, amount: q.RefillAmount, interval: q.RefillInterval, periodStart: q.PeriodStart, version: q.Version}
 		if p := periodStart(q.RefillInterval, now); p.After(q.PeriodStart) {
 			st.periodStart, st.remaining = p, q.RefillAmount
 		}
-		s.quota[id] = st
 	} else if p := periodStart(st.interval, now); p.After(st.periodStart) {
 		if st.consumed > 0 {
 			s.staleQuota = append(s.staleQuota, st.delta(id))
 		}
 		st.periodStart, st.remaining, st.consumed = p, st.amount, 0
 	}
+	st.active = now.UnixNano()
 	if st.remaining <= 0 {
 		return 0, false
 	}
@@ -122,25 +141,27 @@ func (m *meter) takeQuota(id string, q *store.Quota, now time.Time) (int64, bool
 }
 
 func (st *quotaState) delta(id string) store.QuotaDelta {
-	return store.QuotaDelta{TokenID: id, PeriodStart: st.periodStart, RefillAmount: st.amount, Consumed: st.consumed}
+	return store.QuotaDelta{TokenID: id, PeriodStart: st.periodStart, RefillAmount: st.amount, Consumed: st.consumed, Version: st.version}
 }
 
-// forget drops the in-memory state of token id (its settings changed); its
-// unflushed consumption is kept for the next flush.
+// forget drops the in-memory state of token id (its quota was set). Its
+// unflushed consumption was counted against the replaced quota version,
+// which the store no longer has: it is dropped with it.
 func (m *meter) forget(id string) {
 	s := m.shard(id)
 	s.mu.Lock()
-	if st := s.quota[id]; st != nil {
-		if st.consumed > 0 {
-			s.staleQuota = append(s.staleQuota, st.delta(id))
-		}
-		delete(s.quota, id)
-	}
+	delete(s.quota, id)
 	s.mu.Unlock()
 }
 
-// drain takes every count since the last drain.
-func (m *meter) drain() ([]store.UsageDelta, []store.QuotaDelta) {
+// drain takes every count since the last drain, and drops the quota states
+// that have nothing left to flush and have been idle for longer than idle
+// (the cache TTL) at now: the next verification rebuilds such a state from
+// a record read from the store after their last consumption was drained.
+// A shard holding deltas of a failed flush keeps its states until they
+// are written: the store does not have them yet.
+func (m *meter) drain(now time.Time, idle time.Duration) ([]store.UsageDelta, []store.QuotaDelta) {
+	nowNS, idleNS := now.UnixNano(), int64(idle)
 	var usage []store.UsageDelta
 	var quota []store.QuotaDelta
 	for i := range m.shards {
@@ -154,12 +175,16 @@ func (m *meter) drain() ([]store.UsageDelta, []store.QuotaDelta) {
 			usage = append(usage, d)
 		}
 		clear(s.usage)
+		pending := len(s.staleQuota) > 0
 		quota = append(quota, s.staleQuota...)
 		s.staleQuota = nil
 		for id, st := range s.quota {
-			if st.consumed > 0 {
+			switch {
+			case st.consumed > 0:
 				quota = append(quota, st.delta(id))
-				st.consumed = 0
+				st.consumed, st.active = 0, max(st.active, nowNS)
+			case !pending && nowNS-st.active > idleNS:
+				delete(s.quota, id)
 			}
 		}
 		s.mu.Unlock()
@@ -203,7 +228,7 @@ const usageChunk = 256
 // flush, in writes of at most usageChunk deltas. On failure the counts not
 // yet written are kept for the next try.
 func (s *Service) FlushUsage(ctx context.Context) error {
-	usage, quota := s.usage.drain()
+	usage, quota := s.usage.drain(s.cfg.Now(), s.cfg.CacheTTL)
 	for len(usage) > 0 || len(quota) > 0 {
 		nu := min(len(usage), usageChunk)
 		nq := min(len(quota), usageChunk-nu)

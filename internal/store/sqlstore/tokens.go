@@ -16,17 +16,19 @@ import (
 
 const tokenColumns = `t.id, t.api_id, t.name, t.subject, t.scopes, t.hint, t.metadata, t.allowed_cidrs,
 	t.rate_limit, t.rate_window_ms, t.quota_remaining, t.quota_refill_amount, t.quota_refill_interval, t.quota_period_start,
-	t.created_at, t.updated_at, t.expires_at, t.revoked_at, t.revoke_reason, t.rotated_at, t.last_used_at, t.last_used_ip, t.use_count, t.client_id, t.grant_id`
+	t.created_at, t.updated_at, t.expires_at, t.revoked_at, t.revoke_reason, t.rotated_at, t.last_used_at, t.last_used_ip, t.use_count, t.client_id, t.grant_id,
+	t.quota_version`
 
 func scanToken(row rowScanner, extra ...any) (store.Token, error) {
 	var t store.Token
 	var scopes, metadata, cidrs string
-	var rateLimit, rateWindow, refillAmount, periodStart, created, updated int64
+	var rateLimit, rateWindow, refillAmount, periodStart, created, updated, quotaVersion int64
 	var quotaRemaining, expires, revoked, rotated, lastUsed sql.NullInt64
 	var refillInterval string
 	dest := []any{&t.ID, &t.APIID, &t.Name, &t.Subject, &scopes, &t.Hint, &metadata, &cidrs,
 		&rateLimit, &rateWindow, &quotaRemaining, &refillAmount, &refillInterval, &periodStart,
-		&created, &updated, &expires, &revoked, &t.RevokeReason, &rotated, &lastUsed, &t.LastUsedIP, &t.UseCount, &t.ClientID, &t.GrantID}
+		&created, &updated, &expires, &revoked, &t.RevokeReason, &rotated, &lastUsed, &t.LastUsedIP, &t.UseCount, &t.ClientID, &t.GrantID,
+		&quotaVersion}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return t, err
 	}
@@ -45,7 +47,7 @@ func scanToken(row rowScanner, extra ...any) (store.Token, error) {
 		t.RateLimit = &store.RateLimit{Limit: rateLimit, Window: time.Duration(rateWindow) * time.Millisecond}
 	}
 	if quotaRemaining.Valid {
-		t.Quota = &store.Quota{Remaining: quotaRemaining.Int64, RefillAmount: refillAmount, RefillInterval: refillInterval}
+		t.Quota = &store.Quota{Remaining: quotaRemaining.Int64, RefillAmount: refillAmount, RefillInterval: refillInterval, Version: quotaVersion}
 		if periodStart != 0 {
 			t.Quota.PeriodStart = fromMS(periodStart)
 		}
@@ -70,11 +72,11 @@ func tokenArgs(t *store.Token) []any {
 		rateLimit, rateWindow = t.RateLimit.Limit, t.RateLimit.Window.Milliseconds()
 	}
 	var quotaRemaining sql.NullInt64
-	var refillAmount, periodStart int64
+	var refillAmount, periodStart, quotaVersion int64
 	var refillInterval string
 	if q := t.Quota; q != nil {
 		quotaRemaining = sql.NullInt64{Int64: q.Remaining, Valid: true}
-		refillAmount, refillInterval = q.RefillAmount, q.RefillInterval
+		refillAmount, refillInterval, quotaVersion = q.RefillAmount, q.RefillInterval, q.Version
 		if !q.PeriodStart.IsZero() {
 			periodStart = ms(q.PeriodStart)
 		}
@@ -82,13 +84,14 @@ func tokenArgs(t *store.Token) []any {
 	return []any{t.ID, t.APIID, t.Name, t.Subject, jsonList(t.Scopes), t.Hint, metadata, cidrs,
 		rateLimit, rateWindow, quotaRemaining, refillAmount, refillInterval, periodStart,
 		ms(t.CreatedAt), ms(t.UpdatedAt), nullMS(t.ExpiresAt), nullMS(t.RevokedAt), t.RevokeReason,
-		nullMS(t.RotatedAt), nullMS(t.LastUsedAt), t.LastUsedIP, t.UseCount, t.ClientID, t.GrantID}
+		nullMS(t.RotatedAt), nullMS(t.LastUsedAt), t.LastUsedIP, t.UseCount, t.ClientID, t.GrantID,
+		quotaVersion}
 }
 
 const insertSecretSQL = "INSERT INTO token_secrets (hash, token_id, expires_at) VALUES ($1, $2, NULL)"
 
 var (
-	insertTokenSQL = "INSERT INTO tokens (" + strings.ReplaceAll(tokenColumns, "t.", "") + ") VALUES (" + placeholders(1, 25) + ")"
+	insertTokenSQL = "INSERT INTO tokens (" + strings.ReplaceAll(tokenColumns, "t.", "") + ") VALUES (" + placeholders(1, 26) + ")"
 	updateTokenSQL = func() string {
 		cols := strings.Split(strings.ReplaceAll(tokenColumns, "t.", ""), ",")
 		var set []string

@@ -52,7 +52,10 @@ func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota [
 		for _, q := range quota {
 			// A delta for a newer period than the stored one starts from the
 			// refill amount; one for the stored period subtracts from it. A
-			// delta for an older period is stale and dropped.
+			// delta for an older period is stale and dropped, and so is one
+			// counted against another quota version: the quota was set since
+			// (the usage before a PATCH must not reset the quota it set to the
+			// replaced quota's refill, nor be taken from it).
 			period := int64(0)
 			if !q.PeriodStart.IsZero() {
 				period = ms(q.PeriodStart)
@@ -60,8 +63,8 @@ func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota [
 			if _, err := db.txExec(ctx, tx, `UPDATE tokens SET
 				quota_remaining = CASE WHEN quota_period_start < $2 THEN CAST($3 AS BIGINT) - CAST($4 AS BIGINT) ELSE quota_remaining - CAST($4 AS BIGINT) END,
 				quota_period_start = $2
-				WHERE id = $1 AND quota_remaining IS NOT NULL AND quota_period_start <= $2`,
-				q.TokenID, period, q.RefillAmount, q.Consumed); err != nil {
+				WHERE id = $1 AND quota_remaining IS NOT NULL AND quota_period_start <= $2 AND quota_version = $5`,
+				q.TokenID, period, q.RefillAmount, q.Consumed, q.Version); err != nil {
 				return fmt.Errorf("sqlstore: record quota: %w", err)
 			}
 			if _, err := db.txExec(ctx, tx, "UPDATE tokens SET quota_remaining = 0 WHERE id = $1 AND quota_remaining < 0", q.TokenID); err != nil {

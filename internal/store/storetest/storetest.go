@@ -247,7 +247,7 @@ func fullToken(apiID string) (store.Token, tokenfmt.Hash) {
 	tok.Metadata = json.RawMessage(`{"plan":"pro","seats":3}`)
 	tok.AllowedCIDRs = []string{"10.0.0.0/8", "2001:db8::/32"}
 	tok.RateLimit = &store.RateLimit{Limit: 100, Window: time.Minute}
-	tok.Quota = &store.Quota{Remaining: 1000, RefillAmount: 1000, RefillInterval: store.RefillDaily, PeriodStart: base.Truncate(24 * time.Hour)}
+	tok.Quota = &store.Quota{Remaining: 1000, RefillAmount: 1000, RefillInterval: store.RefillDaily, PeriodStart: base.Truncate(24 * time.Hour), Version: 1_780_000_000_123}
 	tok.ExpiresAt = base.Add(30 * 24 * time.Hour)
 	return tok, h
 }
@@ -679,17 +679,31 @@ func testQuota(t *testing.T, s store.Store) {
 	})
 	plain, _ := mustCreateToken(t, s, a.ID, func(tok *store.Token) { tok.Quota = &store.Quota{Remaining: 5} })
 	steps := []struct {
+		setPlain    *store.Quota // if set, plain's quota is set to it first
 		deltas      []store.QuotaDelta
 		wantTok     int64
 		wantPlain   int64
 		description string
 	}{
-		{[]store.QuotaDelta{{TokenID: tok.ID, PeriodStart: day, RefillAmount: 100, Consumed: 4}, {TokenID: plain.ID, Consumed: 2}}, 6, 3, "same period subtracts"},
-		{[]store.QuotaDelta{{TokenID: tok.ID, PeriodStart: day, RefillAmount: 100, Consumed: 50}, {TokenID: plain.ID, Consumed: 9}}, 0, 0, "clamped at zero"},
-		{[]store.QuotaDelta{{TokenID: tok.ID, PeriodStart: day.Add(24 * time.Hour), RefillAmount: 100, Consumed: 7}}, 93, 0, "new period refills first"},
-		{[]store.QuotaDelta{{TokenID: tok.ID, PeriodStart: day, RefillAmount: 100, Consumed: 7}}, 93, 0, "stale period is dropped"},
+		{nil, []store.QuotaDelta{{TokenID: tok.ID, PeriodStart: day, RefillAmount: 100, Consumed: 4}, {TokenID: plain.ID, Consumed: 2}}, 6, 3, "same period subtracts"},
+		{nil, []store.QuotaDelta{{TokenID: tok.ID, PeriodStart: day, RefillAmount: 100, Consumed: 50}, {TokenID: plain.ID, Consumed: 9}}, 0, 0, "clamped at zero"},
+		{nil, []store.QuotaDelta{{TokenID: tok.ID, PeriodStart: day.Add(24 * time.Hour), RefillAmount: 100, Consumed: 7}}, 93, 0, "new period refills first"},
+		{nil, []store.QuotaDelta{{TokenID: tok.ID, PeriodStart: day, RefillAmount: 100, Consumed: 7}}, 93, 0, "stale period is dropped"},
+		// Counted against a quota set since (by a PATCH): neither taken
+		// from the quota that replaced it nor refilled to its old amount.
+		{nil, []store.QuotaDelta{{TokenID: tok.ID, PeriodStart: day.Add(48 * time.Hour), RefillAmount: 100, Consumed: 1, Version: 1}}, 93, 0, "another quota version is dropped"},
+		{&store.Quota{Remaining: 50, Version: 2}, []store.QuotaDelta{{TokenID: plain.ID, Consumed: 9}}, 93, 50, "the replaced version's delta is dropped"},
+		{nil, []store.QuotaDelta{{TokenID: plain.ID, Consumed: 9, Version: 2}}, 93, 41, "the new version's delta subtracts"},
 	}
 	for _, st := range steps {
+		if st.setPlain != nil {
+			if _, _, err := s.UpdateToken(ctx, plain.ID, func(tok *store.Token) error {
+				tok.Quota = st.setPlain
+				return nil
+			}, ev("token.update", plain.ID)); err != nil {
+				t.Fatalf("%s: UpdateToken: %v", st.description, err)
+			}
+		}
 		if err := s.RecordUsage(ctx, nil, st.deltas); err != nil {
 			t.Fatalf("%s: RecordUsage: %v", st.description, err)
 		}
