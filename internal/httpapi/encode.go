@@ -143,8 +143,10 @@ func appendVerifyResponse(b []byte, res *tokens.Result) []byte {
 func ceilSeconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
 
 // appendIntrospection writes an active RFC 7662 response, members in
-// alphabetical order as encoding/json writes a map.
-func appendIntrospection(b []byte, t *store.Token, aud string) []byte {
+// alphabetical order as encoding/json writes a map. exp is when the
+// presented secret stops working (tokens.Result.ExpiresAt: for a secret a
+// rotation replaced, the end of its grace), zero for never.
+func appendIntrospection(b []byte, t *store.Token, exp time.Time, aud string) []byte {
 	b = append(b, `{"active":true`...)
 	if aud != "" {
 		b = append(b, `,"aud":`...)
@@ -154,9 +156,9 @@ func appendIntrospection(b []byte, t *store.Token, aud string) []byte {
 		b = append(b, `,"client_id":`...)
 		b = appendString(b, t.ClientID)
 	}
-	if !t.ExpiresAt.IsZero() {
+	if !exp.IsZero() {
 		b = append(b, `,"exp":`...)
-		b = strconv.AppendInt(b, t.ExpiresAt.Unix(), 10)
+		b = strconv.AppendInt(b, exp.Unix(), 10)
 	}
 	b = append(b, `,"iat":`...)
 	b = strconv.AppendInt(b, t.CreatedAt.Unix(), 10)

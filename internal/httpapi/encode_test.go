@@ -63,12 +63,12 @@ func checkEncodings(t *testing.T, subject, scope string) {
 			t.Fatalf("verify encoding\n got %s\nwant %s", got, want)
 		}
 	}
-	if got, want := string(appendIntrospection(nil, tok, subject)), referenceIntrospection(tok, subject); got != want {
+	if got, want := string(appendIntrospection(nil, tok, tok.ExpiresAt, subject)), referenceIntrospection(tok, subject); got != want {
 		t.Fatalf("introspection encoding\n got %s\nwant %s", got, want)
 	}
 	access := *tok
 	access.ClientID = subject + "cli"
-	if got, want := string(appendIntrospection(nil, &access, subject)), referenceIntrospection(&access, subject); got != want {
+	if got, want := string(appendIntrospection(nil, &access, access.ExpiresAt, subject)), referenceIntrospection(&access, subject); got != want {
 		t.Fatalf("access token introspection encoding\n got %s\nwant %s", got, want)
 	}
 }

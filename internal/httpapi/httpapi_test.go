@@ -292,6 +292,23 @@ func TestVerifyAnswerEndsWithTheSecret(t *testing.T) {
 		if r.Code != tt.wantCode || !cmp.Equal(gotExpires, tt.wantExpires) {
 			t.Errorf("%s: %s, expires_at %v; want %s, %v", tt.name, r.Code, gotExpires, tt.wantCode, tt.wantExpires)
 		}
+		// RFC 7662 introspection says the same.
+		resp, b := e.do(t, "POST", "/oauth2/introspect", e.verify, "token="+tt.secret, "Content-Type", "application/x-www-form-urlencoded")
+		var in struct {
+			Active bool
+			Exp    *int64
+		}
+		if err := json.Unmarshal(b, &in); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: introspect: %d %s", tt.name, resp.StatusCode, b)
+		}
+		var wantExp *int64
+		if tt.wantExpires != nil {
+			u := tt.wantExpires.Unix()
+			wantExp = &u
+		}
+		if in.Active != (tt.wantCode == "valid") || !cmp.Equal(in.Exp, wantExp) {
+			t.Errorf("%s: introspection active %v exp %v; want exp %v", tt.name, in.Active, in.Exp, wantExp)
+		}
 	}
 }
 

@@ -115,7 +115,7 @@ func (a *API) introspect(w http.ResponseWriter, r *http.Request, c *caller) erro
 		aud = api.Identifier
 	}
 	var buf [512]byte
-	return writeRaw(w, http.StatusOK, appendIntrospection(buf[:0], res.Token, aud))
+	return writeRaw(w, http.StatusOK, appendIntrospection(buf[:0], res.Token, res.ExpiresAt, aud))
 }
 
 // revoke implements RFC 7009: 200 whether or not the token was known.
