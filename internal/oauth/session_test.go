@@ -14,6 +14,32 @@ import (
 	"github.com/jetonhq/jeton/internal/users"
 )
 
+// sessionEnds are the ways alice's sessions end: each ends them in e.
+var sessionEnds = []struct {
+	name string
+	end  func(t *testing.T, e *env)
+}{
+	{"password reset", func(t *testing.T, e *env) {
+		pw := "a brand new password"
+		if _, err := e.users.Update(context.Background(), e.alice.ID, users.UpdateParams{Password: &pw}, tokens.Actor{ID: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		e.password = pw
+	}},
+	{"disabled, then enabled again", func(t *testing.T, e *env) {
+		for _, off := range []bool{true, false} {
+			if _, err := e.users.Update(context.Background(), e.alice.ID, users.UpdateParams{Disabled: &off}, tokens.Actor{ID: "test"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}},
+	{"signed out everywhere", func(t *testing.T, e *env) {
+		if err := e.users.EndSessions(context.Background(), e.alice.ID, tokens.Actor{ID: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}},
+}
+
 // TestSessionsEndWithTheCredential proves that a browser signed in before a
 // password reset, a disable or an explicit "sign out everywhere" is signed
 // out by it. A session is a sealed cookie the server does not store, so
@@ -21,32 +47,7 @@ import (
 // included) until it expired, though the reset revoked every grant.
 func TestSessionsEndWithTheCredential(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	by := tokens.Actor{ID: "test"}
-	for _, tt := range []struct {
-		name string
-		end  func(e *env) // what ends alice's sessions
-	}{
-		{"password reset", func(e *env) {
-			pw := "a brand new password"
-			if _, err := e.users.Update(ctx, e.alice.ID, users.UpdateParams{Password: &pw}, by); err != nil {
-				t.Fatal(err)
-			}
-			e.password = pw
-		}},
-		{"disabled, then enabled again", func(e *env) {
-			for _, off := range []bool{true, false} {
-				if _, err := e.users.Update(ctx, e.alice.ID, users.UpdateParams{Disabled: &off}, by); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}},
-		{"signed out everywhere", func(e *env) {
-			if err := e.users.EndSessions(ctx, e.alice.ID, by); err != nil {
-				t.Fatal(err)
-			}
-		}},
-	} {
+	for _, tt := range sessionEnds {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOptions{})
@@ -63,7 +64,7 @@ func TestSessionsEndWithTheCredential(t *testing.T) {
 				mustf(t, p.status == http.StatusSeeOther && strings.Contains(p.location, "code="), "before: %d %s", p.status, p.location)
 			}
 			e.clock.Advance(time.Second)
-			tt.end(e)
+			tt.end(t, e)
 			for _, b := range []*browser{thief, other} {
 				p := b.do("GET", conf.AuthCodeURL("s", oauth2.SetAuthURLParam("prompt", "none")), nil)
 				u, _ := url.Parse(p.location)
@@ -94,31 +95,7 @@ func TestSessionsEndWithTheCredential(t *testing.T) {
 func TestCodesEndWithTheSession(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	by := tokens.Actor{ID: "test"}
-	for _, tt := range []struct {
-		name string
-		end  func(e *env) // what ends alice's sessions
-	}{
-		{"password reset", func(e *env) {
-			pw := "a brand new password"
-			if _, err := e.users.Update(ctx, e.alice.ID, users.UpdateParams{Password: &pw}, by); err != nil {
-				t.Fatal(err)
-			}
-			e.password = pw
-		}},
-		{"disabled, then enabled again", func(e *env) {
-			for _, off := range []bool{true, false} {
-				if _, err := e.users.Update(ctx, e.alice.ID, users.UpdateParams{Disabled: &off}, by); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}},
-		{"signed out everywhere", func(e *env) {
-			if err := e.users.EndSessions(ctx, e.alice.ID, by); err != nil {
-				t.Fatal(err)
-			}
-		}},
-	} {
+	for _, tt := range sessionEnds {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOptions{})
@@ -135,7 +112,7 @@ func TestCodesEndWithTheSession(t *testing.T) {
 			e.approveDevice(e.browser(), da.VerificationURIComplete)
 
 			e.clock.Advance(time.Second)
-			tt.end(e)
+			tt.end(t, e)
 			e.clock.Advance(time.Second)
 
 			_, err = conf.Exchange(ctx, code)
