@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/jetonhq/jeton/internal/store/storetest"
 )
 
@@ -48,9 +46,7 @@ func TestClusterOnPostgres(t *testing.T) {
 	// A user grant made through node a's pages, refreshed at node b; the
 	// reuse of the old refresh token at node a revokes the family, and
 	// node b stops accepting its access token.
-	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
-		Endpoint: oauth2.Endpoint{AuthURL: a.url + "/oauth2/authorize", TokenURL: a.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
-		Scopes:   []string{"repos:read"}}
+	conf := codeConfig(a.url, c, secret)
 	q := a.authorize(a.browser(), conf.AuthCodeURL("s"), true)
 	first, err := conf.Exchange(context.Background(), q.Get("code"))
 	if err != nil {

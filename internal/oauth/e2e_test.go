@@ -287,9 +287,7 @@ func TestCodeReuseRevokesWhatTheFirstIssued(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	c, secret := e.client(nil)
-	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
-		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
-		Scopes:   []string{"repos:read"}}
+	conf := codeConfig(e.url, c, secret)
 	q := e.authorize(e.browser(), conf.AuthCodeURL("s"), true)
 	tok, err := conf.Exchange(context.Background(), q.Get("code"))
 	if err != nil {
@@ -366,9 +364,7 @@ func TestRevocationByClient(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c, secret := e.client(nil)
 	other, otherSecret := e.client(nil)
-	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
-		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
-		Scopes:   []string{"repos:read"}}
+	conf := codeConfig(e.url, c, secret)
 	q := e.authorize(e.browser(), conf.AuthCodeURL("s"), true)
 	tok, err := conf.Exchange(context.Background(), q.Get("code"))
 	if err != nil {
@@ -390,9 +386,7 @@ func TestRefreshRetryWindow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{retryWindow: 5 * time.Second})
 	c, secret := e.client(nil)
-	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
-		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
-		Scopes:   []string{"repos:read"}}
+	conf := codeConfig(e.url, c, secret)
 	q := e.authorize(e.browser(), conf.AuthCodeURL("s"), true)
 	tok, err := conf.Exchange(context.Background(), q.Get("code"))
 	if err != nil {
@@ -427,9 +421,7 @@ func TestRefreshReuseRevokesTheFamily(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOptions{})
 			c, secret := e.client(func(p *oauth.ClientParams) { p.RefreshTokenTTL = ttl })
-			conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
-				Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
-				Scopes:   []string{"repos:read"}}
+			conf := codeConfig(e.url, c, secret)
 			tok, err := conf.Exchange(context.Background(), e.authorize(e.browser(), conf.AuthCodeURL("s"), true).Get("code"))
 			if err != nil {
 				t.Fatal(err)

@@ -99,6 +99,15 @@ func (e *env) client(edit func(*oauth.ClientParams)) (store.Client, string) {
 	return c, secret
 }
 
+// codeConfig is the golang.org/x/oauth2 configuration of confidential
+// client c, with its secret, for the authorization code flow of the server
+// at base: scope repos:read, HTTP Basic client authentication.
+func codeConfig(base string, c store.Client, secret string) oauth2.Config {
+	return oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
+		Endpoint: oauth2.Endpoint{AuthURL: base + "/oauth2/authorize", TokenURL: base + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
+		Scopes:   []string{"repos:read"}}
+}
+
 // deviceClient registers a public client of the device flow (and refresh
 // tokens), edited by edit if not nil, and returns it with its
 // golang.org/x/oauth2 configuration for scope repos:read.

@@ -125,9 +125,7 @@ func TestAuthorizationErrors(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c, secret := e.client(nil)
 	pub, _ := e.client(func(p *oauth.ClientParams) { p.Type = store.ClientPublic })
-	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
-		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
-		Scopes:   []string{"repos:read"}}
+	conf := codeConfig(e.url, c, secret)
 	b := e.browser()
 
 	// Errors before the redirect URI is trusted are shown, never redirected.

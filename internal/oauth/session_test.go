@@ -52,9 +52,7 @@ func TestSessionsEndWithTheCredential(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOptions{})
 			c, secret := e.client(nil)
-			conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
-				Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token"},
-				Scopes:   []string{"repos:read"}}
+			conf := codeConfig(e.url, c, secret)
 			thief, other := e.browser(), e.browser()
 			e.authorize(thief, conf.AuthCodeURL("s"), true)
 			e.authorize(other, conf.AuthCodeURL("s"), true)
@@ -100,9 +98,7 @@ func TestCodesEndWithTheSession(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOptions{})
 			c, secret := e.client(nil)
-			conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
-				Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInHeader},
-				Scopes:   []string{"repos:read"}}
+			conf := codeConfig(e.url, c, secret)
 			code := e.authorize(e.browser(), conf.AuthCodeURL("s"), true).Get("code")
 			dc, dconf := e.deviceClient(nil)
 			da, err := dconf.DeviceAuth(ctx)
@@ -149,9 +145,7 @@ func TestMaxAge(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	c, secret := e.client(nil)
-	conf := oauth2.Config{ClientID: c.ID, ClientSecret: secret, RedirectURL: "https://app.example.com/callback",
-		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token"},
-		Scopes:   []string{"repos:read"}}
+	conf := codeConfig(e.url, c, secret)
 	for _, tt := range []struct {
 		maxAge    string
 		wantLogin bool

@@ -364,17 +364,7 @@ func TestDenials(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := f.up.count()
-			req, _ := http.NewRequest(tt.method, f.url, nil)
-			req.URL.Opaque = tt.path // sent exactly as written
-			if tt.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tt.token)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := sendAsWritten(t, tt.method, f.url, tt.path, tt.token)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.status)
 			}
@@ -448,17 +438,7 @@ routes:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := tt.f.up.count()
-			req, _ := http.NewRequest(tt.method, tt.f.url, nil)
-			req.URL.Opaque = tt.path
-			if tt.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tt.token)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			resp, body := sendAsWritten(t, tt.method, tt.f.url, tt.path, tt.token)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.status)
 			}
@@ -778,4 +758,26 @@ func TestMetricsAndHealth(t *testing.T) {
 	if strings.Contains(string(b), "reader") {
 		t.Error("a token appears in the metrics")
 	}
+}
+
+// sendAsWritten sends method with path exactly as written (no cleaning or
+// escaping by the client) to the server at base, with token as a Bearer
+// credential if not empty, and returns the response and its body.
+func sendAsWritten(t *testing.T, method, base, path, token string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Opaque = path
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
 }
