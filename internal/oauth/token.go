@@ -139,6 +139,32 @@ func selectScopes(c *store.Client, a *store.API, requested string, allowOIDC boo
 	return out, nil
 }
 
+// stillAllowed returns the scopes of a grant for api that client c may
+// still be issued: an admin may have taken an API or a scope away from the
+// client since the user approved the grant, and a grant does not keep what
+// its client lost. Each scope must still be the client's, and be an OpenID
+// Connect scope or one api defines for a client that still lists api. A
+// grant for the built-in API, which selectAPI chooses for a client that
+// lists no API, keeps its OpenID Connect scopes unless the client lists
+// that API. A client that may no longer have anything of the grant gets
+// invalid_grant; a grant with no scopes stays without.
+func stillAllowed(c *store.Client, api *store.API, granted []string) ([]string, error) {
+	listed := slices.Contains(c.APIs, api.ID)
+	if !listed && api.Name != tokens.BuiltinAPIName {
+		return nil, invalidGrant("the client may no longer get tokens for the api of this grant")
+	}
+	out := make([]string, 0, len(granted))
+	for _, sc := range granted {
+		if slices.Contains(c.Scopes, sc) && (isOIDCScope(sc) || listed && slices.Contains(api.Scopes, sc)) {
+			out = append(out, sc)
+		}
+	}
+	if len(out) == 0 && len(granted) > 0 {
+		return nil, invalidGrant("the client may no longer have any scope of this grant")
+	}
+	return out, nil
+}
+
 // clientCredentials implements RFC 6749 §4.4. No refresh token is issued
 // (§4.4.3).
 func (s *Server) clientCredentials(ctx context.Context, c *store.Client, f form) (*TokenResponse, error) {
@@ -419,11 +445,17 @@ func (s *Server) issueForGrant(ctx context.Context, c *store.Client, g *store.Gr
 	}
 	api, err := s.tokens.ResolveAPI(ctx, g.APIID)
 	if err != nil {
+		s.revokeGrant(ctx, g.ID, "api_deleted", tokens.Actor{ID: c.ID})
 		return nil, invalidGrant("the api of this grant no longer exists")
 	}
-	m, err := s.mint(ctx, issue{client: c, api: api, scopes: g.Scopes, subject: g.Subject, grant: g, user: &u,
+	scopes, err := stillAllowed(c, api, g.Scopes)
+	if err != nil {
+		s.revokeGrant(ctx, g.ID, "client_changed", tokens.Actor{ID: c.ID})
+		return nil, err
+	}
+	m, err := s.mint(ctx, issue{client: c, api: api, scopes: scopes, subject: g.Subject, grant: g, user: &u,
 		authTime: g.AuthTime, nonce: nonce, refresh: slices.Contains(c.GrantTypes, GrantRefreshToken),
-		idToken: slices.Contains(g.Scopes, ScopeOpenID)})
+		idToken: slices.Contains(scopes, ScopeOpenID)})
 	if err != nil {
 		return nil, err
 	}
@@ -486,15 +518,27 @@ func (s *Server) refresh(ctx context.Context, c *store.Client, f form) (*TokenRe
 	if !now.Before(rt.ExpiresAt) {
 		return nil, invalidGrant("the refresh token is invalid, expired or revoked")
 	}
-	scopes := g.Scopes
+	api, err := s.tokens.ResolveAPI(ctx, g.APIID)
+	if err != nil {
+		return nil, invalidGrant("the api of this grant no longer exists")
+	}
+	// The client's registration may have narrowed since the grant: only
+	// what it may still have is issued.
+	allowed, err := stillAllowed(c, api, g.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	scopes := allowed
 	if req := f.get("scope"); req != "" {
 		// Down-selection (RFC 6749 §6): a subset of the grant's scopes.
 		scopes = nil
 		for sc := range strings.FieldsSeq(req) {
-			if !slices.Contains(g.Scopes, sc) {
+			switch {
+			case !slices.Contains(g.Scopes, sc):
 				return nil, oerr(http.StatusBadRequest, errInvalidScope, "scope %q was not granted", truncate(sc, 100))
-			}
-			if !slices.Contains(scopes, sc) {
+			case !slices.Contains(allowed, sc):
+				return nil, oerr(http.StatusBadRequest, errInvalidScope, "the client may no longer have scope %q", truncate(sc, 100))
+			case !slices.Contains(scopes, sc):
 				scopes = append(scopes, sc)
 			}
 		}
@@ -509,10 +553,6 @@ func (s *Server) refresh(ctx context.Context, c *store.Client, f form) (*TokenRe
 			return nil, invalidGrant("the user of this grant no longer exists or is disabled")
 		}
 		u = &user
-	}
-	api, err := s.tokens.ResolveAPI(ctx, g.APIID)
-	if err != nil {
-		return nil, invalidGrant("the api of this grant no longer exists")
 	}
 	m, err := s.mint(ctx, issue{client: c, api: api, scopes: scopes, subject: g.Subject, grant: &g, user: u,
 		authTime: g.AuthTime, refresh: true, idToken: slices.Contains(scopes, ScopeOpenID)})
