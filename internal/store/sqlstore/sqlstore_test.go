@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,16 @@ func TestPostgresConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return openPostgresT(t, storetest.PostgresDSN(t))
 	})
+}
+
+// TestPostgresIDsSortInByteOrder runs the listings of the conformance
+// suite on a database whose default collation is linguistic (ICU en-US, as
+// many installations default to en_US.UTF-8), where "a" sorts before "B":
+// IDs sort by creation time only in byte order.
+func TestPostgresIDsSortInByteOrder(t *testing.T) {
+	t.Parallel()
+	dsn := storetest.PostgresDatabaseDSN(t, "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+	storetest.NewestFirst(t, openPostgresT(t, dsn))
 }
 
 func TestMigrateIsIdempotent(t *testing.T) {
@@ -249,5 +260,75 @@ func TestAuditRowidMigration(t *testing.T) {
 	}
 	if auto != 0 {
 		t.Errorf("audit_events has %d automatic indexes, want 0", auto)
+	}
+}
+
+// TestIDCollationMigration applies migration 12 to a store that holds
+// tokens (with their secrets, usage and API) on a database with a
+// linguistic default collation: the columns change with the rows and the
+// references in place, and the tokens list newest first afterwards.
+func TestIDCollationMigration(t *testing.T) {
+	t.Parallel()
+	dsn := storetest.PostgresDatabaseDSN(t, "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+	ctx := context.Background()
+	db, err := Open(ctx, dsn, Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	// Back to the columns of migration 11.
+	ms, err := loadMigrations(postgresDialect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var undo string
+	for _, m := range ms {
+		if m.version == 12 {
+			undo = strings.ReplaceAll(m.sql, `COLLATE "C"`, `COLLATE "default"`)
+		}
+	}
+	for _, stmt := range append(splitStatements(undo), "DELETE FROM schema_migrations WHERE version >= 12") {
+		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	base := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	api := store.API{ID: ids.New(ids.API, base), Name: "acme", Identifier: "https://acme.example.com", Scopes: []string{"read"}, KeyPrefix: "jtp", CreatedAt: base, UpdatedAt: base}
+	if err := db.CreateAPI(ctx, api, store.AuditEvent{Time: base, Actor: "test", Action: "api.create"}); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 80 {
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		secret, _ := tokenfmt.Generate("jtp")
+		tok := store.Token{ID: ids.New(ids.Token, at), APIID: api.ID, Name: "k", Subject: "s", Hint: tokenfmt.Hint(secret), CreatedAt: at, UpdatedAt: at}
+		if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Time: at, Actor: "test", Action: "token.create"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.RecordUsage(ctx, []store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: at.Truncate(time.Hour), Allowed: 1}}, LastUsedAt: at}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{tok.ID}, want...)
+	}
+	db.Close()
+
+	db = openPostgresT(t, dsn)
+	var got []string
+	for after := ""; ; {
+		page, next, err := db.ListTokens(ctx, store.TokenFilter{After: after, Limit: 9})
+		if err != nil {
+			t.Fatalf("ListTokens: %v", err)
+		}
+		for _, tok := range page {
+			got = append(got, tok.ID)
+		}
+		if after = next; after == "" {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("after the migration, tokens listed in another order than newest first:\n got %v\nwant %v", got, want)
+	}
+	if _, err := db.DeleteAPI(ctx, api.ID, true, base, store.AuditEvent{Time: base, Actor: "test", Action: "api.delete"}); err != nil {
+		t.Fatalf("DeleteAPI after the migration: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,5 +41,41 @@ func PostgresDSN(t *testing.T) string {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// PostgresDatabaseDSN returns a DSN for a fresh database on the server of
+// JETON_TEST_POSTGRES_DSN, created with the given CREATE DATABASE options
+// (say, a default collation) and dropped when t ends. It skips t when the
+// variable is unset, or when the server refuses the test's role the right
+// to create databases.
+func PostgresDatabaseDSN(t *testing.T, options string) string {
+	t.Helper()
+	dsn := os.Getenv("JETON_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("JETON_TEST_POSTGRES_DSN is not set")
+	}
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	name := fmt.Sprintf("jeton_test_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
+	if _, err := admin.Exec("CREATE DATABASE " + name + " " + options); err != nil {
+		if strings.Contains(err.Error(), "SQLSTATE 42501") {
+			t.Skipf("the test role may not create databases: %v", err)
+		}
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP DATABASE " + name + " WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
 	return u.String()
 }

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ExpireTokenSecret", testExpireTokenSecret},
 		{"UpdateTokenFailureChangesNothing", testUpdateTokenFailure},
 		{"ListTokens", testListTokens},
+		{"NewestFirst", NewestFirst},
 		{"LostUpdates", testLostUpdates},
 		{"Usage", testUsage},
 		{"UsageManyTokens", testUsageManyTokens},

@@ -74,6 +74,12 @@ type userGrant struct {
 
 func mustCreateUserGrant(t *testing.T, s store.Store, userID string, c store.Client) userGrant {
 	t.Helper()
+	return mustCreateUserGrantAt(t, s, userID, c, base)
+}
+
+// mustCreateUserGrantAt is mustCreateUserGrant with everything made at.
+func mustCreateUserGrantAt(t *testing.T, s store.Store, userID string, c store.Client, base time.Time) userGrant {
+	t.Helper()
 	secret := func(prefix string) tokenfmt.Hash {
 		v, err := tokenfmt.Generate(prefix)
 		if err != nil {
