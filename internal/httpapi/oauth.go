@@ -1,8 +1,12 @@
 package httpapi
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/jetonhq/jeton/internal/oauth"
@@ -85,29 +89,74 @@ func (a *API) revokeEndpoint() handlerFunc {
 	}
 }
 
-// introspect implements RFC 7662. Anything that would not verify as valid is
-// {"active": false}, with no detail.
+// introspectEndpoint serves RFC 7662 introspection for two kinds of
+// caller, as revokeEndpoint does: a resource server or admin presenting a
+// Jeton token as Bearer (any token of the APIs it may verify), and an
+// OAuth client authenticating as itself (only tokens issued to it).
+func (a *API) introspectEndpoint() handlerFunc {
+	asResource := a.oauthAuth(a.introspect)
+	if a.cfg.OAuth == nil {
+		return asResource
+	}
+	asClient := a.cfg.OAuth.IntrospectAsClient(func(w http.ResponseWriter, r *http.Request, tok, clientID string, apis []string) error {
+		return a.introspectToken(w, r, tok, a.clientIP(r), apis, clientID)
+	})
+	return func(w http.ResponseWriter, r *http.Request) error {
+		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if strings.EqualFold(scheme, "Bearer") || scheme == "" && !clientInBody(w, r) {
+			return asResource(w, r)
+		}
+		asClient.ServeHTTP(w, r)
+		return nil
+	}
+}
+
+// clientInBody reports whether the form body of r names a client
+// (client_secret_post, private_key_jwt, or a public client's client_id),
+// and leaves the body to be read again. A request with neither an
+// Authorization header nor a client is answered as an unauthenticated
+// Bearer request (RFC 6750 §3.1).
+func clientInBody(w http.ResponseWriter, r *http.Request) bool {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	if err != nil {
+		return false
+	}
+	vals, err := url.ParseQuery(string(b))
+	return err == nil && (vals.Get("client_id") != "" || vals.Get("client_assertion") != "")
+}
+
+// introspect implements RFC 7662 for a Bearer caller.
 func (a *API) introspect(w http.ResponseWriter, r *http.Request, c *caller) error {
 	tok, ok := parseOAuthForm(w, r)
 	if !ok {
 		return nil
 	}
+	return a.introspectToken(w, r, tok, c.ip, c.apis, "")
+}
+
+// introspectToken answers RFC 7662 for tok to a caller at ip who may learn
+// about the tokens of apis (nil: all) issued to client (if not ""; an API
+// key is issued to no client). Anything that would not verify as valid, or
+// that the caller may not learn about, is {"active": false}, with no
+// detail.
+func (a *API) introspectToken(w http.ResponseWriter, r *http.Request, tok string, ip netip.Addr, apis []string, client string) error {
 	if a.cfg.OAuth != nil && oauth.Handles(tok) {
 		// JWT access tokens and refresh tokens.
-		in, err := a.cfg.OAuth.Introspect(r.Context(), tok, c.apis)
+		in, err := a.cfg.OAuth.Introspect(r.Context(), tok, apis)
 		if err != nil {
 			return err
 		}
-		if in == nil {
+		if in == nil || client != "" && in.ClientID != client {
 			return writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 		}
 		return writeJSON(w, http.StatusOK, in)
 	}
-	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, ClientIP: c.ip, AllowedAPIs: c.apis})
+	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: tok, ClientIP: ip, AllowedAPIs: apis})
 	if err != nil {
 		return err
 	}
-	if res.Code != tokens.Valid {
+	if res.Code != tokens.Valid || client != "" && res.Token.ClientID != client {
 		return writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 	}
 	var aud string

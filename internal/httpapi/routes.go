@@ -36,7 +36,7 @@ func (a *API) routes() {
 	feed := a.newRevocationFeed()
 	handle("GET /v1/revocations", verifier(feed.list))
 	handle("GET /v1/revocations/stream", verifier(feed.stream))
-	handle("POST /oauth2/introspect", a.oauthAuth(a.introspect))
+	handle("POST /oauth2/introspect", a.introspectEndpoint())
 	raw := func(pattern string, h http.Handler) { a.mux.Handle(pattern, m.instrument(pattern, h)) }
 	// What a browser-based application calls from its own scripts is
 	// readable cross-origin (cors.go); the rest, pages included, is not.

@@ -63,7 +63,7 @@ func (s *Server) Metadata() http.Handler {
 		TokenEndpointAuthMethods:          []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone},
 		TokenEndpointAuthSigningAlgs:      slices.Clone(assertionAlgNames),
 		RevocationEndpointAuthMethods:     []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone},
-		IntrospectionEndpointAuthMethods:  []string{"bearer"},
+		IntrospectionEndpointAuthMethods:  []string{"bearer", AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT},
 		CodeChallengeMethodsSupported:     []string{"S256"},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  slices.Clone(signing.Algorithms),

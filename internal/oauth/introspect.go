@@ -218,3 +218,38 @@ func (s *Server) revokeAsClient(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
+
+// IntrospectAsClient serves POST /oauth2/introspect for an OAuth client
+// that authenticates as itself (RFC 7662 §2.1), with the confidential
+// method its registration names: it may introspect the tokens issued to
+// it, as it may revoke them (RFC 7009 §2.1), and learns nothing of any
+// other token, which is {"active": false} to it. (Resource servers
+// introspect every token of their APIs with a Jeton token that has the
+// verify scope, as Bearer.) A public client has no credentials to present
+// and is refused. introspect answers for the token to the client, limited
+// to the tokens of apis that were issued to clientID.
+func (s *Server) IntrospectAsClient(introspect func(w http.ResponseWriter, r *http.Request, token, clientID string, apis []string) error) http.Handler {
+	return s.serve(func(w http.ResponseWriter, r *http.Request) error {
+		f, err := parseForm(w, r)
+		if err != nil {
+			return err
+		}
+		e, err := s.authenticateClient(r.Context(), r, f)
+		if err != nil {
+			return err
+		}
+		c := &e.client
+		if c.AuthMethod == AuthNone {
+			return invalidClient("introspection needs client authentication, which a public client cannot give")
+		}
+		tok := f.get("token")
+		if tok == "" {
+			return badRequest("the token parameter is required")
+		}
+		apis := c.APIs
+		if apis == nil {
+			apis = []string{} // nil would mean every API
+		}
+		return introspect(w, r, tok, c.ID, apis)
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,9 +32,10 @@ var openIDClientDir = filepath.Join("testdata", "openid-client")
 // relying party for JavaScript (and a strict one), against the server:
 // discovery, client credentials with a resource, the authorization code
 // flow with PKCE, state and nonce (it checks the redirect's iss parameter
-// and the ID token's claims), userinfo, refresh, revocation by the client
-// and the device flow, once for each way of client authentication both
-// offer (a public client skips client credentials). Then oauth4webapi,
+// and the ID token's claims), userinfo, refresh, introspection and
+// revocation by the client, and the device flow, once for each way of
+// client authentication both offer (a public client skips client
+// credentials and introspection). Then oauth4webapi,
 // under openid-client, checks JWT access tokens signed with each algorithm
 // as an RFC 9068 resource server would.
 // testdata/openid-client/client.mjs is the application; this test is the
@@ -171,6 +173,8 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 		case "refresh":
 			mustf(t, m["refresh_token"] != "" && m["refresh_token"] != firstRefresh, "the refresh token was not rotated")
 			mustf(t, e.introspect(m["access_token"])["active"] == true, "the refreshed access token is inactive")
+		case "introspect":
+			mustf(t, m["active"] == "true" && m["client_id"] == c.ID && m["sub"] == e.alice.ID, "introspection by the client: %v", m)
 		case "revoke":
 			mustf(t, e.introspect(m["refresh_token"])["active"] == false, "the revoked refresh token is active")
 		case "device":
@@ -202,9 +206,11 @@ func testOpenIDClient(t *testing.T, node, authMethod string) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("openid-client: %v\n%s", err, stderr.Bytes())
 	}
-	want := []string{"client_credentials", "authorize", "authorization_code", "refresh", "revoke", "device", "device_token", "logout"}
+	want := []string{"client_credentials", "authorize", "authorization_code", "refresh", "introspect", "revoke", "device", "device_token", "logout"}
 	if authMethod == oauth.AuthNone {
-		want = want[1:] // a public client has no client credentials grant
+		// A public client has no client credentials grant, and cannot
+		// introspect.
+		want = slices.DeleteFunc(want, func(s string) bool { return s == "client_credentials" || s == "introspect" })
 	}
 	for range jwtClients {
 		want = append(want, "jwt_access_token")

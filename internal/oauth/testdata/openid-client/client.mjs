@@ -100,6 +100,13 @@ await step({ step: 'authorization_code', sub: claims.sub, email: claims.email, u
 const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token);
 await step({ step: 'refresh', access_token: refreshed.access_token, refresh_token: refreshed.refresh_token });
 
+// Introspection (RFC 7662) of the client's own access token, with the
+// client's credentials; a public client has none to present.
+if (env('JETON_CLIENT_AUTH') !== 'none') {
+  const intro = await client.tokenIntrospection(config, refreshed.access_token);
+  await step({ step: 'introspect', active: String(intro.active), client_id: intro.client_id, sub: intro.sub });
+}
+
 // Revocation (RFC 7009) of the newest refresh token, with the client's credentials.
 await client.tokenRevocation(config, refreshed.refresh_token, { token_type_hint: 'refresh_token' });
 await step({ step: 'revoke', refresh_token: refreshed.refresh_token });
