@@ -75,8 +75,7 @@ func (s *Server) parseAuthRequest(ctx context.Context, f form) (*authRequest, er
 	ar.givenURI = f.get("redirect_uri")
 	switch {
 	case ar.givenURI != "":
-		// Exact string match (RFC 9700 §4.1.3).
-		if !slices.Contains(c.RedirectURIs, ar.givenURI) {
+		if !redirectRegistered(c.RedirectURIs, ar.givenURI) {
 			return nil, &pageError{http.StatusBadRequest, "Invalid redirect", "The application asked to send you to an address it has not registered."}
 		}
 		ar.redirectURI = ar.givenURI

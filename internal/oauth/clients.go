@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -332,6 +333,49 @@ func validRedirectURI(field, raw string) error {
 		}
 	}
 	return nil
+}
+
+// redirectRegistered reports whether given is one of the registered
+// redirect URIs: the same string (RFC 9700 §4.1.3), except that the port
+// of an http URI on a loopback IP literal may differ, since a native app
+// listens on whatever port the system gives it (RFC 8252 §7.3; RFC 9700
+// §2.1 makes the same exception). The rest of such a URI, path and query
+// included, must still match exactly; "localhost" gets no exception (RFC
+// 8252 §8.3).
+func redirectRegistered(registered []string, given string) bool {
+	if slices.Contains(registered, given) {
+		return true
+	}
+	portless, ok := loopbackWithoutPort(given)
+	if !ok {
+		return false
+	}
+	return slices.ContainsFunc(registered, func(r string) bool {
+		rp, ok := loopbackWithoutPort(r)
+		return ok && rp == portless
+	})
+}
+
+// loopbackWithoutPort returns raw without its port if it is an http URI
+// whose host is a loopback IP literal.
+func loopbackWithoutPort(raw string) (string, bool) {
+	const scheme = "http://"
+	if !strings.HasPrefix(raw, scheme) {
+		return "", false
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || !strings.HasPrefix(raw[len(scheme):], u.Host) {
+		return "", false
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil || !ip.IsLoopback() || ip.Zone() != "" {
+		return "", false
+	}
+	host := u.Hostname()
+	if ip.Is6() {
+		host = "[" + host + "]"
+	}
+	return scheme + host + raw[len(scheme)+len(u.Host):], true
 }
 
 func isLoopback(host string) bool {

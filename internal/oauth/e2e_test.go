@@ -191,6 +191,12 @@ func kidOf(t *testing.T, tok string) string {
 // redirect back to the client and returns the redirect's query.
 func (e *env) authorize(b *browser, authURL string, login bool) url.Values {
 	e.t.Helper()
+	return e.authorizeTo(b, authURL, login, "https://app.example.com/callback")
+}
+
+// authorizeTo is authorize for a client that is sent back to redirectURI.
+func (e *env) authorizeTo(b *browser, authURL string, login bool, redirectURI string) url.Values {
+	e.t.Helper()
 	p := b.do("GET", authURL, nil)
 	if login {
 		p = b.login(p, "alice", e.password)
@@ -204,7 +210,7 @@ func (e *env) authorize(b *browser, authURL string, login bool) url.Values {
 		e.t.Fatalf("authorization did not redirect back: %d %s", p.status, truncateBody(p.body))
 	}
 	u, err := url.Parse(p.location)
-	if err != nil || !strings.HasPrefix(p.location, "https://app.example.com/callback?") {
+	if err != nil || !strings.HasPrefix(p.location, redirectURI+"?") {
 		e.t.Fatalf("redirected to %q", p.location)
 	}
 	return u.Query()
@@ -281,6 +287,43 @@ func TestAuthorizationCodePKCEAndRefresh(t *testing.T) {
 	mustf(t, status == 400 && m["error"] == "invalid_grant", "the family survived reuse: %d %v", status, m)
 	evs, _, err := e.db.ListAudit(context.Background(), store.AuditFilter{Action: "grant.refresh_reuse"})
 	mustf(t, err == nil && len(evs) == 1, "refresh reuse audited %d times (%v)", len(evs), err)
+}
+
+// TestNativeAppLoopbackRedirect proves RFC 8252 §7.3: a native app that
+// registered http://127.0.0.1/callback may be sent back to that address on
+// any port, the one it is listening on, and must then redeem its code with
+// the same redirect_uri, port included (RFC 6749 §4.1.3).
+func TestNativeAppLoopbackRedirect(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, _ := e.client(func(p *oauth.ClientParams) {
+		p.Type = store.ClientPublic
+		p.RedirectURIs = []string{"http://127.0.0.1/callback"}
+	})
+	const listening = "http://127.0.0.1:49821/callback"
+	conf := oauth2.Config{ClientID: c.ID, RedirectURL: listening, Scopes: []string{"repos:read"},
+		Endpoint: oauth2.Endpoint{AuthURL: e.url + "/oauth2/authorize", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+	verifier := oauth2.GenerateVerifier()
+	b := e.browser()
+	q := e.authorizeTo(b, conf.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), true, listening)
+
+	other := conf
+	other.RedirectURL = "http://127.0.0.1:49822/callback"
+	_, err := other.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+	var re *oauth2.RetrieveError
+	mustf(t, errors.As(err, &re) && re.ErrorCode == "invalid_grant", "exchange on another port: %v", err)
+
+	q = e.authorizeTo(b, conf.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), false, listening)
+	tok, err := conf.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
+	mustf(t, err == nil && e.introspect(tok.AccessToken)["active"] == true, "exchange: %v", err)
+
+	// Another path, or localhost, is not registered: the user sees an
+	// error page and is sent nowhere.
+	for _, uri := range []string{"http://127.0.0.1:49821/callback/other", "http://localhost:49821/callback"} {
+		other.RedirectURL = uri
+		p := b.do("GET", other.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), nil)
+		mustf(t, p.status == http.StatusBadRequest && p.location == "", "redirect_uri %s: %d %q", uri, p.status, p.location)
+	}
 }
 
 func TestCodeReuseRevokesWhatTheFirstIssued(t *testing.T) {
