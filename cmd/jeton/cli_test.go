@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -548,6 +551,25 @@ func TestFmtTTL(t *testing.T) {
 	for secs, want := range map[int64]string{0: "none", 1: "1s", 60: "1m", 90: "1m30s", 3600: "1h", 5400: "1h30m", 2592000: "720h", 3601: "1h0m1s"} {
 		if got := fmtTTL(secs); got != want {
 			t.Errorf("fmtTTL(%d) = %q, want %q", secs, got, want)
+		}
+	}
+}
+
+// TestAuditVerifyNeedsADatabase proves that "jeton audit verify" on a path
+// that holds no database fails and creates nothing, instead of verifying
+// a new, empty log.
+func TestAuditVerifyNeedsADatabase(t *testing.T) {
+	t.Parallel()
+	for _, scheme := range []string{"", "sqlite:"} {
+		dir := t.TempDir()
+		db := scheme + filepath.Join(dir, "jeton.dv")
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{"audit", "verify", "--db", db}, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), "no database") {
+			t.Errorf("audit verify --db %s with no database: %v, stdout %q; want an error", db, err, stdout.String())
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("audit verify --db %s created %d files", db, len(entries))
 		}
 	}
 }

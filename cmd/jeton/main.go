@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -193,6 +194,13 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	db := dbFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !sqlstore.IsPostgres(*db) {
+		// Opening a SQLite file creates it: a mistyped path would verify
+		// a new, empty log and pass.
+		if _, err := os.Stat(strings.TrimPrefix(*db, "sqlite:")); err != nil {
+			return fmt.Errorf("audit verify: no database at %s: %w", *db, err)
+		}
 	}
 	st, err := sqlstore.Open(ctx, *db, sqlstore.Options{})
 	if err != nil {

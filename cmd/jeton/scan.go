@@ -165,7 +165,19 @@ func (s *scanner) scanPath(ctx context.Context, p string) error {
 		}
 		return s.scanBytes("(standard input)", b)
 	}
-	return filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+	// A path named on the command line is followed if it is a symbolic
+	// link, and read whatever it is: a file, or a pipe such as the
+	// /dev/fd/N of a shell's <(git diff). Only links met while walking a
+	// directory are not followed.
+	root := p
+	if fi, err := os.Stat(p); err != nil {
+		return s.skip(p, err)
+	} else if !fi.IsDir() {
+		return s.scanFile(p)
+	} else if li, err := os.Lstat(p); err == nil && li.Mode()&fs.ModeSymlink != 0 {
+		root = p + string(filepath.Separator) // walks the directory the link names
+	}
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return s.skip(path, err)
 		}
@@ -173,7 +185,7 @@ func (s *scanner) scanPath(ctx context.Context, p string) error {
 			return err
 		}
 		switch {
-		case d.IsDir() && d.Name() == ".git" && path != p:
+		case d.IsDir() && d.Name() == ".git" && path != root:
 			return filepath.SkipDir
 		case d.IsDir():
 			return nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/jetonhq/jeton/internal/httpapi/apitest"
@@ -196,5 +197,66 @@ func TestScanReport(t *testing.T) {
 	// A server that cannot be reached is an error, not a silent success.
 	if _, _, err := scanRun(t, "", "--report", "--server", "http://127.0.0.1:1", dir); exitStatus(err) != 1 || !strings.Contains(err.Error(), "report leaks") {
 		t.Errorf("report to no server: %v", err)
+	}
+}
+
+// TestScanFollowsPathsNamedOnTheCommandLine proves that a path the user
+// names is read whatever it is (a symbolic link to a file or a directory,
+// or a pipe such as the /dev/fd/N of bash's <(git diff)), while links met
+// inside a walked directory are still not followed.
+func TestScanFollowsPathsNamedOnTheCommandLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := mustGenerate(t, "jtp")
+	writeFile(t, filepath.Join(dir, "real", "app.env"), "API_KEY="+key+"\n")
+	for _, link := range []struct{ name, target string }{
+		{"file-link.env", filepath.Join(dir, "real", "app.env")},
+		{"dir-link", filepath.Join(dir, "real")},
+	} {
+		if err := os.Symlink(link.target, filepath.Join(dir, link.name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fifo := filepath.Join(dir, "pipe")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err == nil {
+			f.WriteString("token: " + key + "\n")
+			f.Close()
+		}
+	}()
+	for _, tt := range []struct {
+		path string
+		want string // the path a finding names
+	}{
+		{filepath.Join(dir, "file-link.env"), filepath.Join(dir, "file-link.env") + ":1:"},
+		{filepath.Join(dir, "dir-link"), filepath.Join(dir, "dir-link", "app.env") + ":1:"},
+		{fifo, fifo + ":1:"},
+	} {
+		stdout, stderr, err := scanRun(t, "", tt.path)
+		mustExit(t, err, 1, "jeton scan "+tt.path)
+		if !strings.Contains(stdout, tt.want) || strings.Contains(stderr, "skipped") {
+			t.Errorf("jeton scan %s: stdout %q, stderr %q; want a finding at %s", tt.path, stdout, stderr, tt.want)
+		}
+	}
+	// Walking dir: the real file is found once, through neither link.
+	stdout, _, err := scanRun(t, "", filepath.Join(dir, "real"), filepath.Join(dir, "file-link.env"))
+	mustExit(t, err, 1, "jeton scan")
+	if n := strings.Count(stdout, "\n"); n != 2 {
+		t.Errorf("two named paths to one file: %d findings, want 2:\n%s", n, stdout)
+	}
+	stdout, _, _ = scanRun(t, "", dir)
+	if strings.Contains(stdout, "link") {
+		t.Errorf("a link inside a walked directory was followed:\n%s", stdout)
+	}
+}
+
+func mustExit(t *testing.T, err error, want int, what string) {
+	t.Helper()
+	if got := exitStatus(err); got != want {
+		t.Errorf("%s: exit status %d (%v), want %d", what, got, err, want)
 	}
 }

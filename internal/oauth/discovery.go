@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jetonhq/jeton/internal/signing"
 	"github.com/jetonhq/jeton/internal/store"
@@ -90,10 +92,10 @@ var assertionAlgNames = func() []string {
 	return out
 }()
 
-// jwksMaxAge is how long clients may cache the JWKS. It must stay well
-// under the signing keys' pre-publication delay, so that every verifier
-// has fetched a new key before it signs anything.
-const jwksMaxAge = "300"
+// JWKSMaxAge is how long clients may cache the JWKS. The signing keys'
+// pre-publication delay must not be shorter, so that every verifier has
+// fetched a new key before it signs anything.
+const JWKSMaxAge = 5 * time.Minute
 
 // JWKS serves /.well-known/jwks.json (RFC 7517 §5), cacheable, with an
 // ETag.
@@ -101,7 +103,7 @@ func (s *Server) JWKS() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, etag := s.keys.JWKS()
 		h := w.Header()
-		h.Set("Cache-Control", "public, max-age="+jwksMaxAge)
+		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(JWKSMaxAge/time.Second)))
 		h.Set("ETag", etag)
 		if match := r.Header.Get("If-None-Match"); match != "" && match == etag {
 			w.WriteHeader(http.StatusNotModified)

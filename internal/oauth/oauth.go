@@ -187,9 +187,8 @@ func New(cfg Config) (*Server, error) {
 	case cfg.RefreshRetryWindow > MaxRetryWindow:
 		return nil, fmt.Errorf("oauth: refresh retry window %v is over the maximum %v", cfg.RefreshRetryWindow, MaxRetryWindow)
 	}
-	u, err := url.Parse(cfg.Issuer)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("oauth: issuer %q must be an http(s) URL without query or fragment", cfg.Issuer)
+	if err := ValidIssuer(cfg.Issuer); err != nil {
+		return nil, err
 	}
 	iss := cfg.Issuer
 	s := &Server{
@@ -264,6 +263,16 @@ func (s *Server) clientIP(r *http.Request) netip.Addr { return s.cfg.ClientIP(r)
 func (s *Server) remote(r *http.Request) string { return s.cfg.ClientIP(r).String() }
 
 func (s *Server) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Millisecond) }
+
+// ValidIssuer checks an issuer identifier: an http(s) URL with a host and
+// no query or fragment (RFC 8414 §2).
+func ValidIssuer(iss string) error {
+	u, err := url.Parse(iss)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || strings.Contains(iss, "#") {
+		return fmt.Errorf("oauth: issuer %q must be an http(s) URL without query or fragment", iss)
+	}
+	return nil
+}
 
 // Issuer returns the issuer identifier (RFC 8414 §2).
 func (s *Server) Issuer() string { return s.cfg.Issuer }

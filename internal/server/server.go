@@ -74,6 +74,19 @@ func (c Config) validate() error {
 	if c.RefreshRetryWindow < 0 || c.RefreshRetryWindow > oauth.MaxRetryWindow {
 		return fmt.Errorf("server: refresh retry window %v is not between 0 and %v", c.RefreshRetryWindow, oauth.MaxRetryWindow)
 	}
+	if c.Issuer != "" {
+		if err := oauth.ValidIssuer(strings.TrimRight(c.Issuer, "/")); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+	}
+	if c.KeyPrePublish != 0 && c.KeyPrePublish < oauth.JWKSMaxAge {
+		// A key must be in every verifier's copy of the JWKS before it
+		// signs; they may cache it that long.
+		return fmt.Errorf("server: key pre-publication %v is shorter than the %v the JWKS may be cached", c.KeyPrePublish, oauth.JWKSMaxAge)
+	}
+	if c.MasterKey != "" && c.MasterKeyFile != "" {
+		return errors.New("server: both a master key (JETON_MASTER_KEY) and a master key file (--master-key-file) are set; give one, so that the signing keys are sealed under the key you meant")
+	}
 	return nil
 }
 

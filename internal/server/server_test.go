@@ -234,14 +234,25 @@ func TestBadSettingsChangeNothing(t *testing.T) {
 		{"session lifetime too long", Config{SessionTTL: 365 * 24 * time.Hour}, "session lifetime"},
 		{"negative session lifetime", Config{SessionTTL: -time.Hour}, "session lifetime"},
 		{"refresh retry window too long", Config{RefreshRetryWindow: time.Minute}, "refresh retry window"},
+		{"issuer without a scheme", Config{Issuer: "auth.example.com"}, "issuer"},
+		{"issuer with a query", Config{Issuer: "https://auth.example.com/?x=1"}, "issuer"},
+		{"issuer with a fragment", Config{Issuer: "https://auth.example.com/#x"}, "issuer"},
+		{"key pre-publication shorter than the JWKS cache", Config{KeyPrePublish: time.Minute}, "pre-publication"},
+		{"negative key pre-publication", Config{KeyPrePublish: -time.Second}, "pre-publication"},
+		{"master key and master key file", Config{MasterKey: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", MasterKeyFile: "master.key"}, "master key"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			cfg := tt.cfg
 			cfg.DB, cfg.Addr, cfg.Logger = filepath.Join(dir, "jeton.db"), "127.0.0.1:0", slog.New(slog.DiscardHandler)
+			var notice bytes.Buffer
+			cfg.Notice = &notice
 			err := Run(context.Background(), cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Run: %v, want an error about the %s", err, tt.want)
+			}
+			if notice.Len() != 0 {
+				t.Errorf("the refused start printed %q", notice.String())
 			}
 			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 				t.Errorf("the refused start left %d files behind", len(entries))
