@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -64,6 +65,15 @@ func readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) ([]byte
 // the admin API: unknown fields, wrong types and trailing data are errors
 // with a stable code and a message naming the field.
 func DecodeStrict(body []byte, v any) error {
+	// JSON text is UTF-8 (RFC 8259 §8.1), and no field of ours holds a
+	// NUL, which PostgreSQL's text refuses: both are a clear 400 here
+	// rather than a store error later.
+	if !utf8.Valid(body) {
+		return errorf(http.StatusBadRequest, "malformed_json", "request body is not UTF-8")
+	}
+	if hasNULEscape(body) {
+		return errorf(http.StatusBadRequest, "invalid_request", "request body holds a NUL character (\\u0000)")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -90,6 +100,21 @@ func DecodeStrict(body []byte, v any) error {
 		return errorf(http.StatusBadRequest, "malformed_json", "request body has data after the JSON object")
 	}
 	return nil
+}
+
+// hasNULEscape reports whether JSON text b has the escape \u0000 in a
+// string (a raw NUL byte is not valid JSON at all).
+func hasNULEscape(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 >= len(b) {
+			continue
+		}
+		if b[i+1] == 'u' && i+6 <= len(b) && string(b[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // the escaped character, so that \\u0000 is a backslash and text
+	}
+	return false
 }
 
 func jsonKind(k string) string {

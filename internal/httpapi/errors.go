@@ -10,6 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokens"
@@ -83,7 +86,11 @@ func (a adapter) wrap(h handlerFunc) http.Handler {
 				writeError(w, &Error{Status: 500, Code: "internal", Message: "internal error"})
 			}
 		}()
-		if err := h(w, r); err != nil {
+		err := badURLText(r)
+		if err == nil {
+			err = h(w, r)
+		}
+		if err != nil {
 			if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
 				// The client went away; nobody is left to answer.
 				a.log.Debug("client gone", "route", r.Pattern, "err", err)
@@ -99,6 +106,25 @@ func (a adapter) wrap(h handlerFunc) http.Handler {
 			writeError(w, pe)
 		}
 	})
+}
+
+// badURLText refuses a request whose path or query, decoded, is not UTF-8
+// or holds a NUL: every ID and filter in them reaches the store, whose
+// PostgreSQL text refuses both, and the caller is owed a 400, not a 500.
+func badURLText(r *http.Request) error {
+	bad := func(s string) bool { return !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 }
+	if bad(r.URL.Path) {
+		return errorf(http.StatusBadRequest, "invalid_request", "the path is not UTF-8 or holds a NUL character")
+	}
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	for k, vs := range r.URL.Query() {
+		if bad(k) || slices.ContainsFunc(vs, bad) {
+			return errorf(http.StatusBadRequest, "invalid_request", "the query is not UTF-8 or holds a NUL character")
+		}
+	}
+	return nil
 }
 
 func writeError(w http.ResponseWriter, e *Error) {

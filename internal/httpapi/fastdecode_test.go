@@ -54,3 +54,24 @@ func FuzzVerifyFastDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestHasNULEscape(t *testing.T) {
+	t.Parallel()
+	for body, want := range map[string]bool{
+		`{"a":"x\u0000"}`:   true,
+		`{"a\u0000":1}`:     true,
+		`{"a":"\\u0000"}`:   false, // a backslash, then text
+		`{"a":"\\\u0000"}`:  true,  // a backslash, then a NUL
+		`{"a":"\u00000"}`:   true,
+		`{"a":"\u0001"}`:    false,
+		`{"a":"\u000"}`:     false,
+		`{"a":"x"}`:         false,
+		`\`:                 false,
+		`{"a":"\"\u0000"}`:  true,
+		`{"a":"\\\\u0000"}`: false,
+	} {
+		if got := hasNULEscape([]byte(body)); got != want {
+			t.Errorf("hasNULEscape(%s) = %v, want %v", body, got, want)
+		}
+	}
+}

@@ -227,6 +227,10 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *caller) err
 		p.ExpiresIn = -1
 	}
 	if req.ExpiresAt != nil {
+		if req.ExpiresAt.IsZero() {
+			// The zero time would read as "no expires_at" below.
+			return errorf(http.StatusBadRequest, "invalid_expiry", "expires_at is in the past")
+		}
 		p.ExpiresAt = *req.ExpiresAt
 	}
 	created, err := a.tokens.CreateToken(r.Context(), p, c.actor())

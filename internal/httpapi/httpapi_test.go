@@ -20,6 +20,7 @@ import (
 
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/store/sqlstore"
+	"github.com/jetonhq/jeton/internal/store/storetest"
 	"github.com/jetonhq/jeton/internal/tokens"
 )
 
@@ -36,8 +37,15 @@ type env struct {
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
+	return newEnvOn(t, cfg, filepath.Join(t.TempDir(), "jeton.db"))
+}
+
+// newEnvOn is newEnv on the store at dsn (a SQLite path, or a PostgreSQL
+// DSN from storetest.PostgresDSN).
+func newEnvOn(t *testing.T, cfg Config, dsn string) *env {
+	t.Helper()
 	ctx := context.Background()
-	db, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "jeton.db"), sqlstore.Options{})
+	db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,9 +125,22 @@ func (e *env) snapshot(t *testing.T) string {
 	return string(b)
 }
 
+// TestBadInputChangesNothing runs on SQLite and, when
+// JETON_TEST_POSTGRES_DSN is set, on PostgreSQL, whose text refuses bytes
+// SQLite keeps.
 func TestBadInputChangesNothing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Config{})
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		testBadInputChangesNothing(t, newEnv(t, Config{}))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		testBadInputChangesNothing(t, newEnvOn(t, Config{}, storetest.PostgresDSN(t)))
+	})
+}
+
+func testBadInputChangesNothing(t *testing.T, e *env) {
 	long := strings.Repeat("a", MaxBodyBytes+1)
 	tests := []struct {
 		name, method, path, token, body string
@@ -190,6 +211,26 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"leak report with garbage auth", "POST", "/v1/leaks", "garbage", `{"tokens":["KEY"]}`, 401, "unauthorized"},
 		{"leak report with a verify token", "POST", "/v1/leaks", "verify", `{"tokens":["KEY"]}`, 403, "forbidden"},
 		{"wrong method on leaks", "GET", "/v1/leaks", "", ``, 405, "method_not_allowed"},
+		// APIs are found by name or identifier: neither may be another's.
+		{"api name is another api's identifier", "POST", "/v1/apis", "admin", `{"name":"https://api.acme.test","identifier":"other"}`, 409, "conflict"},
+		{"api identifier is another api's name", "POST", "/v1/apis", "admin", `{"name":"other","identifier":"acme"}`, 409, "conflict"},
+		// Text PostgreSQL refuses: a 400, not a store error.
+		{"body not UTF-8", "POST", "/v1/tokens", "admin", "{\"api\":\"acme\",\"metadata\":{\"plan\":\"\xff\xfe\"}}", 400, "malformed_json"},
+		{"update body not UTF-8", "PATCH", "/v1/tokens/KEYID", "admin", "{\"metadata\":{\"plan\":\"\xff\"}}", 400, "malformed_json"},
+		{"NUL in a body", "DELETE", "/v1/tokens/KEYID", "admin", `{"reason":"a\u0000b"}`, 400, "invalid_request"},
+		{"NUL in metadata", "POST", "/v1/tokens", "admin", `{"api":"acme","metadata":{"a\u0000":1}}`, 400, "invalid_request"},
+		{"path id not UTF-8", "GET", "/v1/tokens/tok_%FF", "admin", ``, 400, "invalid_request"},
+		{"NUL in a path id", "GET", "/v1/tokens/tok_%00", "admin", ``, 400, "invalid_request"},
+		{"update of an id not UTF-8", "PATCH", "/v1/tokens/tok_%FF", "admin", `{"name":"x"}`, 400, "invalid_request"},
+		{"rotate of an id not UTF-8", "POST", "/v1/tokens/tok_%FF/rotate", "admin", ``, 400, "invalid_request"},
+		{"client id not UTF-8", "GET", "/v1/clients/%FF", "admin", ``, 400, "invalid_request"},
+		{"user id not UTF-8", "GET", "/v1/users/%FF", "admin", ``, 400, "invalid_request"},
+		{"filter not UTF-8", "GET", "/v1/tokens?subject=%FF", "admin", ``, 400, "invalid_request"},
+		{"cursor not UTF-8", "GET", "/v1/tokens?cursor=%FF", "admin", ``, 400, "invalid_request"},
+		{"NUL in an audit filter", "GET", "/v1/audit?target=%00", "admin", ``, 400, "invalid_request"},
+		{"IPv4-mapped prefix wider than the mapped range", "POST", "/v1/tokens", "admin", `{"api":"acme","allowed_cidrs":["::ffff:0:0/95"]}`, 400, "invalid_cidr"},
+		// The zero time is long past, not "no expiry".
+		{"expires_at at year 1", "POST", "/v1/tokens", "admin", `{"api":"acme","expires_at":"0001-01-01T00:00:00Z"}`, 400, "invalid_expiry"},
 	}
 	tokenFor := map[string]string{"admin": e.admin, "key": e.key, "verify": e.verify, "garbage": "jtp_garbage", "": ""}
 	before := e.snapshot(t)

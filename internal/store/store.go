@@ -189,8 +189,9 @@ type Store interface {
 	KeyStore
 	RevocationStore
 
-	// CreateAPI stores a new API; ErrAlreadyExists if its ID, name or
-	// identifier is taken.
+	// CreateAPI stores a new API; ErrAlreadyExists if its ID is taken, or
+	// its name or identifier is another API's name or identifier (APIs
+	// are found by either). UpdateAPI refuses a rename the same way.
 	CreateAPI(ctx context.Context, api API, ev AuditEvent) error
 	GetAPI(ctx context.Context, id string) (API, error)
 	ListAPIs(ctx context.Context) ([]API, error)

@@ -497,6 +497,9 @@ func (s *Service) applySettings(api *store.API, t *store.Token, set Settings, no
 		if len(set.Metadata) > MaxMetadataBytes {
 			return invalid("invalid_metadata", "metadata must be at most %d bytes", MaxMetadataBytes)
 		}
+		if !utf8.Valid(set.Metadata) {
+			return invalid("invalid_metadata", "metadata must be UTF-8 JSON")
+		}
 		trimmed := strings.TrimSpace(string(set.Metadata))
 		if trimmed == "null" {
 			t.Metadata = nil
@@ -522,6 +525,15 @@ func (s *Service) applySettings(api *store.API, t *store.Token, set Settings, no
 					return invalid("invalid_cidr", "allowed_cidrs: %q is not an address or CIDR", c)
 				}
 				p = netip.PrefixFrom(addr, addr.BitLen())
+			}
+			if p.Addr().Is4In6() {
+				// Clients' addresses are compared unmapped, as IPv4: an
+				// IPv4-mapped prefix is stored as the IPv4 one it means,
+				// and one wider than the mapped range means nothing clear.
+				if p.Bits() < 96 {
+					return invalid("invalid_cidr", "allowed_cidrs: %q mixes IPv4-mapped and other IPv6 addresses; give the IPv4 prefix", c)
+				}
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 			}
 			out = append(out, p.Masked().String())
 		}

@@ -209,8 +209,11 @@ type Request struct {
 	// AllowedAPIs limits which APIs' tokens the caller may verify; nil
 	// means any. A token of another API verifies as WrongAPI.
 	AllowedAPIs []string
-	// NoLimits skips rate limit and quota (admin authentication of Jeton's
-	// own management calls is not metered against the key's budget).
+	// NoLimits skips rate limit and quota, for a check that is not a use
+	// of the token's budget: userinfo's check of an opaque access token,
+	// whose rate limit (none today) would be the client's. Jeton's own
+	// admin calls are metered: a rate limit or quota on an admin or verify
+	// key caps the caller holding it.
 	NoLimits bool
 }
 

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"slices"
 	"testing"
 	"time"
 
@@ -115,6 +116,12 @@ func TestVerifyCodes(t *testing.T) {
 	}
 	plain := f.create(t, Settings{Scopes: []string{"read"}}, time.Hour)
 	cidr := f.create(t, Settings{AllowedCIDRs: []string{"192.0.2.0/24", "2001:db8::1"}}, 0)
+	// IPv4-mapped entries mean the IPv4 addresses they map, and are stored
+	// so: client addresses are compared unmapped.
+	mapped := f.create(t, Settings{AllowedCIDRs: []string{"::ffff:198.51.100.7", "::ffff:203.0.113.0/120"}}, 0)
+	if want := []string{"198.51.100.7/32", "203.0.113.0/24"}; !slices.Equal(mapped.Token.AllowedCIDRs, want) {
+		t.Errorf("IPv4-mapped allowed_cidrs stored as %v, want %v", mapped.Token.AllowedCIDRs, want)
+	}
 	good, _ := tokenfmt.Generate("jtp")
 	tests := []struct {
 		name string
@@ -133,6 +140,9 @@ func TestVerifyCodes(t *testing.T) {
 		{"allowed ip", Request{Token: cidr.Secret, ClientIP: netip.MustParseAddr("192.0.2.77")}, Valid},
 		{"allowed ipv6", Request{Token: cidr.Secret, ClientIP: netip.MustParseAddr("2001:db8::1")}, Valid},
 		{"v4-mapped address", Request{Token: cidr.Secret, ClientIP: netip.MustParseAddr("::ffff:192.0.2.1")}, Valid},
+		{"v4-mapped entry, ipv4 client", Request{Token: mapped.Secret, ClientIP: netip.MustParseAddr("198.51.100.7")}, Valid},
+		{"v4-mapped prefix, ipv4 client", Request{Token: mapped.Secret, ClientIP: netip.MustParseAddr("203.0.113.9")}, Valid},
+		{"v4-mapped entry, another client", Request{Token: mapped.Secret, ClientIP: netip.MustParseAddr("198.51.100.8")}, ForbiddenIP},
 	}
 	for _, tt := range tests {
 		if got := f.verify(t, tt.req).Code; got != tt.want {

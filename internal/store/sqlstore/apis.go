@@ -64,9 +64,47 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// lockAPIs locks the apis table against other writers on PostgreSQL, so
+// that apiKeysFree's answer holds until the transaction commits: two nodes
+// cannot each take one half of a name and identifier pair. (SQLite has one
+// writer.)
+func (db *DB) lockAPIs(ctx context.Context, tx *sql.Tx) error {
+	if db.d.lockTable == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(db.d.lockTable, "apis")); err != nil {
+		return fmt.Errorf("sqlstore: lock apis: %w", err)
+	}
+	return nil
+}
+
+// apiKeysFree fails with ErrAlreadyExists if another API than id has
+// name or identifier as its name or its identifier: APIs are found by
+// either (the token service's index, ResolveAPI), so one API's name must
+// not be another's identifier. The unique indexes check each column
+// alone. The caller holds lockAPIs.
+func (db *DB) apiKeysFree(ctx context.Context, tx *sql.Tx, id, name, identifier string) error {
+	var taken string
+	err := tx.QueryRowContext(ctx, "SELECT id FROM apis WHERE id <> $1 AND (name IN ($2, $3) OR identifier IN ($2, $3)) LIMIT 1",
+		id, name, identifier).Scan(&taken)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("sqlstore: check api names: %w", err)
+	}
+	return fmt.Errorf("sqlstore: api name %q or identifier %q is taken by %s: %w", name, identifier, taken, store.ErrAlreadyExists)
+}
+
 // CreateAPI implements store.Store.
 func (db *DB) CreateAPI(ctx context.Context, a store.API, ev store.AuditEvent) error {
 	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := db.lockAPIs(ctx, tx); err != nil {
+			return err
+		}
+		if err := db.apiKeysFree(ctx, tx, a.ID, a.Name, a.Identifier); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, "INSERT INTO apis ("+apiColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 			a.ID, a.Name, a.Identifier, jsonList(a.Scopes), a.KeyPrefix, a.DefaultTTL.Milliseconds(), a.MaxTTL.Milliseconds(),
 			boolInt(a.Builtin), ms(a.CreatedAt), ms(a.UpdatedAt), jsonMap(a.ScopeDescriptions))
@@ -107,6 +145,9 @@ func (db *DB) ListAPIs(ctx context.Context) ([]store.API, error) {
 func (db *DB) UpdateAPI(ctx context.Context, id string, update func(*store.API) error, ev store.AuditEvent) (store.API, error) {
 	var out store.API
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := db.lockAPIs(ctx, tx); err != nil { // before the row's lock, as CreateAPI
+			return err
+		}
 		a, err := scanAPI(tx.QueryRowContext(ctx, "SELECT "+apiColumns+" FROM apis WHERE id = $1"+db.d.forUpdate, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlstore: update api %s: %w", id, store.ErrNotFound)
@@ -118,6 +159,9 @@ func (db *DB) UpdateAPI(ctx context.Context, id string, update func(*store.API) 
 			return err
 		}
 		a.ID = id
+		if err := db.apiKeysFree(ctx, tx, a.ID, a.Name, a.Identifier); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE apis SET name = $2, identifier = $3, scopes = $4, key_prefix = $5,
 			default_ttl_ms = $6, max_ttl_ms = $7, updated_at = $8, scope_descriptions = $9 WHERE id = $1`,
 			a.ID, a.Name, a.Identifier, jsonList(a.Scopes), a.KeyPrefix, a.DefaultTTL.Milliseconds(), a.MaxTTL.Milliseconds(), ms(a.UpdatedAt),

@@ -195,9 +195,34 @@ func testAPIUniqueness(t *testing.T, s store.Store) {
 	if _, err := s.UpdateAPI(ctx, d.ID, func(x *store.API) error { x.Name = "acme"; return nil }, ev("api.update", d.ID)); !errors.Is(err, store.ErrAlreadyExists) {
 		t.Errorf("UpdateAPI(rename onto existing) = %v, want ErrAlreadyExists", err)
 	}
-	// Failed writes leave no audit trace: two creates succeeded.
-	if got := len(audit(t, s)); got != 2 {
-		t.Errorf("%d audit events, want 2", got)
+	// APIs are found by name or identifier: one API's name must not be
+	// another's identifier, either way round.
+	e := newAPI("fourth")
+	e.Name = a.Identifier
+	if err := s.CreateAPI(ctx, e, ev("api.create", e.ID)); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Errorf("CreateAPI(name = another's identifier) = %v, want ErrAlreadyExists", err)
+	}
+	f := newAPI("fifth")
+	f.Identifier = a.Name
+	if err := s.CreateAPI(ctx, f, ev("api.create", f.ID)); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Errorf("CreateAPI(identifier = another's name) = %v, want ErrAlreadyExists", err)
+	}
+	if _, err := s.UpdateAPI(ctx, d.ID, func(x *store.API) error { x.Name = a.Identifier; return nil }, ev("api.update", d.ID)); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Errorf("UpdateAPI(rename onto another's identifier) = %v, want ErrAlreadyExists", err)
+	}
+	// Its own identifier is no conflict.
+	if _, err := s.UpdateAPI(ctx, d.ID, func(x *store.API) error { x.Name = d.Identifier; return nil }, ev("api.update", d.ID)); err != nil {
+		t.Errorf("UpdateAPI(rename to its own identifier) = %v", err)
+	}
+	// Failed writes leave no audit trace: two creates and an update
+	// succeeded.
+	if got := len(audit(t, s)); got != 3 {
+		t.Errorf("%d audit events, want 3", got)
+	}
+	for _, x := range []store.API{e, f} {
+		if _, err := s.GetAPI(ctx, x.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a refused API was stored: %v", err)
+		}
 	}
 }
 
