@@ -303,15 +303,16 @@ func withoutLoginDemands(f form) string {
 }
 
 // sessionUser returns the signed-in user, if the session is valid, the
-// user exists and is enabled, and nothing ended the user's sessions since
-// this one began (users.SessionValid).
+// user exists and is enabled, nothing ended the user's sessions since this
+// one began (users.SessionValid), nor since it read the user to sign in
+// (users.SessionGeneration).
 func (s *Server) sessionUser(ctx context.Context, r *http.Request) (*store.User, web.Session, bool) {
 	sess, ok := s.pages.Session(r)
 	if !ok {
 		return nil, sess, false
 	}
 	u, err := s.store.GetUser(ctx, sess.UserID)
-	if err != nil || !users.SessionValid(u, sess.AuthTime) {
+	if err != nil || !users.SessionValid(u, sess.AuthTime) || sess.Generation != users.SessionGeneration(u) {
 		return nil, sess, false
 	}
 	return &u, sess, true
@@ -470,7 +471,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.showError(w, err)
 		return
 	}
-	s.pages.StartSession(w, web.Session{UserID: u.ID, AuthTime: started})
+	// The generation is the user's as read for the password check: a
+	// reset committing meanwhile moves it on, ending this session.
+	s.pages.StartSession(w, web.Session{UserID: u.ID, AuthTime: started, Generation: users.SessionGeneration(u)})
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
 }
 

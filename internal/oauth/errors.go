@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
+
+	"github.com/jetonhq/jeton/internal/web"
 )
 
 // Error is an OAuth 2.0 error response (RFC 6749 §5.2, RFC 6750 §3.1,
@@ -197,8 +199,14 @@ func parseParams(raw string) (form, error) {
 		if len(v) > 1 {
 			return nil, badRequest("parameter %s is repeated", safeName(k))
 		}
-		if len(v[0]) > MaxParamLen {
-			return nil, badRequest("parameter %s is over %d bytes", safeName(k), MaxParamLen)
+		limit := MaxParamLen
+		if k == "return_to" {
+			// The sign-in form carries a whole authorization request,
+			// which Authorize bounds by the page's field size.
+			limit = web.MaxFieldBytes
+		}
+		if len(v[0]) > limit {
+			return nil, badRequest("parameter %s is over %d bytes", safeName(k), limit)
 		}
 		if v[0] != "" {
 			out[k] = v

@@ -588,3 +588,18 @@ func TestJWKSURIFetchIsShared(t *testing.T) {
 		t.Errorf("jwks_uri fetched %d times for %d concurrent assertions, want 1", f, n)
 	}
 }
+
+// TestSignInWithALongAuthorizationRequest proves that an authorization
+// request the endpoint accepts can be completed by signing in, however
+// much of its bound it uses: the sign-in form carries the whole request in
+// return_to, which once had the bound of a single parameter (4 KiB) and
+// refused every sign-in for a request with a state of a few KiB.
+func TestSignInWithALongAuthorizationRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, secret := e.client(nil)
+	conf := codeConfig(e.url, c, secret)
+	state, nonce := strings.Repeat("s", 3000), strings.Repeat("n", 1200)
+	q := e.authorize(e.browser(), conf.AuthCodeURL(state, oauth2.SetAuthURLParam("nonce", nonce)), true)
+	mustf(t, q.Get("state") == state && q.Get("code") != "", "the long request did not complete: %v", q)
+}

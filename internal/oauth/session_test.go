@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokens"
 	"github.com/jetonhq/jeton/internal/users"
 )
@@ -193,4 +194,36 @@ func TestMaxAge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSignInRacingAnEndIsEnded proves that a sign-in that was under way
+// while alice's sessions were ended does not survive the end. Such a
+// sign-in read alice before the end committed, so it checked the old
+// password, and it began after the end's stamp, which is taken before the
+// commit: the time check keeps it. Here the end is written straight to the
+// store with a stamp before the sign-in began, as a slow commit leaves it.
+func TestSignInRacingAnEndIsEnded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, secret := e.client(nil)
+	conf := codeConfig(e.url, c, secret)
+	b := e.browser()
+	beforeSignIn := e.clock.Now()
+	e.clock.Advance(time.Millisecond)
+	e.authorize(b, conf.AuthCodeURL("s"), true)
+	silent := func() *url.URL {
+		p := b.do("GET", conf.AuthCodeURL("s", oauth2.SetAuthURLParam("prompt", "none")), nil)
+		u, _ := url.Parse(p.location)
+		mustf(t, p.status == http.StatusSeeOther && u != nil, "prompt=none: %d %q", p.status, p.location)
+		return u
+	}
+	mustf(t, silent().Query().Get("code") != "", "the session does not work before the end")
+	e.clock.Advance(time.Second)
+	if _, err := e.db.UpdateUser(context.Background(), e.alice.ID, func(u *store.User) error {
+		u.SessionsEndedAt = beforeSignIn
+		return nil
+	}, store.AuditEvent{Time: e.clock.Now(), Actor: "test", Action: "user.end_sessions", Target: e.alice.ID}); err != nil {
+		t.Fatal(err)
+	}
+	mustf(t, silent().Query().Get("error") == "login_required", "the racing sign-in survived the end of alice's sessions")
 }

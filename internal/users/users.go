@@ -311,7 +311,7 @@ func (s *Service) Update(ctx context.Context, id string, p UpdateParams, by toke
 			u.PasswordHash = hash
 		}
 		if p.Password != nil || (p.Disabled != nil && *p.Disabled) {
-			u.SessionsEndedAt = now
+			endSessions(u, now)
 		}
 		u.UpdatedAt = now
 		return nil
@@ -338,7 +338,8 @@ func (s *Service) Update(ctx context.Context, id string, p UpdateParams, by toke
 func (s *Service) EndSessions(ctx context.Context, id string, by tokens.Actor) error {
 	now := s.now()
 	_, err := s.store.UpdateUser(ctx, id, func(u *store.User) error {
-		u.SessionsEndedAt, u.UpdatedAt = now, now
+		endSessions(u, now)
+		u.UpdatedAt = now
 		return nil
 	}, s.event(by.ID, by.RemoteAddr, "user.end_sessions", id, nil))
 	return err
@@ -349,6 +350,28 @@ func (s *Service) EndSessions(ctx context.Context, id string, by tokens.Actor) e
 // password reset, disable or [Service.EndSessions] came at or after start.
 func SessionValid(u store.User, start time.Time) bool {
 	return u.DisabledAt.IsZero() && start.After(u.SessionsEndedAt)
+}
+
+// SessionGeneration is the generation of u's browser sessions
+// (web.Session.Generation): a session is valid only while it is the one
+// it began in. Every password reset, disable and [Service.EndSessions]
+// moves it on, since each moves SessionsEndedAt forward. This closes what
+// SessionValid's time check cannot: a sign-in that read the user, and
+// checked the old password, while a reset was being written began after
+// the reset's SessionsEndedAt, which is stamped before the reset commits,
+// but it carries the generation it read.
+func SessionGeneration(u store.User) uint64 {
+	return uint64(u.SessionsEndedAt.UnixMilli())
+}
+
+// endSessions ends every session of u begun at or before now, and moves
+// the session generation on even when the last end was in the same
+// millisecond.
+func endSessions(u *store.User, now time.Time) {
+	if !now.After(u.SessionsEndedAt) {
+		now = u.SessionsEndedAt.Add(time.Millisecond)
+	}
+	u.SessionsEndedAt = now
 }
 
 // revokeGrants revokes every live grant of a user and evicts the access

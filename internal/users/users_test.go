@@ -746,3 +746,53 @@ func TestSessionValid(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryEndMovesTheSessionGeneration proves that a sign-in racing with
+// a password reset, a disable or a sign-out-everywhere cannot outlive it.
+// Such a sign-in read the user before the end committed and may begin
+// after the end's SessionsEndedAt (stamped before the commit), so the time
+// check alone would keep it; but it carries the generation it read, and
+// every end moves the generation on, even two ends in one millisecond
+// (the clock here stands still).
+func TestEveryEndMovesTheSessionGeneration(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	u := e.create(t, "alice", "old password 1")
+	pw, yes, no := "new password 2", true, false
+	ends := []struct {
+		name string
+		end  func() error
+	}{
+		{"password reset", func() error { _, err := e.svc.Update(ctx, u.ID, UpdateParams{Password: &pw}, admin); return err }},
+		{"the same reset again", func() error { _, err := e.svc.Update(ctx, u.ID, UpdateParams{Password: &pw}, admin); return err }},
+		{"sign out everywhere", func() error { return e.svc.EndSessions(ctx, u.ID, admin) }},
+		{"sign out everywhere again", func() error { return e.svc.EndSessions(ctx, u.ID, admin) }},
+		{"disable", func() error { _, err := e.svc.Update(ctx, u.ID, UpdateParams{Disabled: &yes}, admin); return err }},
+	}
+	for _, end := range ends {
+		// What a sign-in under way reads, and the start it records, one
+		// millisecond after the end's stamp will be.
+		before, err := e.st.GetUser(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := end.end(); err != nil {
+			t.Fatalf("%s: %v", end.name, err)
+		}
+		after, err := e.st.GetUser(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if SessionGeneration(before) == SessionGeneration(after) {
+			t.Errorf("%s did not move the session generation (%d)", end.name, SessionGeneration(after))
+		}
+	}
+	// Enabling again ends nothing more, and starts nothing old again.
+	before, _ := e.st.GetUser(ctx, u.ID)
+	if _, err := e.svc.Update(ctx, u.ID, UpdateParams{Disabled: &no}, admin); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := e.st.GetUser(ctx, u.ID); SessionGeneration(after) != SessionGeneration(before) {
+		t.Errorf("enabling moved the session generation")
+	}
+}

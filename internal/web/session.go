@@ -7,11 +7,17 @@ import (
 	"time"
 )
 
-// Session is a signed-in browser: who, and when they last entered their
-// password (OIDC auth_time).
+// Session is a signed-in browser: who, when they last entered their
+// password (OIDC auth_time), and the generation of the user's sessions it
+// belongs to.
 type Session struct {
 	UserID   string
 	AuthTime time.Time
+	// Generation is the user's session generation as read when they
+	// signed in, for the caller to compare with the current one: ending
+	// a user's sessions moves it on (users.SessionGeneration), which ends
+	// even a sign-in that was under way meanwhile.
+	Generation uint64
 }
 
 const (
@@ -19,15 +25,19 @@ const (
 	MaxUserIDLen = 256
 	// sessionVersion is the first byte of a session cookie's payload,
 	// and part of the data the seal authenticates.
-	sessionVersion = 1
+	sessionVersion = 2
 	// maxSessionCookieLen bounds the session cookie value looked at:
-	// base64 of version, nonce, two times, the longest user id and tag.
-	maxSessionCookieLen = (1 + 12 + 16 + MaxUserIDLen + 16 + 2) * 4 / 3
+	// base64 of version, nonce, two times, the generation, the longest
+	// user id and tag.
+	maxSessionCookieLen = (1 + 12 + sessionHeader + MaxUserIDLen + 16 + 2) * 4 / 3
+	// sessionHeader is the fixed part of a session's plaintext: auth time,
+	// expiry and generation, 8 bytes each; the user id follows.
+	sessionHeader = 24
 )
 
 // sessionAD is the additional data of the seal: it ties a sealed value to
 // its purpose and format version.
-var sessionAD = []byte("jeton session\x00\x01")
+var sessionAD = []byte("jeton session\x00\x02")
 
 // Session returns the session of r's cookie. It reports false when there
 // is none, or it is malformed, sealed by another key, tampered with, or
@@ -60,9 +70,10 @@ func (p *Pages) StartSession(w http.ResponseWriter, s Session) {
 		s.AuthTime = now
 	}
 	exp := now.Add(p.cfg.SessionTTL)
-	plain := make([]byte, 16, 16+len(s.UserID))
+	plain := make([]byte, sessionHeader, sessionHeader+len(s.UserID))
 	binary.BigEndian.PutUint64(plain[0:], uint64(s.AuthTime.UnixMilli()))
 	binary.BigEndian.PutUint64(plain[8:], uint64(exp.UnixMilli()))
+	binary.BigEndian.PutUint64(plain[16:], s.Generation)
 	plain = append(plain, s.UserID...)
 	sealed := p.aead.Seal([]byte{sessionVersion}, nil, plain, sessionAD)
 	http.SetCookie(w, &http.Cookie{Name: p.sessionCookie, Value: base64.RawURLEncoding.EncodeToString(sealed),
@@ -84,7 +95,7 @@ func (p *Pages) openSession(v string) (Session, bool) {
 		return Session{}, false
 	}
 	plain, err := p.aead.Open(nil, nil, raw[1:], sessionAD)
-	if err != nil || len(plain) <= 16 || len(plain) > 16+MaxUserIDLen {
+	if err != nil || len(plain) <= sessionHeader || len(plain) > sessionHeader+MaxUserIDLen {
 		return Session{}, false
 	}
 	authTime := time.UnixMilli(int64(binary.BigEndian.Uint64(plain[0:]))).UTC()
@@ -93,5 +104,5 @@ func (p *Pages) openSession(v string) (Session, bool) {
 	if !now.Before(exp) || exp.Sub(now) > p.cfg.SessionTTL || authTime.After(exp) {
 		return Session{}, false
 	}
-	return Session{UserID: string(plain[16:]), AuthTime: authTime}, true
+	return Session{UserID: string(plain[sessionHeader:]), AuthTime: authTime, Generation: binary.BigEndian.Uint64(plain[16:])}, true
 }

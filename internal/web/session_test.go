@@ -33,7 +33,7 @@ func sessionOf(p *Pages, c *http.Cookie) (Session, bool) {
 
 func TestSessionRoundTrip(t *testing.T) {
 	p, clk := newPages(t, nil)
-	want := Session{UserID: "usr_01HZX", AuthTime: base.Add(-time.Minute)}
+	want := Session{UserID: "usr_01HZX", AuthTime: base.Add(-time.Minute), Generation: 1<<63 + 12345}
 	c := startSession(t, p, want)
 	if c.Name != "jeton_session" || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Secure || c.MaxAge != 12*3600 {
 		t.Errorf("cookie attributes: %+v", c)
