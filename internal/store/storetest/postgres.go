@@ -15,29 +15,37 @@ import (
 
 var schemaSeq atomic.Int64
 
-// PostgresDSN returns a DSN for a fresh, empty schema in the test database
-// named by JETON_TEST_POSTGRES_DSN, dropping it when t ends. It skips t when
-// the variable is unset.
-func PostgresDSN(t *testing.T) string {
+// postgresAdmin returns the URL of JETON_TEST_POSTGRES_DSN, a connection
+// to it closed when t ends, and a fresh name for a schema or a database. It
+// skips t when the variable is unset.
+func postgresAdmin(t *testing.T) (*url.URL, *sql.DB, string) {
 	t.Helper()
 	dsn := os.Getenv("JETON_TEST_POSTGRES_DSN")
 	if dsn == "" {
 		t.Skip("JETON_TEST_POSTGRES_DSN is not set")
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
 	}
 	admin, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { admin.Close() })
-	schema := fmt.Sprintf("jeton_test_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
+	return u, admin, fmt.Sprintf("jeton_test_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
+}
+
+// PostgresDSN returns a DSN for a fresh, empty schema in the test database
+// named by JETON_TEST_POSTGRES_DSN, dropping it when t ends. It skips t when
+// the variable is unset.
+func PostgresDSN(t *testing.T) string {
+	t.Helper()
+	u, admin, schema := postgresAdmin(t)
 	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
 		t.Fatalf("create schema (is PostgreSQL running at JETON_TEST_POSTGRES_DSN?): %v", err)
 	}
 	t.Cleanup(func() { admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
@@ -51,16 +59,7 @@ func PostgresDSN(t *testing.T) string {
 // to create databases.
 func PostgresDatabaseDSN(t *testing.T, options string) string {
 	t.Helper()
-	dsn := os.Getenv("JETON_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		t.Skip("JETON_TEST_POSTGRES_DSN is not set")
-	}
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	name := fmt.Sprintf("jeton_test_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, schemaSeq.Add(1))
+	u, admin, name := postgresAdmin(t)
 	if _, err := admin.Exec("CREATE DATABASE " + name + " " + options); err != nil {
 		if strings.Contains(err.Error(), "SQLSTATE 42501") {
 			t.Skipf("the test role may not create databases: %v", err)
@@ -72,10 +71,6 @@ func PostgresDatabaseDSN(t *testing.T, options string) string {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	u.Path = "/" + name
 	return u.String()
 }
