@@ -262,8 +262,9 @@ type GrantStore interface {
 
 	// PurgeGrants deletes up to limit expired or used authorization codes,
 	// device codes and refresh tokens, and revoked grants, whose expiry,
-	// use or revocation is before cutoff. It returns how many rows it
-	// deleted.
+	// use or revocation is before cutoff, and the grants that purge leaves
+	// spent: not revoked, with no refresh token and no opaque access token
+	// left. It returns how many rows it deleted.
 	PurgeGrants(ctx context.Context, cutoff time.Time, limit int) (int, error)
 }
 

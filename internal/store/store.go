@@ -246,7 +246,8 @@ type Store interface {
 	// PurgeTokens deletes up to limit tokens that expired or were revoked
 	// before cutoff, OAuth access tokens (ClientID set) that expired or were
 	// revoked before accessCutoff, and rotated-out secrets whose grace ended
-	// before cutoff. It returns how many tokens it deleted.
+	// before cutoff, and the grants whose last token it purged (as
+	// PurgeGrants does). It returns how many tokens it deleted.
 	PurgeTokens(ctx context.Context, cutoff, accessCutoff time.Time, limit int) (int, error)
 
 	// Ping reports whether the store is reachable.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -476,12 +477,13 @@ func (db *DB) RevokeGrant(ctx context.Context, id, reason string, now time.Time,
 // purgeGrantsSQL are the steps of PurgeGrants, each deleting at most $2
 // rows older than the cutoff $1. Refresh tokens of grants revoked before the
 // cutoff go before their grants, and a grant goes only once it has none
-// left, so a batch never deletes more rows than it counts.
+// left, so a batch never deletes more rows than it counts. The refresh
+// tokens' step returns their grants, whose last token it may have been.
 var purgeGrantsSQL = []string{
 	"DELETE FROM auth_codes WHERE hash IN (SELECT hash FROM auth_codes WHERE expires_at < $1 LIMIT $2)",
 	"DELETE FROM device_codes WHERE hash IN (SELECT hash FROM device_codes WHERE expires_at < $1 LIMIT $2)",
 	`DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM refresh_tokens WHERE expires_at < $1 OR used_at < $1
-		OR grant_id IN (SELECT id FROM grants WHERE revoked_at < $1) LIMIT $2)`,
+		OR grant_id IN (SELECT id FROM grants WHERE revoked_at < $1) LIMIT $2) RETURNING grant_id`,
 	`DELETE FROM grants WHERE id IN (SELECT g.id FROM grants g WHERE g.revoked_at < $1
 		AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = g.id) LIMIT $2)`,
 }
@@ -489,27 +491,94 @@ var purgeGrantsSQL = []string{
 // PurgeGrants implements store.GrantStore. Authorization and device codes go
 // when expired before cutoff, refresh tokens when expired or used before
 // cutoff or when their grant was revoked before cutoff, and grants when
-// revoked before cutoff. Their opaque access tokens were revoked with them
+// revoked before cutoff, or spent (purgeSpentGrants) by this purge of
+// their refresh tokens. Their opaque access tokens were revoked with them
 // and are purged by PurgeTokens.
 func (db *DB) PurgeGrants(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	var n int
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		n = 0
+		var candidates []any
 		for _, q := range purgeGrantsSQL {
 			if n >= limit {
 				break
 			}
-			res, err := db.txExec(ctx, tx, q, ms(cutoff), limit-n)
-			if err != nil {
-				return fmt.Errorf("sqlstore: purge grants: %w", err)
+			var k int
+			if strings.HasSuffix(q, "RETURNING grant_id") {
+				ids, err := queryStrings(ctx, tx, q, ms(cutoff), limit-n)
+				if err != nil {
+					return fmt.Errorf("sqlstore: purge grants: %w", err)
+				}
+				candidates = appendNew(candidates, ids...)
+				k = len(ids)
+			} else {
+				res, err := db.txExec(ctx, tx, q, ms(cutoff), limit-n)
+				if err != nil {
+					return fmt.Errorf("sqlstore: purge grants: %w", err)
+				}
+				affected, err := res.RowsAffected()
+				if err != nil {
+					return fmt.Errorf("sqlstore: purge grants: %w", err)
+				}
+				k = int(affected)
 			}
-			k, err := res.RowsAffected()
-			if err != nil {
-				return fmt.Errorf("sqlstore: purge grants: %w", err)
-			}
-			n += int(k)
+			n += k
 		}
-		return nil
+		k, err := db.purgeSpentGrants(ctx, tx, candidates)
+		n += k
+		return err
 	})
 	return n, err
+}
+
+// purgeSpentGrants deletes, among the grants candidates (whose tokens the
+// caller has just purged), those left with nothing: not revoked, no refresh
+// token, no opaque access token. Nothing can be issued from such a grant
+// any more, so without this every sign-in would leave a row behind for
+// ever; a JWT access token it issued is checked by its jti and sid,
+// without the grant. Revoked grants go their own way, after the cutoff
+// (purgeGrantsSQL).
+func (db *DB) purgeSpentGrants(ctx context.Context, tx *sql.Tx, candidates []any) (int, error) {
+	if len(candidates) == 0 {
+		return 0, nil
+	}
+	res, err := db.txExec(ctx, tx, `DELETE FROM grants WHERE id IN (`+placeholders(1, len(candidates))+`) AND revoked_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = grants.id)
+		AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.grant_id <> '' AND t.grant_id = grants.id)`, candidates...)
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: purge spent grants: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: purge spent grants: %w", err)
+	}
+	return int(n), nil
+}
+
+// queryStrings runs q in tx and returns the one text column of its rows.
+func queryStrings(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// appendNew appends to list each of vs it does not hold yet.
+func appendNew(list []any, vs ...string) []any {
+	for _, v := range vs {
+		if v != "" && !slices.Contains(list, any(v)) {
+			list = append(list, v)
+		}
+	}
+	return list
 }

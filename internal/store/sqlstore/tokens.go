@@ -378,8 +378,16 @@ func (db *DB) PurgeTokens(ctx context.Context, cutoff, accessCutoff time.Time, l
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("sqlstore: purge tokens: %w", err)
 		}
+		var grants []any
 		if len(victims) > 0 {
 			in := "(" + placeholders(1, len(victims)) + ")"
+			// The grants of purged OAuth access tokens may be spent once
+			// these are gone.
+			ids, err := queryStrings(ctx, tx, "SELECT DISTINCT grant_id FROM tokens WHERE id IN "+in+" AND grant_id <> ''", victims...)
+			if err != nil {
+				return fmt.Errorf("sqlstore: purge tokens: grants: %w", err)
+			}
+			grants = appendNew(nil, ids...)
 			for _, q := range []string{
 				"DELETE FROM token_usage WHERE token_id IN " + in,
 				"DELETE FROM token_secrets WHERE token_id IN " + in,
@@ -391,6 +399,9 @@ func (db *DB) PurgeTokens(ctx context.Context, cutoff, accessCutoff time.Time, l
 			}
 		}
 		n = len(victims)
+		if _, err := db.purgeSpentGrants(ctx, tx, grants); err != nil {
+			return err
+		}
 		if _, err := db.txExec(ctx, tx, purgeRotatedSecretsSQL, ms(cutoff)); err != nil {
 			return fmt.Errorf("sqlstore: purge rotated secrets: %w", err)
 		}

@@ -27,6 +27,7 @@ var grantTests = []storeTest{
 	{"DeviceCodeLifecycle", testDeviceCodeLifecycle},
 	{"UpdateDeviceCodeFailureChangesNothing", testUpdateDeviceCodeFailure},
 	{"PurgeGrants", testPurgeGrants},
+	{"PurgeSpentGrants", testPurgeSpentGrants},
 	{"GrantTimeZones", testGrantTimeZones},
 }
 
@@ -947,3 +948,69 @@ func testGrantTimeZones(t *testing.T, s store.Store) {
 		utc("device AuthTime", sd.AuthTime, d.AuthTime)
 	}
 }
+
+// testPurgeSpentGrants checks that a grant goes when the purge of its
+// tokens leaves it with none (no refresh token, no opaque access token),
+// and only then: a grant that can still issue stays.
+func testPurgeSpentGrants(t *testing.T, s store.Store) {
+	e := mustSetUpGrants(t, s)
+	cutoff := base.Add(48 * time.Hour) // after every fixture's expiry
+
+	// With only a refresh token, expired: spent by PurgeGrants.
+	_, onlyRefresh := mustRedeem(t, s, e.client, e.user.ID, 0)
+	if err := s.IssueGrantTokens(ctx, onlyRefresh.ID, nil, tokenfmt.Hash{}, ptr(refreshFixture(t, onlyRefresh.ID, base))); err != nil {
+		t.Fatal(err)
+	}
+	// With only an access token, expired: spent by PurgeTokens.
+	_, onlyAccess := mustRedeem(t, s, e.client, e.user.ID, time.Second)
+	access, h := accessFixture(t, onlyAccess, base)
+	if err := s.IssueGrantTokens(ctx, onlyAccess.ID, &access, h, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Both expired: spent once both purges ran.
+	both := mustGrant(t, s, e.client, e.user.ID, 2*time.Second)
+	// An expired refresh token, rotated into one that expires after
+	// cutoff: the grant stays.
+	rotated := mustGrant(t, s, e.client, e.user.ID, 3*time.Second)
+	next := refreshFixture(t, rotated.grant.ID, cutoff.Add(-time.Hour))
+	if _, err := s.RotateRefreshToken(ctx, rotated.refresh.Hash, next, nil, tokenfmt.Hash{}, nil, time.Time{}, base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// An expired access token of a grant whose refresh token lives: stays.
+	_, liveRefresh := mustRedeem(t, s, e.client, e.user.ID, 4*time.Second)
+	access2, h2 := accessFixture(t, liveRefresh, base)
+	live := refreshFixture(t, liveRefresh.ID, cutoff.Add(-time.Hour))
+	live.ExpiresAt = cutoff.Add(time.Hour)
+	if err := s.IssueGrantTokens(ctx, liveRefresh.ID, &access2, h2, &live); err != nil {
+		t.Fatal(err)
+	}
+
+	for range 10 {
+		n, err := s.PurgeGrants(ctx, cutoff, 100)
+		if err != nil {
+			t.Fatalf("PurgeGrants: %v", err)
+		}
+		m, err := s.PurgeTokens(ctx, cutoff, cutoff, 100)
+		if err != nil {
+			t.Fatalf("PurgeTokens: %v", err)
+		}
+		if n+m == 0 {
+			break
+		}
+	}
+	for _, id := range []string{onlyRefresh.ID, onlyAccess.ID, both.grant.ID} {
+		if _, err := s.GetGrant(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("spent grant %s survived the purge: %v", id, err)
+		}
+	}
+	for _, id := range []string{rotated.grant.ID, liveRefresh.ID} {
+		if _, err := s.GetGrant(ctx, id); err != nil {
+			t.Errorf("grant %s that can still issue was purged: %v", id, err)
+		}
+	}
+	if _, _, err := s.GetRefreshToken(ctx, live.Hash); err != nil {
+		t.Errorf("live refresh token: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
