@@ -477,11 +477,14 @@ func (db *DB) RevokeGrant(ctx context.Context, id, reason string, now time.Time,
 // purgeGrantsSQL are the steps of PurgeGrants, each deleting at most $2
 // rows older than the cutoff $1. Refresh tokens of grants revoked before the
 // cutoff go before their grants, and a grant goes only once it has none
-// left, so a batch never deletes more rows than it counts. The refresh
-// tokens' step returns their grants, whose last token it may have been.
+// left, so a batch never deletes more rows than it counts. The steps of
+// codes and refresh tokens return their grants ('' for a code never
+// redeemed), which may be spent without them: every grant comes from a
+// code, so even one that never held a token (a JWT client's without
+// refresh tokens) is looked at once.
 var purgeGrantsSQL = []string{
-	"DELETE FROM auth_codes WHERE hash IN (SELECT hash FROM auth_codes WHERE expires_at < $1 LIMIT $2)",
-	"DELETE FROM device_codes WHERE hash IN (SELECT hash FROM device_codes WHERE expires_at < $1 LIMIT $2)",
+	"DELETE FROM auth_codes WHERE hash IN (SELECT hash FROM auth_codes WHERE expires_at < $1 LIMIT $2) RETURNING grant_id",
+	"DELETE FROM device_codes WHERE hash IN (SELECT hash FROM device_codes WHERE expires_at < $1 LIMIT $2) RETURNING grant_id",
 	`DELETE FROM refresh_tokens WHERE hash IN (SELECT hash FROM refresh_tokens WHERE expires_at < $1 OR used_at < $1
 		OR grant_id IN (SELECT id FROM grants WHERE revoked_at < $1) LIMIT $2) RETURNING grant_id`,
 	`DELETE FROM grants WHERE id IN (SELECT g.id FROM grants g WHERE g.revoked_at < $1
@@ -491,9 +494,9 @@ var purgeGrantsSQL = []string{
 // PurgeGrants implements store.GrantStore. Authorization and device codes go
 // when expired before cutoff, refresh tokens when expired or used before
 // cutoff or when their grant was revoked before cutoff, and grants when
-// revoked before cutoff, or spent (purgeSpentGrants) by this purge of
-// their refresh tokens. Their opaque access tokens were revoked with them
-// and are purged by PurgeTokens.
+// revoked before cutoff, or spent (purgeSpentGrants) once this purge of
+// their codes or refresh tokens is done. Their opaque access tokens were
+// revoked with them and are purged by PurgeTokens.
 func (db *DB) PurgeGrants(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	var n int
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {

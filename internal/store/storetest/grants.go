@@ -976,6 +976,9 @@ func testPurgeSpentGrants(t *testing.T, s store.Store) {
 	if _, err := s.RotateRefreshToken(ctx, rotated.refresh.Hash, next, nil, tokenfmt.Hash{}, nil, time.Time{}, base.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	// A grant that never held a token (a JWT client without refresh
+	// tokens): spent when its expired code is purged.
+	_, tokenless := mustRedeem(t, s, e.client, e.user.ID, 5*time.Second)
 	// An expired access token of a grant whose refresh token lives: stays.
 	_, liveRefresh := mustRedeem(t, s, e.client, e.user.ID, 4*time.Second)
 	access2, h2 := accessFixture(t, liveRefresh, base)
@@ -998,7 +1001,7 @@ func testPurgeSpentGrants(t *testing.T, s store.Store) {
 			break
 		}
 	}
-	for _, id := range []string{onlyRefresh.ID, onlyAccess.ID, both.grant.ID} {
+	for _, id := range []string{onlyRefresh.ID, onlyAccess.ID, both.grant.ID, tokenless.ID} {
 		if _, err := s.GetGrant(ctx, id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("spent grant %s survived the purge: %v", id, err)
 		}
