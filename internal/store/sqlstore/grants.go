@@ -478,7 +478,7 @@ func (db *DB) RevokeGrant(ctx context.Context, id, reason string, now time.Time,
 // rows older than the cutoff $1. Refresh tokens of grants revoked before the
 // cutoff go before their grants, and a grant goes only once it has none
 // left, so a batch never deletes more rows than it counts. The steps of
-// codes and refresh tokens return their grants ('' for a code never
+// codes and refresh tokens return their grants (” for a code never
 // redeemed), which may be spent without them: every grant comes from a
 // code, so even one that never held a token (a JWT client's without
 // refresh tokens) is looked at once.
