@@ -227,7 +227,7 @@ func (s *Server) revokeAsClient(w http.ResponseWriter, r *http.Request) error {
 // introspect every token of their APIs with a Jeton token that has the
 // verify scope, as Bearer.) A public client has no credentials to present
 // and is refused. introspect answers for the token to the client, limited
-// to the tokens of apis that were issued to clientID.
+// to the tokens of apis (nil: any) that were issued to clientID.
 func (s *Server) IntrospectAsClient(introspect func(w http.ResponseWriter, r *http.Request, token, clientID string, apis []string) error) http.Handler {
 	return s.serve(func(w http.ResponseWriter, r *http.Request) error {
 		f, err := parseForm(w, r)
@@ -246,10 +246,9 @@ func (s *Server) IntrospectAsClient(introspect func(w http.ResponseWriter, r *ht
 		if tok == "" {
 			return badRequest("the token parameter is required")
 		}
-		apis := c.APIs
-		if apis == nil {
-			apis = []string{} // nil would mean every API
-		}
-		return introspect(w, r, tok, c.ID, apis)
+		// Any API: what was issued to the client is its to know, for an
+		// API it lists no more too, and one that lists none gets its
+		// tokens for the built-in API (selectAPI).
+		return introspect(w, r, tok, c.ID, nil)
 	})
 }

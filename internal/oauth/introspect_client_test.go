@@ -42,6 +42,12 @@ func TestIntrospectionAsClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A client that lists no API gets its tokens for the built-in one.
+	noAPI, noAPISecret := e.client(func(p *oauth.ClientParams) { p.APIs, p.Scopes = nil, []string{"openid", "profile"} })
+	noAPITok, err := (&clientcredentials.Config{ClientID: noAPI.ID, ClientSecret: noAPISecret, TokenURL: e.url + "/oauth2/token"}).Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	basic := func(c store.Client, secret string) func(url.Values) (string, string) {
 		return func(url.Values) (string, string) { return c.ID, secret }
 	}
@@ -62,6 +68,7 @@ func TestIntrospectionAsClient(t *testing.T) {
 		{"its JWT access token", user.AccessToken, basic(web, webSecret), true},
 		{"its refresh token", user.RefreshToken, basic(web, webSecret), true},
 		{"its access token, client_secret_post", postTok.AccessToken, inForm(post, postSecret), true},
+		{"its token for the built-in API", noAPITok.AccessToken, basic(noAPI, noAPISecret), true},
 		{"another client's opaque access token", opaque.AccessToken, basic(web, webSecret), false},
 		{"another client's JWT access token", user.AccessToken, basic(app, appSecret), false},
 		{"another client's refresh token", user.RefreshToken, basic(app, appSecret), false},

@@ -182,6 +182,12 @@ func (db *DB) DeleteAPI(ctx context.Context, id string, force bool, now time.Tim
 	now = fromMS(ms(now))
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
+		// The table before the row, as CreateAPI and UpdateAPI take them:
+		// the DELETE FROM apis below needs a table lock theirs conflicts
+		// with, and taking it last would deadlock with an update.
+		if err := db.lockAPIs(ctx, tx); err != nil {
+			return err
+		}
 		var builtin int
 		err := tx.QueryRowContext(ctx, "SELECT builtin FROM apis WHERE id = $1"+db.d.forUpdate, id).Scan(&builtin)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -40,14 +40,19 @@ type dialect struct {
 	name      string
 	bytesType string
 	forUpdate string // row-lock suffix for read-modify-write selects
-	lockTable string // fmt pattern of a statement locking a table against concurrent writers ("" on SQLite: one writer)
-	isUnique  func(error) bool
+	// skipLocked is the row-lock suffix of a select that takes what it
+	// can and skips rows another transaction holds: the janitor's, which
+	// must never wait, so that it can never be part of a deadlock.
+	skipLocked string
+	lockTable  string // fmt pattern of a statement locking a table against concurrent writers ("" on SQLite: one writer)
+	isUnique   func(error) bool
 }
 
 var sqliteDialect = dialect{
-	name:      "sqlite",
-	bytesType: "BLOB",
-	forUpdate: "", // one writer: transactions are already serialised
+	name:       "sqlite",
+	bytesType:  "BLOB",
+	forUpdate:  "", // one writer: transactions are already serialised
+	skipLocked: "",
 	isUnique: func(err error) bool {
 		var se *sqlite.Error
 		if !errors.As(err, &se) {
@@ -58,10 +63,11 @@ var sqliteDialect = dialect{
 }
 
 var postgresDialect = dialect{
-	name:      "postgres",
-	bytesType: "BYTEA",
-	forUpdate: " FOR UPDATE",
-	lockTable: "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
+	name:       "postgres",
+	bytesType:  "BYTEA",
+	forUpdate:  " FOR UPDATE",
+	skipLocked: " FOR UPDATE SKIP LOCKED",
+	lockTable:  "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
 	isUnique: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"

@@ -541,13 +541,20 @@ func (db *DB) PurgeGrants(ctx context.Context, cutoff time.Time, limit int) (int
 // ever; a JWT access token it issued is checked by its jti and sid,
 // without the grant. Revoked grants go their own way, after the cutoff
 // (purgeGrantsSQL).
+//
+// The caller holds the rows it purged, and the grant comes after them,
+// where revocations and deletions lock a grant before its tokens: waiting
+// for a grant here could close a cycle, so on PostgreSQL a grant another
+// transaction holds is skipped. Whoever holds it is revoking or deleting
+// it, or issuing from it, which a spent grant cannot do.
 func (db *DB) purgeSpentGrants(ctx context.Context, tx *sql.Tx, candidates []any) (int, error) {
 	if len(candidates) == 0 {
 		return 0, nil
 	}
-	res, err := db.txExec(ctx, tx, `DELETE FROM grants WHERE id IN (`+placeholders(1, len(candidates))+`) AND revoked_at IS NULL
-		AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = grants.id)
-		AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.grant_id <> '' AND t.grant_id = grants.id)`, candidates...)
+	res, err := db.txExec(ctx, tx, `DELETE FROM grants WHERE id IN (SELECT g.id FROM grants g WHERE g.id IN (`+placeholders(1, len(candidates))+`)
+		AND g.revoked_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = g.id)
+		AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.grant_id <> '' AND t.grant_id = g.id)`+db.d.skipLocked+`)`, candidates...)
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: purge spent grants: %w", err)
 	}

@@ -5,11 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net/url"
 	"testing"
 	"time"
 
-	"github.com/jetonhq/jeton/internal/store/storetest"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
 )
 
@@ -38,17 +36,8 @@ func TestBackoff(t *testing.T) {
 // drops its cache), and deliver the notifications sent after.
 func TestPostgresInvalidationsSurviveALostConnection(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(storetest.PostgresDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tag [6]byte
-	rand.Read(tag[:])
-	app := "jeton-test-" + hex.EncodeToString(tag[:])
-	q := u.Query()
-	q.Set("application_name", app) // to find this node's LISTEN connection
-	u.RawQuery = q.Encode()
-	db := openPostgresT(t, u.String())
+	dsn, app := taggedPostgresDSN(t) // to find this node's LISTEN connection
+	db := openPostgresT(t, dsn)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

@@ -1,0 +1,175 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/ids"
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/store/storetest"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
+)
+
+// taggedPostgresDSN returns storetest.PostgresDSN with an application_name
+// of its own, which tells this test's connections apart in
+// pg_stat_activity, and that name.
+func taggedPostgresDSN(t *testing.T) (dsn, app string) {
+	t.Helper()
+	u, err := url.Parse(storetest.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tag [6]byte
+	rand.Read(tag[:])
+	app = "jeton-test-" + hex.EncodeToString(tag[:])
+	q := u.Query()
+	q.Set("application_name", app)
+	u.RawQuery = q.Encode()
+	return u.String(), app
+}
+
+// waitForLockWaiters waits until n connections of app wait for a lock.
+func waitForLockWaiters(t *testing.T, db *DB, app string, n int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var k int
+		if err := db.read.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		if k >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never saw %s wait for a lock", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPostgresJanitorNeverDeadlocksARevocation proves that the janitor,
+// deleting an expired access token and then its grant, spent without it,
+// does not deadlock with a revocation of that grant, which locks the grant
+// first and its tokens second: the janitor skips a grant another
+// transaction holds. (A deadlock would abort one of them, and the one
+// PostgreSQL picked was the revocation a password reset depends on.) A
+// third transaction holding the token puts the two in the order a busy
+// server may run them in.
+func TestPostgresJanitorNeverDeadlocksARevocation(t *testing.T) {
+	t.Parallel()
+	dsn, app := taggedPostgresDSN(t)
+	db := openPostgresT(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	base := now.Add(-72 * time.Hour)
+	api := createTestAPI(t, db)
+	c := store.Client{ID: ids.New(ids.Client, base), Name: "app", Type: store.ClientConfidential,
+		GrantTypes: []string{"authorization_code"}, RedirectURIs: []string{"https://app.example.com/cb"},
+		APIs: []string{api.ID}, Scopes: []string{"repos:read"}, TokenFormat: store.FormatOpaque, SigningAlg: "ES256",
+		AccessTokenTTL: time.Hour, RefreshTokenTTL: 24 * time.Hour, AuthMethod: "none", CreatedAt: base, UpdatedAt: base}
+	if err := db.CreateClient(ctx, c, nil, store.AuditEvent{Action: "client.create", Target: c.ID}); err != nil {
+		t.Fatal(err)
+	}
+	u := store.User{ID: ids.New(ids.User, base), Username: "alice", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}
+	if err := db.CreateUser(ctx, u, store.AuditEvent{Action: "user.create", Target: u.ID}); err != nil {
+		t.Fatal(err)
+	}
+	code := store.AuthCode{Hash: tokenfmt.HashOf(mustGenerate(t, tokenfmt.PrefixAuthCode)), ClientID: c.ID, UserID: u.ID,
+		RedirectURI: c.RedirectURIs[0], APIID: api.ID, Scopes: []string{"repos:read"}, AuthTime: base, CreatedAt: base, ExpiresAt: base.Add(time.Minute)}
+	if err := db.CreateAuthCode(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	g := store.Grant{ID: ids.New(ids.Grant, base), ClientID: c.ID, CreatedAt: base}
+	if _, err := db.RedeemAuthCode(ctx, code.Hash, g, base, store.AuditEvent{Action: "grant.create", Target: g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	// Expired two days ago, not revoked: the purge's (access tokens are
+	// kept a day), and one of the grant's live tokens to RevokeGrant.
+	secret := mustGenerate(t, tokenfmt.PrefixAccess)
+	access := store.Token{ID: ids.New(ids.Token, base), APIID: api.ID, Name: "oauth", Subject: u.ID, Scopes: []string{"repos:read"},
+		Hint: tokenfmt.Hint(secret), CreatedAt: base, UpdatedAt: base, ExpiresAt: base.Add(time.Hour), ClientID: c.ID, GrantID: g.ID}
+	if err := db.IssueGrantTokens(ctx, g.ID, &access, tokenfmt.HashOf(secret), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	release := holdLock(t, dsn, "SELECT id FROM tokens WHERE id = $1 FOR UPDATE", access.ID)
+	purged := make(chan error, 1)
+	go func() {
+		_, err := db.PurgeTokens(ctx, now.Add(-30*24*time.Hour), now.Add(-24*time.Hour), 100)
+		purged <- err
+	}()
+	waitForLockWaiters(t, db, app, 1, "PurgeTokens")
+	revoked := make(chan error, 1)
+	go func() {
+		_, err := db.RevokeGrant(ctx, g.ID, "user_disabled", now, store.AuditEvent{Action: "grant.revoke", Target: g.ID})
+		revoked <- err
+	}()
+	waitForLockWaiters(t, db, app, 2, "RevokeGrant")
+	release()
+	if err := <-purged; err != nil {
+		t.Errorf("PurgeTokens while the grant is revoked: %v", err)
+	}
+	if err := <-revoked; err != nil {
+		t.Errorf("RevokeGrant while the janitor purges its expired access token: %v", err)
+	}
+}
+
+// TestPostgresUpdateAPIDuringItsDeletion proves that an update of an API
+// being deleted waits for the deletion and finds the API gone, rather
+// than deadlocking with it: every writer of apis takes the table's lock
+// before the row's. A third transaction holding one of the API's tokens
+// keeps the deletion between its first lock and its DELETE FROM apis, as
+// the deletion of an API with many tokens would.
+func TestPostgresUpdateAPIDuringItsDeletion(t *testing.T) {
+	t.Parallel()
+	dsn, app := taggedPostgresDSN(t)
+	db := openPostgresT(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	now := time.Now()
+	api := createTestAPI(t, db)
+	secret := mustGenerate(t, "jtp")
+	tok := store.Token{ID: ids.New(ids.Token, now), APIID: api.ID, Name: "ci", Subject: "cus_1",
+		Scopes: []string{"repos:read"}, Hint: tokenfmt.Hint(secret), CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Action: "token.create", Target: tok.ID}); err != nil {
+		t.Fatal(err)
+	}
+
+	release := holdLock(t, dsn, "SELECT id FROM tokens WHERE id = $1 FOR UPDATE", tok.ID)
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := db.DeleteAPI(ctx, api.ID, true, now, store.AuditEvent{Action: "api.delete", Target: api.ID})
+		deleted <- err
+	}()
+	waitForLockWaiters(t, db, app, 1, "DeleteAPI")
+	updated := make(chan error, 1)
+	go func() {
+		_, err := db.UpdateAPI(ctx, api.ID, func(a *store.API) error { a.Scopes = append(a.Scopes, "repos:write"); return nil },
+			store.AuditEvent{Action: "api.update", Target: api.ID})
+		updated <- err
+	}()
+	waitForLockWaiters(t, db, app, 2, "UpdateAPI")
+	release()
+	if err := <-deleted; err != nil {
+		t.Errorf("DeleteAPI during an update of the same API: %v", err)
+	}
+	if err := <-updated; !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateAPI during the deletion of the API = %v, want ErrNotFound", err)
+	}
+}
+
+func mustGenerate(t *testing.T, prefix string) string {
+	t.Helper()
+	s, err := tokenfmt.Generate(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
