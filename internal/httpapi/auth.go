@@ -107,6 +107,8 @@ func (a *API) authorize(r *http.Request, n need) (*caller, error) {
 const (
 	authFailuresPerMinute      = 10
 	authFailuresPerMinuteInAll = 600
+	// maxAuditedPath bounds the path recorded with a failure, in bytes.
+	maxAuditedPath = 256
 )
 
 func (a *API) auditAuthFailure(r *http.Request, tokenID, reason string) {
@@ -116,7 +118,9 @@ func (a *API) auditAuthFailure(r *http.Request, tokenID, reason string) {
 		return
 	}
 	addr := ip.String()
-	details := map[string]any{"reason": reason, "method": r.Method, "path": r.URL.Path}
+	// The path is the client's to choose, up to the header limit: the
+	// budget bounds how many entries there are, this how big each is.
+	details := map[string]any{"reason": reason, "method": tokens.TruncateUTF8(r.Method, 16), "path": tokens.TruncateUTF8(r.URL.Path, maxAuditedPath)}
 	if suppressed > 0 {
 		details["suppressed"] = suppressed // failures not audited before this one
 	}

@@ -488,23 +488,37 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 }
 
+// TestAuthFailuresAreAuditedAndBounded checks that failed admin
+// authentications are audited, in a bounded number of entries each of a
+// bounded size: the path is the client's to choose, up to the header
+// limit.
 func TestAuthFailuresAreAuditedAndBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
-	for range 30 {
-		e.do(t, "GET", "/v1/apis", "jtp_garbage", ``)
+	long := "/v1/tokens/tok_" + strings.Repeat("A", 12000)
+	for i := range 30 {
+		path := "/v1/apis"
+		if i%2 == 0 {
+			path = long
+		}
+		e.do(t, "GET", path, "jtp_garbage", ``)
 	}
 	// Auditing runs in the background; wait for it without sleeping blindly.
-	var n int
+	var evs []store.AuditEvent
 	for range 200 {
-		evs, _, _ := e.db.ListAudit(context.Background(), store.AuditFilter{Action: "auth.failure"})
-		if n = len(evs); n >= authFailuresPerMinute {
+		evs, _, _ = e.db.ListAudit(context.Background(), store.AuditFilter{Action: "auth.failure"})
+		if len(evs) >= authFailuresPerMinute {
 			break
 		}
 		e.do(t, "GET", "/healthz", "", ``)
 	}
-	if n != authFailuresPerMinute {
-		t.Errorf("%d auth.failure events for 30 failures, want %d (bounded)", n, authFailuresPerMinute)
+	if len(evs) != authFailuresPerMinute {
+		t.Errorf("%d auth.failure events for 30 failures, want %d (bounded)", len(evs), authFailuresPerMinute)
+	}
+	for _, ev := range evs {
+		if len(ev.Details) > maxAuditedPath+200 {
+			t.Errorf("an auth.failure entry holds %d bytes of details", len(ev.Details))
+		}
 	}
 }
 

@@ -26,6 +26,10 @@ const (
 	// maxRevocationStreams bounds the streams one node holds open; beyond
 	// it a resource server is told to poll or come back later.
 	maxRevocationStreams = 1000
+	// maxStreamsPerCaller bounds the streams of one caller's token, a
+	// tenth of the node's: a resource server of many replicas sharing a
+	// key gets a hundred, and no one key can take every place.
+	maxStreamsPerCaller = maxRevocationStreams / 10
 	// streamKeepalive is how often an idle stream sends a comment, so that
 	// proxies and clients can tell a quiet stream from a dead one.
 	streamKeepalive = 15 * time.Second
@@ -62,11 +66,35 @@ type revocationFeed struct {
 	poll       time.Duration
 	maxStreams int64
 	streams    atomic.Int64 // open streams
+	// maxPerCaller bounds the open streams of one caller's token.
+	maxPerCaller int
 
 	mu sync.Mutex
 	// down holds, per http.Server that served a stream, a channel closed
 	// when that server shuts down.
 	down map[*http.Server]chan struct{}
+	// byCaller counts the open streams of each caller's token.
+	byCaller map[string]int
+}
+
+// takeCallerStream counts a stream of the token id, if it has a place.
+func (f *revocationFeed) takeCallerStream(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byCaller[id] >= f.maxPerCaller {
+		return false
+	}
+	f.byCaller[id]++
+	return true
+}
+
+// releaseCallerStream uncounts a stream of the token id.
+func (f *revocationFeed) releaseCallerStream(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byCaller[id]--; f.byCaller[id] <= 0 {
+		delete(f.byCaller, id)
+	}
 }
 
 func (a *API) newRevocationFeed() *revocationFeed {
@@ -75,7 +103,7 @@ func (a *API) newRevocationFeed() *revocationFeed {
 		return err == nil && slices.Equal(now.apis, c.apis) && (now.apis == nil) == (c.apis == nil)
 	}
 	return &revocationFeed{store: a.store, log: a.log, now: a.cfg.Now, recheck: recheck, keepalive: streamKeepalive, poll: streamPoll,
-		maxStreams: maxRevocationStreams, down: map[*http.Server]chan struct{}{}}
+		maxStreams: maxRevocationStreams, maxPerCaller: maxStreamsPerCaller, down: map[*http.Server]chan struct{}{}, byCaller: map[string]int{}}
 }
 
 // cursor parses a sequence number given by the client.
@@ -146,6 +174,12 @@ func (f *revocationFeed) stream(w http.ResponseWriter, r *http.Request, c *calle
 			"this server holds its maximum of %d revocation streams; retry later or poll GET /v1/revocations", f.maxStreams)
 	}
 	defer f.streams.Add(-1)
+	if !f.takeCallerStream(c.token.ID) {
+		w.Header().Set("Retry-After", "10")
+		return errorf(http.StatusServiceUnavailable, "too_many_streams",
+			"this token holds its maximum of %d revocation streams on this server; retry later or poll GET /v1/revocations", f.maxPerCaller)
+	}
+	defer f.releaseCallerStream(c.token.ID)
 
 	ctx := r.Context()
 	// Wake-ups are taken before each read of the store, so a commit

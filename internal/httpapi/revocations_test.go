@@ -419,6 +419,35 @@ func TestRevocationStreamLimit(t *testing.T) {
 	again.close()
 }
 
+// TestRevocationStreamsOfOneCaller checks that one caller's token cannot
+// take every stream a node holds, leaving other resource servers none.
+func TestRevocationStreamsOfOneCaller(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	api := e.srv.Config.Handler.(*API)
+	f := api.newRevocationFeed()
+	f.maxStreams, f.maxPerCaller = 4, 2
+	mux := http.NewServeMux()
+	mux.Handle("GET /stream", api.adapt.wrap(api.authenticate(needVerify, f.stream)))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	var narrow tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"jeton","scopes":["verify:`+e.apiID+`"]}`, 201, &narrow)
+	for range 2 {
+		defer openStream(t, srv.URL+"/stream", narrow.Token).close()
+	}
+	resp, stop := connectStream(t, srv.URL+"/stream", narrow.Token)
+	b, _ := io.ReadAll(resp.Body)
+	stop()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "too_many_streams") {
+		t.Errorf("a third stream of one token: %d %s, want 503 too_many_streams", resp.StatusCode, b)
+	}
+	// Another resource server still gets its place.
+	other := openStream(t, srv.URL+"/stream", e.verify)
+	other.close()
+}
+
 // TestRevocationStreamEndsWithItsToken shows that an open stream does not
 // outlive its caller's token: once the resource server's own token is
 // revoked, the stream ends at the next keepalive.
