@@ -561,6 +561,17 @@ type clientCache struct {
 	ttl time.Duration
 	mu  sync.Mutex
 	m   map[string]*cachedClient
+	// gen counts clears: a load that began before one does not store
+	// what it read, which may predate the change the clear announced.
+	gen uint64
+}
+
+// clear drops every cached client (another node changed one).
+func (cc *clientCache) clear() {
+	cc.mu.Lock()
+	clear(cc.m)
+	cc.gen++
+	cc.mu.Unlock()
 }
 
 type cachedClient struct {
@@ -582,7 +593,7 @@ func (s *Server) client(ctx context.Context, id string) (*cachedClient, error) {
 	now := time.Now()
 	cc := &s.clients
 	cc.mu.Lock()
-	e := cc.m[id]
+	e, gen := cc.m[id], cc.gen
 	cc.mu.Unlock()
 	if e != nil && now.Sub(e.loaded) < cc.ttl {
 		return e, nil
@@ -601,10 +612,12 @@ func (s *Server) client(ctx context.Context, id string) (*cachedClient, error) {
 		}
 	}
 	cc.mu.Lock()
-	if len(cc.m) >= maxCachedClients {
-		cc.evict(now)
+	if cc.gen == gen {
+		if len(cc.m) >= maxCachedClients {
+			cc.evict(now)
+		}
+		cc.m[id] = e
 	}
-	cc.m[id] = e
 	cc.mu.Unlock()
 	return e, nil
 }

@@ -51,6 +51,7 @@ type envOptions struct {
 	prePublish  time.Duration
 	dsn         string // a shared store: servers on one DSN are a cluster
 	tls         bool   // serve https (e.Client trusts its certificate)
+	clientTTL   time.Duration
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -59,7 +60,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if pre == 0 {
 		pre = -1 // no delay unless a test asks for one
 	}
-	srv := apitest.NewWith(t, apitest.Options{KeyPrePublish: pre, RefreshRetryWindow: opts.retryWindow, DeviceInterval: time.Second, DSN: opts.dsn, TLS: opts.tls})
+	srv := apitest.NewWith(t, apitest.Options{KeyPrePublish: pre, RefreshRetryWindow: opts.retryWindow, DeviceInterval: time.Second, DSN: opts.dsn, TLS: opts.tls, ClientCacheTTL: opts.clientTTL})
 	e := &env{Server: srv, t: t, url: srv.URL, clock: srv.Clock, db: srv.DB, tokens: srv.Tokens, users: srv.Users,
 		keys: srv.Keys, oauth: srv.OAuth, admin: srv.Admin, api: srv.API, password: "correct horse battery"}
 	var err error

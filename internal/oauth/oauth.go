@@ -206,7 +206,34 @@ func New(cfg Config) (*Server, error) {
 		stop: make(chan struct{}),
 	}
 	s.wg.Go(s.janitorLoop)
+	if w, ok := cfg.Store.(clientsWatcher); ok {
+		s.wg.Go(func() { s.forgetChangedClients(w) })
+	}
 	return s, nil
+}
+
+// clientsWatcher is implemented by stores that say when an OAuth client
+// or its secrets changed, on this node or (PostgreSQL) another.
+type clientsWatcher interface {
+	ClientsChanged() <-chan struct{}
+}
+
+// forgetChangedClients empties the client cache whenever w says a client
+// changed, until Close: a secret rotated, revoked as leaked or deleted on
+// another node stops working here within milliseconds, not at the end of
+// the cache's TTL.
+func (s *Server) forgetChangedClients(w clientsWatcher) {
+	changed := w.ClientsChanged()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-changed:
+			// Taken before the clear: a change after it closes this one.
+			changed = w.ClientsChanged()
+			s.clients.clear()
+		}
+	}
 }
 
 // Close stops the background janitor.

@@ -50,9 +50,10 @@ type Config struct {
 	// Reload is how often the keys are re-read from the store, to learn of
 	// rotations made by other nodes. Zero means 30 seconds (or half of
 	// PrePublish if that is shorter); a negative value disables the
-	// background reload (one node, or tests that call Reload). When
+	// periodic reload (one node, or tests that call Reload). When
 	// PrePublish is positive Reload must be shorter, so every node knows a
-	// key before it signs.
+	// key before it signs. A store that says when the keys changed
+	// (KeysChanged) is reloaded then as well, whatever Reload says.
 	Reload time.Duration
 }
 
@@ -153,12 +154,22 @@ func NewRing(ctx context.Context, cfg Config) (*Ring, error) {
 			return nil, err
 		}
 	}
-	if cfg.Reload > 0 {
-		go r.loop()
+	w, watched := cfg.Store.(keysWatcher)
+	if cfg.Reload > 0 || watched {
+		go r.loop(w)
 	} else {
 		close(r.done)
 	}
 	return r, nil
+}
+
+// keysWatcher is implemented by stores that say when the signing keys
+// changed, on this node or (PostgreSQL) another: the ring reloads at once,
+// so that a key another node created is published here, and its tokens
+// verify here, within milliseconds rather than at the next periodic
+// reload. (A key made on first use of an algorithm signs at once.)
+type keysWatcher interface {
+	KeysChanged() <-chan struct{}
 }
 
 // Close stops the background reload. The ring keeps working on the keys it
@@ -168,21 +179,34 @@ func (r *Ring) Close() {
 	<-r.done
 }
 
-func (r *Ring) loop() {
+// loop reloads the keys every Config.Reload (if positive) and whenever w
+// (if not nil) says they changed.
+func (r *Ring) loop(w keysWatcher) {
 	defer close(r.done)
-	t := time.NewTicker(r.cfg.Reload)
-	defer t.Stop()
+	var tick <-chan time.Time
+	if r.cfg.Reload > 0 {
+		t := time.NewTicker(r.cfg.Reload)
+		defer t.Stop()
+		tick = t.C
+	}
+	var changed <-chan struct{}
+	if w != nil {
+		changed = w.KeysChanged()
+	}
 	for {
 		select {
 		case <-r.stop:
 			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Reload)
-			if err := r.Reload(ctx); err != nil {
-				r.cfg.Logger.Error("signing: reload keys", "err", err)
-			}
-			cancel()
+		case <-tick:
+		case <-changed:
+			// Taken before the reload: a change during it closes this one.
+			changed = w.KeysChanged()
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := r.Reload(ctx); err != nil {
+			r.cfg.Logger.Error("signing: reload keys", "err", err)
+		}
+		cancel()
 	}
 }
 

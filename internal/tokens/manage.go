@@ -115,11 +115,22 @@ func (x *apiIndex) find(ref string) *store.API {
 	return m.byKey[ref]
 }
 
-// apiReloadLoop reloads the API index every APIReloadInterval until Close.
+// apiReloadLoop reloads the API index every APIReloadInterval until Close,
+// and at once when the store says the APIs changed, on this node or
+// (PostgreSQL) another.
 func (s *Service) apiReloadLoop() {
-	s.every(s.cfg.APIReloadInterval, 30*time.Second, "reload_apis", func(ctx context.Context) error {
+	var wake func() <-chan struct{}
+	if w, ok := s.store.(apisWatcher); ok {
+		wake = w.APIsChanged
+	}
+	s.everyOrWhen(s.cfg.APIReloadInterval, 30*time.Second, "reload_apis", wake, func(ctx context.Context) error {
 		return s.apis.reload(ctx, s.store)
 	})
+}
+
+// apisWatcher is implemented by stores that say when the APIs changed.
+type apisWatcher interface {
+	APIsChanged() <-chan struct{}
 }
 
 // apiOf returns the API with the given id, which a stored token names. An

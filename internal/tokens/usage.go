@@ -244,21 +244,33 @@ func (s *Service) FlushUsage(ctx context.Context) error {
 // every runs job each interval until Close, with timeout as its deadline,
 // logging and counting its failures under op.
 func (s *Service) every(interval, timeout time.Duration, op string, job func(context.Context) error) {
+	s.everyOrWhen(interval, timeout, op, nil, job)
+}
+
+// everyOrWhen is every, and also runs job whenever the channel wake
+// returns (taken anew before each run) is closed; wake may be nil.
+func (s *Service) everyOrWhen(interval, timeout time.Duration, op string, wake func() <-chan struct{}, job func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var woken <-chan struct{}
+	if wake != nil {
+		woken = wake()
+	}
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			err := job(ctx)
-			cancel()
-			if err != nil {
-				s.cfg.Logger.Error("background store work failed", "op", op, "err", err)
-				if s.cfg.OnStoreError != nil {
-					s.cfg.OnStoreError(op)
-				}
+		case <-woken:
+			woken = wake()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := job(ctx)
+		cancel()
+		if err != nil {
+			s.cfg.Logger.Error("background store work failed", "op", op, "err", err)
+			if s.cfg.OnStoreError != nil {
+				s.cfg.OnStoreError(op)
 			}
 		}
 	}

@@ -78,6 +78,9 @@ type Options struct {
 	// DSN, if set, is the store to use instead of a fresh SQLite file:
 	// several servers on one PostgreSQL DSN are the nodes of a cluster.
 	DSN string
+	// ClientCacheTTL is how long the OAuth server caches a client
+	// (default the OAuth server's, 2s).
+	ClientCacheTTL time.Duration
 	// TLS serves https with httptest's self-signed certificate: the
 	// issuer is https and the pages' cookies are Secure and __Host-
 	// prefixed, as `jeton serve` makes them for an https issuer.
@@ -137,7 +140,7 @@ func NewWith(t testing.TB, opts Options) *Server {
 	}
 	s.OAuth, err = oauth.New(oauth.Config{Issuer: s.URL, Store: db, Tokens: s.Tokens, Users: s.Users, Keys: s.Keys,
 		Pages: pages, MasterKey: master, Logger: log, Now: s.Clock.Now,
-		RefreshRetryWindow: opts.RefreshRetryWindow, DeviceInterval: opts.DeviceInterval})
+		RefreshRetryWindow: opts.RefreshRetryWindow, DeviceInterval: opts.DeviceInterval, ClientCacheTTL: opts.ClientCacheTTL})
 	fatal(err)
 	t.Cleanup(s.OAuth.Close)
 	api, err := httpapi.New(ctx, httpapi.Config{Tokens: s.Tokens, Store: db, Logger: log, OAuth: s.OAuth, Users: s.Users,

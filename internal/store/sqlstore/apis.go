@@ -98,7 +98,7 @@ func (db *DB) apiKeysFree(ctx context.Context, tx *sql.Tx, id, name, identifier 
 
 // CreateAPI implements store.Store.
 func (db *DB) CreateAPI(ctx context.Context, a store.API, ev store.AuditEvent) error {
-	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return db.announcing(ctx, changeAPIs, func(ctx context.Context, tx *sql.Tx) error {
 		if err := db.lockAPIs(ctx, tx); err != nil {
 			return err
 		}
@@ -144,7 +144,7 @@ func (db *DB) ListAPIs(ctx context.Context) ([]store.API, error) {
 // UpdateAPI implements store.Store.
 func (db *DB) UpdateAPI(ctx context.Context, id string, update func(*store.API) error, ev store.AuditEvent) (store.API, error) {
 	var out store.API
-	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.announcing(ctx, changeAPIs, func(ctx context.Context, tx *sql.Tx) error {
 		if err := db.lockAPIs(ctx, tx); err != nil { // before the row's lock, as CreateAPI
 			return err
 		}
@@ -180,7 +180,7 @@ func (db *DB) DeleteAPI(ctx context.Context, id string, force bool, now time.Tim
 	var hashes []tokenfmt.Hash
 	var recorded bool
 	now = fromMS(ms(now))
-	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.announcing(ctx, changeAPIs, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
 		// The table before the row, as CreateAPI and UpdateAPI take them:
 		// the DELETE FROM apis below needs a table lock theirs conflicts

@@ -69,7 +69,7 @@ func clientArgs(c *store.Client) []any {
 
 // CreateClient implements store.ClientStore.
 func (db *DB) CreateClient(ctx context.Context, c store.Client, secret *tokenfmt.Hash, ev store.AuditEvent) error {
-	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return db.announcing(ctx, changeClients, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := db.txExec(ctx, tx, insertClientSQL, clientArgs(&c)...); err != nil {
 			return db.wrapUnique(err, "create client")
 		}
@@ -110,7 +110,7 @@ func (db *DB) lockClient(ctx context.Context, tx *sql.Tx, id string) (store.Clie
 // UpdateClient implements store.ClientStore.
 func (db *DB) UpdateClient(ctx context.Context, id string, update func(*store.Client) error, ev store.AuditEvent) (store.Client, error) {
 	var out store.Client
-	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.announcing(ctx, changeClients, func(ctx context.Context, tx *sql.Tx) error {
 		c, err := db.lockClient(ctx, tx, id)
 		if err != nil {
 			return err
@@ -147,7 +147,7 @@ func (db *DB) DeleteClient(ctx context.Context, id string, ev store.AuditEvent) 
 	var hashes []tokenfmt.Hash
 	var recorded bool
 	now := fromMS(ms(eventTime(ev)))
-	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.announcing(ctx, changeClients, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
 		var found string
 		err := db.txQueryRow(ctx, tx, "SELECT id FROM clients WHERE id = $1", id).Scan(&found)
@@ -258,7 +258,7 @@ func (db *DB) ClientSecrets(ctx context.Context, clientID string) ([]store.Secre
 // RotateClientSecret implements store.ClientStore.
 func (db *DB) RotateClientSecret(ctx context.Context, id string, next tokenfmt.Hash, hint string, graceUntil, now time.Time, ev store.AuditEvent) (store.Client, error) {
 	var out store.Client
-	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.announcing(ctx, changeClients, func(ctx context.Context, tx *sql.Tx) error {
 		c, err := db.lockClient(ctx, tx, id)
 		if err != nil {
 			return err
@@ -307,7 +307,7 @@ func (db *DB) RevokeClientSecret(ctx context.Context, id string, h tokenfmt.Hash
 	var out store.Client
 	var changed bool
 	now = fromMS(ms(now))
-	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.announcing(ctx, changeClients, func(ctx context.Context, tx *sql.Tx) error {
 		changed = false
 		// The client row is locked before its secrets change, as in
 		// RotateClientSecret.

@@ -88,6 +88,9 @@ type DB struct {
 	// revoked wakes revocation feed readers after a commit that recorded
 	// revocations (and, on PostgreSQL, when another node's did).
 	revoked signal
+	// keys, apis and clients wake the readers of KeysChanged, APIsChanged
+	// and ClientsChanged.
+	keys, apis, clients signal
 
 	head auditHead // SQLite: the writer's copy of the audit head
 

@@ -59,7 +59,7 @@ func (db *DB) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
 // them. An update that returns nothing to put or delete changes nothing and
 // records no audit event; one that fails rolls back and records none.
 func (db *DB) UpdateSigningKeys(ctx context.Context, update func(keys []store.SigningKey) (put []store.SigningKey, del []string, err error), ev store.AuditEvent) error {
-	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return db.announcing(ctx, changeKeys, func(ctx context.Context, tx *sql.Tx) error {
 		if db.d.lockTable != "" {
 			if _, err := tx.ExecContext(ctx, fmt.Sprintf(db.d.lockTable, "signing_keys")); err != nil {
 				return fmt.Errorf("sqlstore: update signing keys: lock: %w", err)

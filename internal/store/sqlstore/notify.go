@@ -17,6 +17,73 @@ import (
 // learns which cached tokens changed on another node.
 const invalidationChannel = "jeton_invalidate"
 
+// changeChannel is the NOTIFY channel on which every node learns that
+// another node changed the signing keys, the APIs or the OAuth clients
+// (the payload names which: changeKeys, changeAPIs, changeClients), so
+// that it reloads them at once instead of at its next periodic reload.
+const changeChannel = "jeton_change"
+
+// What a notice on changeChannel says changed.
+const (
+	changeKeys    = "keys"
+	changeAPIs    = "apis"
+	changeClients = "clients"
+)
+
+// notifyChange publishes inside tx that what changed, delivered only if,
+// and when, tx commits. On SQLite it does nothing: there is one node.
+func (db *DB) notifyChange(ctx context.Context, tx *sql.Tx, what string) error {
+	if db.d.name != "postgres" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, $2)", changeChannel, what); err != nil {
+		return fmt.Errorf("sqlstore: notify change of %s: %w", what, err)
+	}
+	return nil
+}
+
+// announcing runs fn in a write transaction, as update does, and when it
+// commits wakes the readers of what's change signal on this node and, on
+// PostgreSQL, on every node (notifyChange).
+func (db *DB) announcing(ctx context.Context, what string, fn writeFunc) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		return db.notifyChange(ctx, tx, what)
+	})
+	if err == nil {
+		db.changed(what)
+	}
+	return err
+}
+
+// changed wakes the readers of what's change signal.
+func (db *DB) changed(what string) {
+	switch what {
+	case changeKeys:
+		db.keys.broadcast()
+	case changeAPIs:
+		db.apis.broadcast()
+	case changeClients:
+		db.clients.broadcast()
+	}
+}
+
+// KeysChanged returns a channel that is closed after a commit of this
+// store that changed the signing keys and, on PostgreSQL, when another
+// node's is heard, or when the LISTEN connection that
+// SubscribeInvalidations runs (re)connects and may have missed one. The
+// caller reloads the keys, then waits on a channel taken before the
+// reload.
+func (db *DB) KeysChanged() <-chan struct{} { return db.keys.wait() }
+
+// APIsChanged is KeysChanged for the APIs.
+func (db *DB) APIsChanged() <-chan struct{} { return db.apis.wait() }
+
+// ClientsChanged is KeysChanged for the OAuth clients and their secrets.
+func (db *DB) ClientsChanged() <-chan struct{} { return db.clients.wait() }
+
 // hashesPerNotice keeps a notification payload far below PostgreSQL's
 // 8000-byte limit (64 hex characters and a comma per hash).
 const hashesPerNotice = 100
@@ -48,9 +115,10 @@ func (db *DB) notifyHashes(ctx context.Context, tx *sql.Tx, hashes []tokenfmt.Ha
 // its whole cache. On SQLite it returns at once: there is one node.
 //
 // The same connection listens for revocations recorded by other nodes and
-// wakes the readers of RevocationsChanged, also after every (re)connection:
-// while it runs, a stream of the feed on this node hears of another node's
-// revocation within milliseconds.
+// wakes the readers of RevocationsChanged, and for changes of the signing
+// keys, APIs and clients, waking the readers of KeysChanged, APIsChanged
+// and ClientsChanged, also after every (re)connection: while it runs, this
+// node hears of another node's change within milliseconds.
 func (db *DB) SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.Hash), onReset func()) {
 	if db.d.name != "postgres" {
 		return
@@ -109,15 +177,25 @@ func (db *DB) listen(ctx context.Context, onHash func(tokenfmt.Hash), onReset fu
 	if _, err := conn.Exec(ctx, "LISTEN "+revocationChannel); err != nil {
 		return false, err
 	}
+	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel); err != nil {
+		return false, err
+	}
 	onReset() // anything before this point may have been missed
 	db.revocationsRecorded()
+	for _, what := range []string{changeKeys, changeAPIs, changeClients} {
+		db.changed(what)
+	}
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return true, err
 		}
-		if n.Channel == revocationChannel {
+		switch n.Channel {
+		case revocationChannel:
 			db.revocationsRecorded()
+			continue
+		case changeChannel:
+			db.changed(n.Payload)
 			continue
 		}
 		payload, ok := strings.CutPrefix(n.Payload, "h:")

@@ -4,10 +4,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/jetonhq/jeton/internal/ids"
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/store/storetest"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
 )
 
@@ -100,5 +106,123 @@ func TestPostgresInvalidationsSurviveALostConnection(t *testing.T) {
 		}
 		awaitReset(fmt.Sprintf("after the connection was lost (round %d)", i+1))
 		awaitHash(notify())
+	}
+}
+
+// changeSignals are the store's change signals, each with a write that
+// must close it and a write of the same kind that fails and must not.
+var changeSignals = []struct {
+	name          string
+	signal        func(db *DB) <-chan struct{}
+	change, fails func(t *testing.T, db *DB) error
+}{
+	{"APIs", (*DB).APIsChanged,
+		func(t *testing.T, db *DB) error {
+			now := time.Now()
+			a := store.API{ID: ids.New(ids.API, now), Name: "api" + ids.New("", now), Identifier: "https://" + ids.New("x", now) + ".example.com",
+				KeyPrefix: "jtp", CreatedAt: now, UpdatedAt: now}
+			return db.CreateAPI(context.Background(), a, store.AuditEvent{Action: "api.create"})
+		},
+		func(t *testing.T, db *DB) error {
+			_, err := db.UpdateAPI(context.Background(), "api_nope", func(*store.API) error { return nil }, store.AuditEvent{})
+			return err
+		}},
+	{"clients", (*DB).ClientsChanged,
+		func(t *testing.T, db *DB) error {
+			now := time.Now()
+			c := store.Client{ID: ids.New(ids.Client, now), Name: "app", Type: store.ClientPublic, GrantTypes: []string{"authorization_code"},
+				RedirectURIs: []string{"https://app.example.com/cb"}, TokenFormat: store.FormatOpaque, SigningAlg: "ES256", AuthMethod: "none",
+				AccessTokenTTL: time.Hour, RefreshTokenTTL: time.Hour, CreatedAt: now, UpdatedAt: now}
+			return db.CreateClient(context.Background(), c, nil, store.AuditEvent{Action: "client.create"})
+		},
+		func(t *testing.T, db *DB) error {
+			_, err := db.DeleteClient(context.Background(), "cli_nope", store.AuditEvent{})
+			return err
+		}},
+	{"keys", (*DB).KeysChanged,
+		func(t *testing.T, db *DB) error {
+			now := time.Now()
+			k := store.SigningKey{ID: ids.New(ids.Key, now), Alg: "ES256", PublicJWK: json.RawMessage(`{}`), Private: []byte{1}, CreatedAt: now, ActiveAt: now}
+			return db.UpdateSigningKeys(context.Background(), func([]store.SigningKey) ([]store.SigningKey, []string, error) {
+				return []store.SigningKey{k}, nil, nil
+			}, store.AuditEvent{Action: "key.create"})
+		},
+		func(t *testing.T, db *DB) error {
+			return db.UpdateSigningKeys(context.Background(), func([]store.SigningKey) ([]store.SigningKey, []string, error) {
+				return nil, nil, errors.New("refused")
+			}, store.AuditEvent{})
+		}},
+}
+
+// TestChangeSignals checks that a committed change of the APIs, clients or
+// signing keys closes its signal on the store that made it (both
+// engines), that a failed one does not, and that on PostgreSQL another
+// node's store, listening, hears of it.
+func TestChangeSignals(t *testing.T) {
+	t.Parallel()
+	closed := func(ch <-chan struct{}, within time.Duration) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+		}
+		select {
+		case <-ch:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	engines := map[string]func(t *testing.T) (node, other *DB){
+		"sqlite": func(t *testing.T) (*DB, *DB) {
+			db := openSQLiteT(t, filepath.Join(t.TempDir(), "jeton.db"))
+			t.Cleanup(func() { db.Close() })
+			return db, nil
+		},
+		"postgres": func(t *testing.T) (*DB, *DB) {
+			dsn := storetest.PostgresDSN(t)
+			node, other := openPostgresT(t, dsn), openPostgresT(t, dsn)
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			reset := make(chan struct{}, 1)
+			go other.SubscribeInvalidations(ctx, func(tokenfmt.Hash) {}, func() {
+				select {
+				case reset <- struct{}{}:
+				default:
+				}
+			})
+			if !closed(reset, 10*time.Second) {
+				t.Fatal("the other node never listened")
+			}
+			return node, other
+		},
+	}
+	for engine, open := range engines {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			node, other := open(t)
+			for _, s := range changeSignals {
+				mine := s.signal(node)
+				if err := s.fails(t, node); err == nil {
+					t.Fatalf("%s: the failing write did not fail", s.name)
+				}
+				if closed(mine, 50*time.Millisecond) {
+					t.Errorf("%s: a failed write closed the signal", s.name)
+				}
+				var theirs <-chan struct{}
+				if other != nil {
+					theirs = s.signal(other)
+				}
+				if err := s.change(t, node); err != nil {
+					t.Fatalf("%s: %v", s.name, err)
+				}
+				if !closed(mine, 0) {
+					t.Errorf("%s: a committed change did not close this store's signal", s.name)
+				}
+				if theirs != nil && !closed(theirs, 10*time.Second) {
+					t.Errorf("%s: another node's store did not hear of the change", s.name)
+				}
+			}
+		})
 	}
 }
