@@ -221,8 +221,11 @@ func TestRotation(t *testing.T) {
 	t.Parallel()
 	db := openStore(t)
 	clk := newClock()
-	r := newRing(t, db, clk, nil)  // PrePublish 10m, Retain 1h
-	r2 := newRing(t, db, clk, nil) // a second node, reloaded by hand
+	r := newRing(t, db, clk, nil) // PrePublish 10m, Retain 1h
+	// A second node, reloaded by hand: its store does not say when the
+	// keys change (a third, below, does).
+	r2 := newRing(t, struct{ store.KeyStore }{db}, clk, nil)
+	r3 := newRing(t, db, clk, nil)
 	old := r.Keys()[0]
 	before := mustSign(t, r, "ES256", "at+jwt")
 	_, etag0 := r.JWKS()
@@ -263,6 +266,12 @@ func TestRotation(t *testing.T) {
 	}
 	if diff := cmp.Diff(r2.Keys(), r.Keys()); diff != "" {
 		t.Errorf("second node's keys after reload (-got +want):\n%s", diff)
+	}
+	// A node whose store says the keys changed reloads by itself.
+	for start := time.Now(); !cmp.Equal(r3.Keys(), r.Keys()); time.Sleep(time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("a node told of the rotation has not reloaded:\n%s", cmp.Diff(r3.Keys(), r.Keys()))
+		}
 	}
 
 	clk.Set(activeAt.Add(-time.Millisecond))
