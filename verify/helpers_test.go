@@ -245,9 +245,10 @@ type fakeJeton struct {
 }
 
 type verifyBody struct {
-	Token  string   `json:"token"`
-	Scopes []string `json:"scopes"`
-	API    string   `json:"api"`
+	Token    string   `json:"token"`
+	Scopes   []string `json:"scopes"`
+	API      string   `json:"api"`
+	ClientIP string   `json:"client_ip"`
 }
 
 // newFake starts a fake Jeton with one ES256 key.

@@ -179,6 +179,12 @@ type verifyRequest struct {
 	Token  string   `json:"token"`
 	Scopes []string `json:"scopes"`
 	API    string   `json:"api"`
+	// ClientIP is the address of the client that presented the token,
+	// which Jeton checks the token's allowed address ranges against. It
+	// travels in the body, not in X-Forwarded-For, so that Jeton checks
+	// this resource server's own credential against this server's
+	// address, and this server need not be one of Jeton's trusted proxies.
+	ClientIP string `json:"client_ip,omitempty"`
 }
 
 // verifyResponse is Jeton's answer to POST /v1/verify.
@@ -209,7 +215,7 @@ func (v *Verifier) callVerify(ctx context.Context, token, addr string, scopes []
 	if scopes == nil {
 		scopes = []string{}
 	}
-	body, err := json.Marshal(verifyRequest{Token: token, Scopes: scopes, API: v.cfg.Audience})
+	body, err := json.Marshal(verifyRequest{Token: token, Scopes: scopes, API: v.cfg.Audience, ClientIP: addr})
 	if err != nil {
 		return answer{err: unavailable(errors.New("encode the verify request"))}
 	}
@@ -222,9 +228,6 @@ func (v *Verifier) callVerify(ctx context.Context, token, addr string, scopes []
 	req.Header.Set("Authorization", "Bearer "+v.cfg.Credential)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	if addr != "" {
-		req.Header.Set("X-Forwarded-For", addr)
-	}
 	resp, err := v.cfg.HTTPClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -465,11 +465,10 @@ func (v *Verifier) verify(ctx context.Context, token, clientAddr string, scopes 
 }
 
 // VerifyRequest verifies the bearer token of r (BearerToken) with Verify.
-// For opaque tokens it forwards the client's address (the host of
-// r.RemoteAddr, in X-Forwarded-For) so that Jeton can apply a token's
-// allowed address ranges; behind a reverse proxy, set r.RemoteAddr to the
-// real client's address first, and configure this resource server as a
-// trusted proxy in Jeton.
+// For opaque tokens it sends Jeton the client's address (the host of
+// r.RemoteAddr, as the verify request's client_ip) so that Jeton can apply
+// a token's allowed address ranges; behind a reverse proxy, set
+// r.RemoteAddr to the real client's address first.
 func (v *Verifier) VerifyRequest(r *http.Request, scopes ...string) (*Claims, error) {
 	tok, err := BearerToken(r)
 	if err != nil {

@@ -1,8 +1,9 @@
 package httpapi
 
 // decodeVerifyFast parses the common shape of a verify body without
-// reflection: one object whose members are "token", "api" (plain strings)
-// and "scopes" (an array of plain strings), each at most once. A plain
+// reflection: one object whose members are "token", "api", "client_ip"
+// (plain strings) and "scopes" (an array of plain strings), each at most
+// once. A plain
 // string has only printable ASCII and no escapes. For anything else it
 // reports false and the caller uses DecodeStrict, which is the
 // specification; FuzzVerifyFastDecode proves the two agree wherever the
@@ -14,7 +15,7 @@ func decodeVerifyFast(b []byte, req *VerifyRequest) bool {
 		return false
 	}
 	p.ws()
-	var seenToken, seenAPI, seenScopes bool
+	var seenToken, seenAPI, seenScopes, seenIP bool
 	if p.peek() == '}' {
 		p.i++
 	} else {
@@ -43,6 +44,14 @@ func decodeVerifyFast(b []byte, req *VerifyRequest) bool {
 				}
 				seenAPI = true
 				if req.API, ok = p.str(); !ok {
+					return false
+				}
+			case "client_ip":
+				if seenIP {
+					return false
+				}
+				seenIP = true
+				if req.ClientIP, ok = p.str(); !ok {
 					return false
 				}
 			case "scopes":

@@ -15,15 +15,17 @@ func TestVerifyFastDecode(t *testing.T) {
 		{`{"token":"jtp_x","api":"acme","scopes":["a","b"]}`, true, VerifyRequest{Token: "jtp_x", API: "acme", Scopes: []string{"a", "b"}}},
 		{" {\n\t\"scopes\" : [ ] , \"token\":\"t\" }\r\n", true, VerifyRequest{Token: "t", Scopes: []string{}}},
 		{`{}`, true, VerifyRequest{}},
-		{`{"token":"a\"b"}`, false, VerifyRequest{}},          // escape: slow path
-		{`{"TOKEN":"x"}`, false, VerifyRequest{}},             // case-folded key: slow path
-		{`{"token":"x","token":"y"}`, false, VerifyRequest{}}, // duplicate: slow path
-		{`{"token":"x"} {}`, false, VerifyRequest{}},          // trailing data
-		{`{"token":null}`, false, VerifyRequest{}},            // null: slow path
-		{`{"token":"é"}`, false, VerifyRequest{}},             // non-ASCII: slow path
-		{`{"token":"x",}`, false, VerifyRequest{}},            // trailing comma
-		{`{"scopes":["a",]}`, false, VerifyRequest{}},         // trailing comma
-		{`{"token":"x"`, false, VerifyRequest{}},              // truncated
+		{`{"token":"t","client_ip":"203.0.113.9"}`, true, VerifyRequest{Token: "t", ClientIP: "203.0.113.9"}},
+		{`{"client_ip":"a","client_ip":"b"}`, false, VerifyRequest{}}, // repeated: slow path
+		{`{"token":"a\"b"}`, false, VerifyRequest{}},                  // escape: slow path
+		{`{"TOKEN":"x"}`, false, VerifyRequest{}},                     // case-folded key: slow path
+		{`{"token":"x","token":"y"}`, false, VerifyRequest{}},         // duplicate: slow path
+		{`{"token":"x"} {}`, false, VerifyRequest{}},                  // trailing data
+		{`{"token":null}`, false, VerifyRequest{}},                    // null: slow path
+		{`{"token":"é"}`, false, VerifyRequest{}},                     // non-ASCII: slow path
+		{`{"token":"x",}`, false, VerifyRequest{}},                    // trailing comma
+		{`{"scopes":["a",]}`, false, VerifyRequest{}},                 // trailing comma
+		{`{"token":"x"`, false, VerifyRequest{}},                      // truncated
 	}
 	for _, tt := range tests {
 		var got VerifyRequest

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -466,8 +467,19 @@ func (a *API) verify(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if err != nil {
 		return err
 	}
+	ip := c.ip
+	if req.ClientIP != "" {
+		// The resource server says who presented the token: a caller
+		// with the verify scope is trusted to, as it is to enforce the
+		// answer. Its own credential was checked against its own address.
+		addr, err := netip.ParseAddr(req.ClientIP)
+		if err != nil || addr.Zone() != "" {
+			return errorf(http.StatusBadRequest, "invalid_request", "client_ip must be an IPv4 or IPv6 address")
+		}
+		ip = addr.Unmap()
+	}
 	res, err := a.tokens.Verify(r.Context(), &tokens.Request{Token: req.Token, APIID: apiID, Scopes: req.Scopes,
-		ClientIP: c.ip, AllowedAPIs: c.apis})
+		ClientIP: ip, AllowedAPIs: c.apis})
 	if err != nil {
 		return err
 	}

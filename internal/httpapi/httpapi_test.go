@@ -381,6 +381,49 @@ func TestTrustedProxyHeader(t *testing.T) {
 	}
 }
 
+// TestVerifyClientIP checks the client_ip of a verify request: the
+// address the verified token's allowed ranges are checked against, while
+// the resource server's own credential is checked against the server's own
+// address, so that a server need not be a trusted proxy to say who its
+// client is, and its key can be pinned to its address.
+func TestVerifyClientIP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	var k, rs tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme","allowed_cidrs":["203.0.113.0/24"]}`, 201, &k)
+	// The resource server's own key, pinned to its address (the tests
+	// connect from 127.0.0.1).
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"jeton","scopes":["verify"],"allowed_cidrs":["127.0.0.1/32"]}`, 201, &rs)
+	for _, tt := range []struct {
+		body   string
+		status int
+		code   string
+	}{
+		{`{"token":"` + k.Token + `","client_ip":"203.0.113.9"}`, 200, "valid"},
+		{`{"client_ip":"203.0.113.9","token":"` + k.Token + `"}`, 200, "valid"},
+		{`{"token":"` + k.Token + `","client_ip":"::ffff:203.0.113.9"}`, 200, "valid"},
+		{`{"token":"` + k.Token + `","client_ip":"198.51.100.1"}`, 200, "forbidden_ip"},
+		{`{"token":"` + k.Token + `"}`, 200, "forbidden_ip"}, // the request's own address
+		{`{"token":"` + k.Token + `","client_ip":"203.0.113.9\u0020"}`, 400, "invalid_request"},
+		{`{"token":"` + k.Token + `","client_ip":"fe80::1%eth0"}`, 400, "invalid_request"},
+		{`{"token":"` + k.Token + `","client_ip":"nope"}`, 400, "invalid_request"},
+	} {
+		resp, b := e.do(t, "POST", "/v1/verify", rs.Token, tt.body)
+		var r struct {
+			Code  string
+			Error struct{ Code string }
+		}
+		json.Unmarshal(b, &r)
+		got := r.Code
+		if got == "" {
+			got = r.Error.Code
+		}
+		if resp.StatusCode != tt.status || got != tt.code {
+			t.Errorf("%s: %d %s, want %d %s", tt.body, resp.StatusCode, b, tt.status, tt.code)
+		}
+	}
+}
+
 func TestIntrospectAndRevoke(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})

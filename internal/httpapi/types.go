@@ -116,6 +116,12 @@ type VerifyRequest struct {
 	Token  string   `json:"token"`
 	Scopes []string `json:"scopes"`
 	API    string   `json:"api"`
+	// ClientIP is the address of the client that presented Token to the
+	// resource server calling, as that server saw it: the address the
+	// token's allowed_cidrs are checked against. Without it, the address
+	// of the request (X-Forwarded-For from a trusted proxy) is used, for
+	// the caller's own credential too.
+	ClientIP string `json:"client_ip"`
 }
 
 // verifyTokenJSON is the token of a verify answer. Its ExpiresAt is when
