@@ -98,8 +98,8 @@ func (a *API) introspectEndpoint() handlerFunc {
 	if a.cfg.OAuth == nil {
 		return asResource
 	}
-	asClient := a.cfg.OAuth.IntrospectAsClient(func(w http.ResponseWriter, r *http.Request, tok, clientID string, apis []string) error {
-		return a.introspectToken(w, r, tok, a.clientIP(r), apis, clientID)
+	asClient := a.cfg.OAuth.IntrospectAsClient(func(w http.ResponseWriter, r *http.Request, tok, clientID string) error {
+		return a.introspectToken(w, r, tok, a.clientIP(r), nil, clientID)
 	})
 	return func(w http.ResponseWriter, r *http.Request) error {
 		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")

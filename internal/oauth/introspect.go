@@ -227,8 +227,10 @@ func (s *Server) revokeAsClient(w http.ResponseWriter, r *http.Request) error {
 // introspect every token of their APIs with a Jeton token that has the
 // verify scope, as Bearer.) A public client has no credentials to present
 // and is refused. introspect answers for the token to the client, limited
-// to the tokens of apis (nil: any) that were issued to clientID.
-func (s *Server) IntrospectAsClient(introspect func(w http.ResponseWriter, r *http.Request, token, clientID string, apis []string) error) http.Handler {
+// to the tokens issued to clientID, of any API: what was issued to the
+// client is its to know, for an API it lists no more too, and one that
+// lists none gets its tokens for the built-in API (selectAPI).
+func (s *Server) IntrospectAsClient(introspect func(w http.ResponseWriter, r *http.Request, token, clientID string) error) http.Handler {
 	return s.serve(func(w http.ResponseWriter, r *http.Request) error {
 		f, err := parseForm(w, r)
 		if err != nil {
@@ -246,9 +248,6 @@ func (s *Server) IntrospectAsClient(introspect func(w http.ResponseWriter, r *ht
 		if tok == "" {
 			return badRequest("the token parameter is required")
 		}
-		// Any API: what was issued to the client is its to know, for an
-		// API it lists no more too, and one that lists none gets its
-		// tokens for the built-in API (selectAPI).
-		return introspect(w, r, tok, c.ID, nil)
+		return introspect(w, r, tok, c.ID)
 	})
 }
