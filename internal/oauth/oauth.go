@@ -207,7 +207,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.wg.Go(s.janitorLoop)
 	if w, ok := cfg.Store.(clientsWatcher); ok {
-		s.wg.Go(func() { s.forgetChangedClients(w) })
+		changed := w.ClientsChanged() // while the cache is empty
+		s.wg.Go(func() { s.forgetChangedClients(w, changed) })
 	}
 	return s, nil
 }
@@ -219,11 +220,11 @@ type clientsWatcher interface {
 }
 
 // forgetChangedClients empties the client cache whenever w says a client
-// changed, until Close: a secret rotated, revoked as leaked or deleted on
+// changed (first when changed, taken while the cache was empty, is
+// closed), until Close: a secret rotated, revoked as leaked or deleted on
 // another node stops working here within milliseconds, not at the end of
 // the cache's TTL.
-func (s *Server) forgetChangedClients(w clientsWatcher) {
-	changed := w.ClientsChanged()
+func (s *Server) forgetChangedClients(w clientsWatcher, changed <-chan struct{}) {
 	for {
 		select {
 		case <-s.stop:

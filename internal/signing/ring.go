@@ -137,6 +137,13 @@ func NewRing(ctx context.Context, cfg Config) (*Ring, error) {
 		return nil, err
 	}
 	r := &Ring{cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	// The change signal is taken before the first load: a change after
+	// it, even before the loop starts, closes this channel.
+	w, watched := cfg.Store.(keysWatcher)
+	var changed <-chan struct{}
+	if watched {
+		changed = w.KeysChanged()
+	}
 	recs, err := cfg.Store.ListSigningKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("signing: load keys: %w", err)
@@ -154,9 +161,8 @@ func NewRing(ctx context.Context, cfg Config) (*Ring, error) {
 			return nil, err
 		}
 	}
-	w, watched := cfg.Store.(keysWatcher)
 	if cfg.Reload > 0 || watched {
-		go r.loop(w)
+		go r.loop(w, changed)
 	} else {
 		close(r.done)
 	}
@@ -180,18 +186,15 @@ func (r *Ring) Close() {
 }
 
 // loop reloads the keys every Config.Reload (if positive) and whenever w
-// (if not nil) says they changed.
-func (r *Ring) loop(w keysWatcher) {
+// (if not nil) says they changed, starting with changed, taken from w
+// before the keys were first loaded.
+func (r *Ring) loop(w keysWatcher, changed <-chan struct{}) {
 	defer close(r.done)
 	var tick <-chan time.Time
 	if r.cfg.Reload > 0 {
 		t := time.NewTicker(r.cfg.Reload)
 		defer t.Stop()
 		tick = t.C
-	}
-	var changed <-chan struct{}
-	if w != nil {
-		changed = w.KeysChanged()
 	}
 	for {
 		select {

@@ -117,15 +117,25 @@ func (x *apiIndex) find(ref string) *store.API {
 
 // apiReloadLoop reloads the API index every APIReloadInterval until Close,
 // and at once when the store says the APIs changed, on this node or
-// (PostgreSQL) another.
-func (s *Service) apiReloadLoop() {
+// (PostgreSQL) another: first when changed, taken before the index was
+// first loaded, is closed.
+func (s *Service) apiReloadLoop(changed <-chan struct{}) {
 	var wake func() <-chan struct{}
 	if w, ok := s.store.(apisWatcher); ok {
 		wake = w.APIsChanged
 	}
-	s.everyOrWhen(s.cfg.APIReloadInterval, 30*time.Second, "reload_apis", wake, func(ctx context.Context) error {
+	s.everyOrWhen(s.cfg.APIReloadInterval, 30*time.Second, "reload_apis", wake, changed, func(ctx context.Context) error {
 		return s.apis.reload(ctx, s.store)
 	})
+}
+
+// apisChanged returns the store's APIs change signal, or nil if it has
+// none.
+func (s *Service) apisChanged() <-chan struct{} {
+	if w, ok := s.store.(apisWatcher); ok {
+		return w.APIsChanged()
+	}
+	return nil
 }
 
 // apisWatcher is implemented by stores that say when the APIs changed.

@@ -171,12 +171,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		usage:  newMeter(),
 		stop:   make(chan struct{}),
 	}
+	apisChanged := s.apisChanged() // before the first load: see apiReloadLoop
 	if err := s.apis.reload(ctx, s.store); err != nil {
 		return nil, err
 	}
 	s.wg.Go(s.flushLoop)
 	s.wg.Go(s.janitorLoop)
-	s.wg.Go(s.apiReloadLoop)
+	s.wg.Go(func() { s.apiReloadLoop(apisChanged) })
 	subCtx, cancel := context.WithCancel(context.Background())
 	s.cancelSub = cancel
 	if src, ok := cfg.Store.(invalidationSource); ok {

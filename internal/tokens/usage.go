@@ -244,18 +244,16 @@ func (s *Service) FlushUsage(ctx context.Context) error {
 // every runs job each interval until Close, with timeout as its deadline,
 // logging and counting its failures under op.
 func (s *Service) every(interval, timeout time.Duration, op string, job func(context.Context) error) {
-	s.everyOrWhen(interval, timeout, op, nil, job)
+	s.everyOrWhen(interval, timeout, op, nil, nil, job)
 }
 
-// everyOrWhen is every, and also runs job whenever the channel wake
-// returns (taken anew before each run) is closed; wake may be nil.
-func (s *Service) everyOrWhen(interval, timeout time.Duration, op string, wake func() <-chan struct{}, job func(context.Context) error) {
+// everyOrWhen is every, and also runs job whenever woken is closed, and
+// then the channel wake returns (taken anew before each run); wake may be
+// nil. The caller takes the first channel before the state job keeps
+// fresh was first loaded, so that no change after that load is missed.
+func (s *Service) everyOrWhen(interval, timeout time.Duration, op string, wake func() <-chan struct{}, woken <-chan struct{}, job func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var woken <-chan struct{}
-	if wake != nil {
-		woken = wake()
-	}
 	for {
 		select {
 		case <-s.stop:
