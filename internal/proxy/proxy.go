@@ -364,8 +364,8 @@ func (p *Proxy) trusted(ip netip.Addr) bool {
 }
 
 // rewrite builds the upstream request: the upstream URL, X-Forwarded-*,
-// no Authorization, no client-sent identity headers, and the verified
-// identity.
+// X-Real-IP, no Authorization, no client-sent identity headers, and the
+// verified identity.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.cfg.Upstream)
 	in, out := pr.In, pr.Out
@@ -385,6 +385,12 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	} else {
 		pr.SetXForwarded()
 		out.Header.Del("Forwarded")
+	}
+	// X-Real-IP, which many applications read, is the client's address
+	// as the proxy resolved it, never what the client claims.
+	out.Header.Del("X-Real-Ip")
+	if ip := p.clientIP(in); ip.IsValid() {
+		out.Header.Set("X-Real-Ip", ip.String())
 	}
 	out.Header.Del("Authorization")
 	st, _ := in.Context().Value(routeKey{}).(*state)

@@ -206,6 +206,7 @@ func TestForwardsWithIdentity(t *testing.T) {
 	f := newFixture(t, testRules, nil, nil)
 	resp, body := f.do(t, "GET", "/repos/jeton?x=1", "reader", map[string]string{
 		"X-Jeton-Subject": "mallory", "X-Jeton-Anything": "forged", "X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6",
+		"X-Real-IP": "6.6.6.6",
 	})
 	if resp.StatusCode != 200 || body != "upstream saw GET /base/repos/jeton?x=1" {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
@@ -221,6 +222,7 @@ func TestForwardsWithIdentity(t *testing.T) {
 		"Forwarded":         "",
 		"X-Forwarded-For":   "127.0.0.1",
 		"X-Forwarded-Proto": "http",
+		"X-Real-Ip":         "127.0.0.1", // the peer, not what it claimed
 	} {
 		if v := strings.Join(got.Header.Values(name), ","); v != want {
 			t.Errorf("upstream %s = %q, want %q", name, v, want)
@@ -289,7 +291,7 @@ func TestClientIdentityHeadersRemoved(t *testing.T) {
 			got := map[string][]string{}
 			for k, v := range f.up.last(t).Header {
 				switch k {
-				case "Accept-Encoding", "User-Agent", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+				case "Accept-Encoding", "User-Agent", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip":
 				default:
 					got[k] = v
 				}
@@ -513,7 +515,7 @@ func TestTrustedProxies(t *testing.T) {
 	f := newFixture(t, testRules, nil, func(c *Config) {
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}
 	})
-	f.do(t, "GET", "/repos/a", "reader", map[string]string{"X-Forwarded-For": "203.0.113.9, 10.1.1.1", "X-Forwarded-Proto": "https"})
+	f.do(t, "GET", "/repos/a", "reader", map[string]string{"X-Forwarded-For": "203.0.113.9, 10.1.1.1", "X-Forwarded-Proto": "https", "X-Real-IP": "6.6.6.6"})
 	v := f.verifiers["https://api.example.com"]
 	if v.lastIP != "203.0.113.9:0" {
 		t.Errorf("the verifier saw client %q, want 203.0.113.9", v.lastIP)
@@ -521,6 +523,9 @@ func TestTrustedProxies(t *testing.T) {
 	got := f.up.last(t)
 	if xff := got.Header.Get("X-Forwarded-For"); xff != "203.0.113.9, 10.1.1.1, 127.0.0.1" {
 		t.Errorf("X-Forwarded-For = %q", xff)
+	}
+	if ip := got.Header.Values("X-Real-Ip"); len(ip) != 1 || ip[0] != "203.0.113.9" {
+		t.Errorf("X-Real-IP = %q, want the client address the proxy resolved", ip)
 	}
 	if got.Header.Get("X-Forwarded-Proto") != "https" {
 		t.Errorf("X-Forwarded-Proto = %q", got.Header.Get("X-Forwarded-Proto"))

@@ -576,7 +576,7 @@ func validHeaderName(s string) bool {
 func forbiddenIdentityHeader(c string) bool {
 	switch c {
 	case "Authorization", "Host", "Connection", "Content-Length", "Content-Type", "Transfer-Encoding",
-		"Upgrade", "Te", "Trailer", "Cookie", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		"Upgrade", "Te", "Trailer", "Cookie", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip":
 		return true
 	}
 	return false
