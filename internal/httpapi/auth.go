@@ -129,12 +129,13 @@ func (a *API) auditAuthFailure(r *http.Request, tokenID, reason string) {
 		ev.Actor = tokenID
 	}
 	ev.Details, _ = jsonMarshal(details)
-	// Auditing must not block the answer; it has its own short deadline.
-	go func() {
+	// Auditing must not block the answer; it has its own short deadline,
+	// and Wait waits for it.
+	a.background.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10_000_000_000)
 		defer cancel()
 		if err := a.store.AppendAudit(ctx, ev); err != nil {
 			a.log.Error("audit auth failure", "err", err)
 		}
-	}()
+	})
 }

@@ -565,6 +565,23 @@ func TestAuthFailuresAreAuditedAndBounded(t *testing.T) {
 	}
 }
 
+// TestWaitStoresTheBackgroundAudits checks that API.Wait, which the
+// server calls on shutdown before closing the store, returns only once the
+// audit entries of failed authentications, written in the background, are
+// stored: none is lost at shutdown.
+func TestWaitStoresTheBackgroundAudits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	for range 3 {
+		e.do(t, "GET", "/v1/apis", "jtp_garbage", ``)
+	}
+	e.srv.Config.Handler.(*API).Wait()
+	evs, _, err := e.db.ListAudit(context.Background(), store.AuditFilter{Action: "auth.failure"})
+	if err != nil || len(evs) != 3 {
+		t.Errorf("after Wait: %d auth.failure events (%v), want 3", len(evs), err)
+	}
+}
+
 // TestAuthFailureAuditsFromAnAddressSpray checks that failures from fresh
 // addresses stay bounded: one IPv6 host taking a new address of its /64
 // for each request counts as one address, and addresses beyond count

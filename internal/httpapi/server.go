@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jetonhq/jeton/internal/oauth"
@@ -66,7 +67,14 @@ type API struct {
 	authLog *throttle.AuditBudget // failed admin authentications audited
 	// leakReports limits leak reports made without credentials.
 	leakReports *throttle.Throttle
+	// background counts the audit writes that answers do not wait for.
+	background sync.WaitGroup
 }
+
+// Wait waits for the writes the API does in the background (the audit
+// entries of failed authentications) to end. Call it once the http.Server
+// has shut down, before the store closes, so that none is lost.
+func (a *API) Wait() { a.background.Wait() }
 
 // New returns the handler. The built-in jeton API must exist.
 func New(ctx context.Context, cfg Config) (*API, error) {
