@@ -183,30 +183,30 @@ func testAPICRUD(t *testing.T, s store.Store) {
 
 func testAPIUniqueness(t *testing.T, s store.Store) {
 	a := mustCreateAPI(t, s, "acme")
-	b := newAPI("acme") // same name and identifier, new id
-	if err := s.CreateAPI(ctx, b, ev("api.create", b.ID)); !errors.Is(err, store.ErrAlreadyExists) {
-		t.Errorf("CreateAPI(dup name) = %v, want ErrAlreadyExists", err)
-	}
-	c := newAPI("other")
-	c.Identifier = a.Identifier
-	if err := s.CreateAPI(ctx, c, ev("api.create", c.ID)); !errors.Is(err, store.ErrAlreadyExists) {
-		t.Errorf("CreateAPI(dup identifier) = %v, want ErrAlreadyExists", err)
+	// APIs are found by name or identifier: each must be unique, and one
+	// API's name must not be another's identifier, either way round.
+	var refused []store.API
+	for _, tt := range []struct {
+		name              string
+		apiName, apiIdent string
+	}{
+		{"same name and identifier", "acme", ""},
+		{"same identifier", "other", a.Identifier},
+		{"name = another's identifier", a.Identifier, ""},
+		{"identifier = another's name", "fifth", a.Name},
+	} {
+		x := newAPI(tt.apiName)
+		if tt.apiIdent != "" {
+			x.Identifier = tt.apiIdent
+		}
+		if err := s.CreateAPI(ctx, x, ev("api.create", x.ID)); !errors.Is(err, store.ErrAlreadyExists) {
+			t.Errorf("CreateAPI(%s) = %v, want ErrAlreadyExists", tt.name, err)
+		}
+		refused = append(refused, x)
 	}
 	d := mustCreateAPI(t, s, "third")
 	if _, err := s.UpdateAPI(ctx, d.ID, func(x *store.API) error { x.Name = "acme"; return nil }, ev("api.update", d.ID)); !errors.Is(err, store.ErrAlreadyExists) {
 		t.Errorf("UpdateAPI(rename onto existing) = %v, want ErrAlreadyExists", err)
-	}
-	// APIs are found by name or identifier: one API's name must not be
-	// another's identifier, either way round.
-	e := newAPI("fourth")
-	e.Name = a.Identifier
-	if err := s.CreateAPI(ctx, e, ev("api.create", e.ID)); !errors.Is(err, store.ErrAlreadyExists) {
-		t.Errorf("CreateAPI(name = another's identifier) = %v, want ErrAlreadyExists", err)
-	}
-	f := newAPI("fifth")
-	f.Identifier = a.Name
-	if err := s.CreateAPI(ctx, f, ev("api.create", f.ID)); !errors.Is(err, store.ErrAlreadyExists) {
-		t.Errorf("CreateAPI(identifier = another's name) = %v, want ErrAlreadyExists", err)
 	}
 	if _, err := s.UpdateAPI(ctx, d.ID, func(x *store.API) error { x.Name = a.Identifier; return nil }, ev("api.update", d.ID)); !errors.Is(err, store.ErrAlreadyExists) {
 		t.Errorf("UpdateAPI(rename onto another's identifier) = %v, want ErrAlreadyExists", err)
@@ -220,7 +220,7 @@ func testAPIUniqueness(t *testing.T, s store.Store) {
 	if got := len(audit(t, s)); got != 3 {
 		t.Errorf("%d audit events, want 3", got)
 	}
-	for _, x := range []store.API{e, f} {
+	for _, x := range refused {
 		if _, err := s.GetAPI(ctx, x.ID); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("a refused API was stored: %v", err)
 		}
