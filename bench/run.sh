@@ -36,7 +36,9 @@
 #                    this tree) and write a CPU profile of each jeton run to
 #                    bench/out/cpu-NAME.pprof (`go tool pprof -top FILE`);
 #                    profiling costs a few per cent, so do not quote those
-#                    figures as results
+#                    figures as results; PROFILE=trace also writes a runtime
+#                    execution trace of each run to bench/out/trace-NAME.out
+#                    (large: use a short DURATION)
 #   ROWS=create,refresh  only these rows (and the baseline), for quick checks
 #   POSTGRES=DSN     serve from PostgreSQL instead of a temporary SQLite file:
 #                    DSN names an existing database (e.g.
@@ -59,6 +61,10 @@ WRK_TIMEOUT=${WRK_TIMEOUT:-2s}
 STRICT=${STRICT:-0}
 JETON_BIN=${JETON_BIN:-}
 PROFILE=${PROFILE:-0}
+case $PROFILE in
+0 | 1 | trace) ;;
+*) echo "run.sh: PROFILE must be 0, 1 or trace, not '$PROFILE'" >&2 && exit 1 ;;
+esac
 ROWS=${ROWS:-}
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -96,7 +102,7 @@ log "building into $tmp"
 	fi
 	go build -o "$tmp/baseline" ./bench/baseline
 	go build -o "$tmp/seed" ./bench/seed
-	if [[ $PROFILE == 1 ]]; then
+	if [[ $PROFILE != 0 ]]; then
 		go build -o "$tmp/profserve" ./bench/profserve
 	fi
 ) || die "build failed"
@@ -134,9 +140,11 @@ JETON_TOKEN=$(printf '%s' "$JETON_TOKEN" | tr -d '[:space:]')
 [[ -n $JETON_TOKEN ]] || die "jeton admin bootstrap printed no token"
 export JETON_TOKEN
 
-if [[ $PROFILE == 1 ]]; then
+if [[ $PROFILE != 0 ]]; then
 	log "starting bench/profserve (jeton serve with CPU profiles) on 127.0.0.1:$jeton_port"
-	"$tmp/profserve" -addr "127.0.0.1:$jeton_port" -db "$db" -profile-dir "$tmp" >>"$tmp/jeton.log" 2>&1 &
+	profserve_flags=()
+	[[ $PROFILE == trace ]] && profserve_flags+=(-trace)
+	"$tmp/profserve" -addr "127.0.0.1:$jeton_port" -db "$db" -profile-dir "$tmp" "${profserve_flags[@]}" >>"$tmp/jeton.log" 2>&1 &
 else
 	log "starting jeton serve on 127.0.0.1:$jeton_port"
 	"$tmp/jeton" serve --addr "127.0.0.1:$jeton_port" --db "$db" >>"$tmp/jeton.log" 2>&1 &
@@ -210,7 +218,7 @@ for name in "${names[@]}"; do
 	out="$OUT_DIR/wrk-$name.txt"
 	log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION: ${label[$name]} (${url[$name]})"
 	profiling=0
-	if [[ $PROFILE == 1 && $name != baseline ]]; then
+	if [[ $PROFILE != 0 && $name != baseline ]]; then
 		rm -f "$tmp/current.done"
 		kill -USR1 "$server_pid" && profiling=1
 	fi
@@ -227,6 +235,10 @@ for name in "${names[@]}"; do
 		if [[ -f $tmp/current.done ]]; then
 			mv "$tmp/current.pprof" "$OUT_DIR/cpu-$name.pprof"
 			log "CPU profile: $OUT_DIR/cpu-$name.pprof"
+			if [[ -f $tmp/current.trace ]]; then
+				mv "$tmp/current.trace" "$OUT_DIR/trace-$name.out"
+				log "execution trace: $OUT_DIR/trace-$name.out"
+			fi
 		else
 			log "no CPU profile for $name (see $OUT_DIR/jeton.log)"
 		fi
@@ -315,8 +327,8 @@ go_version=$(go version | awk '{ print $3 }')
 	printf -- '- %s, wrk %s\n' "$go_version" "$wrk_version"
 	printf -- '- wrk: -t%s -c%s -d%s --timeout %s, same settings for every run\n' \
 		"$THREADS" "$CONNECTIONS" "$DURATION" "$WRK_TIMEOUT"
-	if [[ $PROFILE == 1 ]]; then
-		printf -- '- PROFILE=1: served by bench/profserve with a CPU profile of each jeton run (bench/out/cpu-*.pprof); profiling slows the server a little\n'
+	if [[ $PROFILE != 0 ]]; then
+		printf -- '- PROFILE=%s: served by bench/profserve with a CPU profile of each jeton run (bench/out/cpu-*.pprof); profiling slows the server a little\n' "$PROFILE"
 	fi
 	printf -- '- store: %s; %s keys seeded: %s\n' "$store_desc" "$KEYS" "${seed_summary:-?}"
 	printf -- '- OAuth seeding: %s; %s\n' "${seed_refresh:-?}" "${seed_access:-?}"

@@ -3,16 +3,20 @@
 // (internal/server, with the defaults of `jeton serve`) and, on SIGUSR1,
 // starts a CPU profile into DIR/current.pprof; on SIGUSR2 it stops the
 // profile and then creates DIR/current.done, so that the caller knows the
-// profile is complete and can move it away. SIGINT or SIGTERM stop the
+// profile is complete and can move it away. With -trace it also writes a
+// runtime execution trace of the same span into DIR/current.trace (`go tool
+// trace -pprof=sched FILE` shows where goroutines waited for a CPU,
+// -pprof=syscall where they sat in system calls). SIGINT or SIGTERM stop the
 // server; a profile still in progress then is lost.
 //
 // Usage:
 //
-//	profserve -addr 127.0.0.1:8080 -db jeton.db -profile-dir DIR
+//	profserve -addr 127.0.0.1:8080 -db jeton.db -profile-dir DIR [-trace]
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -20,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 	"time"
 
@@ -30,6 +35,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	db := flag.String("db", "jeton.db", "store, as for jeton serve --db")
 	dir := flag.String("profile-dir", ".", "directory of current.pprof and current.done")
+	withTrace := flag.Bool("trace", false, "also write an execution trace, DIR/current.trace")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -38,7 +44,7 @@ func main() {
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
-	var prof *os.File
+	var prof, traceFile *os.File
 	stopProfile := func() {
 		if prof == nil {
 			return
@@ -46,6 +52,11 @@ func main() {
 		pprof.StopCPUProfile()
 		err := prof.Close()
 		prof = nil
+		if traceFile != nil {
+			trace.Stop()
+			err = errors.Join(err, traceFile.Close())
+			traceFile = nil
+		}
 		if err == nil {
 			err = os.WriteFile(filepath.Join(*dir, "current.done"), nil, 0o644)
 		}
@@ -70,6 +81,19 @@ func main() {
 					continue
 				}
 				prof = f
+				if *withTrace {
+					tf, err := os.Create(filepath.Join(*dir, "current.trace"))
+					if err == nil {
+						if err = trace.Start(tf); err != nil {
+							tf.Close()
+						} else {
+							traceFile = tf
+						}
+					}
+					if err != nil {
+						log.Error("profserve: starting the trace", "err", err)
+					}
+				}
 				log.Info("profserve: CPU profile started")
 			case syscall.SIGUSR2:
 				stopProfile()
