@@ -1,8 +1,8 @@
 package oauth
 
 import (
-	"container/heap"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
 )
 
 // clientAssertionType is the only assertion type accepted (RFC 7523 §2.2).
@@ -199,81 +200,23 @@ func (s *Server) checkAssertion(ctx context.Context, c *store.Client, assertion 
 		return invalidClient("client_assertion needs a jti")
 	}
 	// ValidateWithLeeway accepts the assertion up to and including exp +
-	// leeway, so its id is forgotten only at the instant after that.
+	// leeway, so its id is forgotten only at the instant after that. The
+	// store remembers it, not this node: a replay to another node of the
+	// cluster, or after a restart, is refused as well.
 	forget := claims.Expiry.Time().Add(assertionLeeway + time.Nanosecond)
-	switch first, err := s.jtis.first(c.ID+"\x00"+claims.ID, forget, now); {
-	case err != nil:
-		return err
-	case !first:
+	switch err := s.store.UseClientAssertion(ctx, assertionID(c.ID, claims.ID), forget, now); {
+	case errors.Is(err, store.ErrUsed):
 		return invalidClient("client_assertion was already used")
+	case err != nil:
+		return fmt.Errorf("oauth: record client assertion: %w", err)
 	}
 	return nil
 }
 
-// jtiCache remembers client assertion ids until the assertions can no
-// longer be accepted, so an assertion cannot be replayed on this node (RFC
-// 7523 §3). An assertion is accepted at most maxAssertionLifetime +
-// assertionLeeway, so the ids live are those of the last ten and a half
-// minutes: maxJTIs holds 830 assertions a second for that long.
-// Expired ids leave in order of expiry, from a heap, at every call: a
-// full scan on every assertion once the cache filled up would stall every
-// private_key_jwt client behind one lock.
-type jtiCache struct {
-	mu    sync.Mutex
-	seen  map[string]int64 // id -> expiry, Unix nanoseconds
-	byExp jtiHeap
-	max   int
-}
-
-const maxJTIs = 1 << 19
-
-// errTooManyAssertions answers an assertion that the cache has no room
-// for: the id cannot be remembered, so it cannot be accepted, but it is
-// not a replay either.
-var errTooManyAssertions = oerr(http.StatusServiceUnavailable, errServerError, "too many client assertions in use; try again in a minute")
-
-func newJTICache(max int) jtiCache { return jtiCache{seen: make(map[string]int64), max: max} }
-
-// first records id, which expires at exp, and reports whether it was not
-// seen before; an error if the cache is full of live ids.
-func (j *jtiCache) first(id string, exp, now time.Time) (bool, error) {
-	ns := now.UnixNano()
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	for len(j.byExp) > 0 && j.byExp[0].exp <= ns {
-		e := heap.Pop(&j.byExp).(jtiEntry)
-		if j.seen[e.id] == e.exp { // not recorded again since
-			delete(j.seen, e.id)
-		}
-	}
-	if t, ok := j.seen[id]; ok && ns < t {
-		return false, nil
-	}
-	if len(j.seen) >= j.max {
-		return false, errTooManyAssertions
-	}
-	j.seen[id] = exp.UnixNano()
-	heap.Push(&j.byExp, jtiEntry{id: id, exp: exp.UnixNano()})
-	return true, nil
-}
-
-type jtiEntry struct {
-	id  string
-	exp int64
-}
-
-// jtiHeap is a min-heap of ids by expiry (container/heap).
-type jtiHeap []jtiEntry
-
-func (h jtiHeap) Len() int           { return len(h) }
-func (h jtiHeap) Less(i, k int) bool { return h[i].exp < h[k].exp }
-func (h jtiHeap) Swap(i, k int)      { h[i], h[k] = h[k], h[i] }
-func (h *jtiHeap) Push(x any)        { *h = append(*h, x.(jtiEntry)) }
-func (h *jtiHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
+// assertionID is what the store knows a client assertion by: the hash of
+// its client and jti, a fixed size whatever the jti's length.
+func assertionID(clientID, jti string) tokenfmt.Hash {
+	return tokenfmt.Hash(sha256.Sum256([]byte(clientID + "\x00" + jti)))
 }
 
 // jwksCache holds the fetched jwks_uri documents of private_key_jwt

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/store/storetest"
 	"github.com/jetonhq/jeton/internal/tokens"
 	"github.com/jetonhq/jeton/internal/users"
 )
@@ -410,7 +412,12 @@ func newClientKey(t *testing.T, kid string) clientKey {
 // authenticated by an assertion (RFC 7523 §2.2) with jti and exp for the
 // token endpoint at tokenURL. It is safe to call from any goroutine.
 func (k clientKey) assertionForm(clientID, tokenURL, jti string, exp time.Time) (url.Values, error) {
-	a, err := jwt.Signed(k.signer).Claims(jwt.Claims{Issuer: clientID, Subject: clientID, Audience: jwt.Audience{tokenURL},
+	return k.assertionFormFor(clientID, jwt.Audience{tokenURL}, jti, exp)
+}
+
+// assertionFormFor is assertionForm for an assertion whose aud is aud.
+func (k clientKey) assertionFormFor(clientID string, aud jwt.Audience, jti string, exp time.Time) (url.Values, error) {
+	a, err := jwt.Signed(k.signer).Claims(jwt.Claims{Issuer: clientID, Subject: clientID, Audience: aud,
 		ID: jti, Expiry: jwt.NewNumericDate(exp)}).Serialize()
 	if err != nil {
 		return nil, err
@@ -456,6 +463,67 @@ func TestClientAssertionIsSingleUse(t *testing.T) {
 		if status != st.status || !strings.Contains(desc, st.describe) {
 			t.Errorf("%s: %d %v, want %d with %q", st.name, status, m, st.status, st.describe)
 		}
+	}
+}
+
+// TestClientAssertionIsSingleUseAcrossNodes proves that the store, not a
+// node's memory, remembers a used assertion: replayed to another node of
+// the cluster (or to a restarted one) it is refused too, and the janitor
+// forgets it once it can no longer be accepted.
+func TestClientAssertionIsSingleUseAcrossNodes(t *testing.T) {
+	t.Parallel()
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			dsn := filepath.Join(t.TempDir(), "cluster.db") // two servers on one file
+			if backend == "postgres" {
+				dsn = storetest.PostgresDSN(t) // skips without JETON_TEST_POSTGRES_DSN
+			}
+			a := newEnv(t, envOptions{dsn: dsn})
+			b := newEnv(t, envOptions{dsn: dsn})
+			key := newClientKey(t, "k1")
+			c, _ := a.client(func(p *oauth.ClientParams) { p.AuthMethod = oauth.AuthPrivateKeyJWT; p.JWKS = key.jwks })
+			// Each test node is its own issuer: the assertion names both.
+			aud := jwt.Audience{a.url + "/oauth2/token", b.url + "/oauth2/token"}
+			exp := a.clock.Now().Add(time.Minute)
+			form, err := key.assertionFormFor(c.ID, aud, "jti-cluster", exp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := key.assertionFormFor(c.ID, aud, "jti-other", exp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range []struct {
+				name     string
+				node     *env
+				form     url.Values
+				status   int
+				describe string
+			}{
+				{"first use, at a", a, form, 200, ""},
+				{"replay at b", b, form, 401, "already used"},
+				{"replay at a", a, form, 401, "already used"},
+				{"another jti, at b", b, other, 200, ""},
+				{"its replay at a", a, other, 401, "already used"},
+			} {
+				status, m, _ := st.node.postForm("/oauth2/token", st.form, "", "")
+				desc, _ := m["error_description"].(string)
+				if status != st.status || !strings.Contains(desc, st.describe) {
+					t.Errorf("%s: %d %v, want %d with %q", st.name, status, m, st.status, st.describe)
+				}
+			}
+
+			// Both ids live until exp + the leeway (30 s); then the janitor
+			// deletes them, and nothing else.
+			if n, err := a.oauth.PurgeExpired(context.Background()); err != nil || n != 0 {
+				t.Errorf("PurgeExpired while the assertions live = %d, %v; want 0", n, err)
+			}
+			a.clock.Advance(time.Minute + 31*time.Second)
+			if n, err := a.oauth.PurgeExpired(context.Background()); err != nil || n != 2 {
+				t.Errorf("PurgeExpired after the assertions expired = %d, %v; want 2", n, err)
+			}
+		})
 	}
 }
 

@@ -165,7 +165,6 @@ type Server struct {
 	pages       *web.Pages
 	log         *slog.Logger
 	clients     clientCache
-	jtis        jtiCache  // client assertion ids seen (replay prevention)
 	jwks        jwksCache // fetched jwks_uri documents of private_key_jwt clients
 	endpoints   endpoints
 	codeGuesses *throttle.Throttle // wrong user codes on the device page
@@ -194,7 +193,6 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, store: cfg.Store, tokens: cfg.Tokens, users: cfg.Users, keys: cfg.Keys, pages: cfg.Pages, log: cfg.Logger,
 		clients:     clientCache{ttl: cfg.ClientCacheTTL, m: map[string]*cachedClient{}},
-		jtis:        newJTICache(maxJTIs),
 		jwks:        jwksCache{m: map[string]*fetchedJWKS{}},
 		codeGuesses: newCodeGuesses(),
 		endpoints: endpoints{
@@ -264,26 +262,34 @@ func (s *Server) janitorLoop() {
 }
 
 // PurgeExpired deletes used and expired codes, refresh tokens and revoked
-// grants older than the retention period, in bounded batches.
+// grants older than the retention period, and the ids of client
+// assertions that can no longer be accepted, in bounded batches.
 func (s *Server) PurgeExpired(ctx context.Context) (int, error) {
-	cutoff := s.cfg.Now().Add(-s.cfg.Retention)
+	now := s.cfg.Now()
+	cutoff := now.Add(-s.cfg.Retention)
 	total := 0
-	for {
-		n, err := s.store.PurgeGrants(ctx, cutoff, janitorBatch)
-		total += n
-		if err != nil {
-			s.log.Error("oauth janitor", "err", err)
-			return total, err
-		}
-		if n < janitorBatch {
-			return total, nil
-		}
-		select {
-		case <-s.stop:
-			return total, nil
-		default:
+	for _, purge := range []func() (int, error){
+		func() (int, error) { return s.store.PurgeGrants(ctx, cutoff, janitorBatch) },
+		func() (int, error) { return s.store.PurgeClientAssertions(ctx, now, janitorBatch) },
+	} {
+		for {
+			n, err := purge()
+			total += n
+			if err != nil {
+				s.log.Error("oauth janitor", "err", err)
+				return total, err
+			}
+			if n < janitorBatch {
+				break
+			}
+			select {
+			case <-s.stop:
+				return total, nil
+			default:
+			}
 		}
 	}
+	return total, nil
 }
 
 func (s *Server) clientIP(r *http.Request) netip.Addr { return s.cfg.ClientIP(r) }

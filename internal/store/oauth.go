@@ -91,6 +91,15 @@ type ClientStore interface {
 	// reports whether anything changed; an unknown client, or an h that is
 	// not its secret, is ErrNotFound.
 	RevokeClientSecret(ctx context.Context, id string, h tokenfmt.Hash, now time.Time, ev AuditEvent) (Client, bool, error)
+	// UseClientAssertion records id, the hash of a client assertion's
+	// client and jti, until expiresAt, when the assertion can no longer be
+	// accepted, so that it is accepted once (RFC 7523 §3). An id recorded
+	// and live at now (its expiresAt after now) is ErrUsed, and nothing
+	// changes; an id whose time ended is recorded anew.
+	UseClientAssertion(ctx context.Context, id tokenfmt.Hash, expiresAt, now time.Time) error
+	// PurgeClientAssertions deletes up to limit assertion ids whose time
+	// ended at or before now, and returns how many it deleted.
+	PurgeClientAssertions(ctx context.Context, now time.Time, limit int) (int, error)
 }
 
 // User is a local account that can log in.

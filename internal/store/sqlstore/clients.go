@@ -341,3 +341,52 @@ func (db *DB) RevokeClientSecret(ctx context.Context, id string, h tokenfmt.Hash
 	})
 	return out, changed, err
 }
+
+// useAssertionSQL records an assertion id, or records it anew over an id
+// whose time ended at or before $3; a live id is left as it is, and no row
+// changes.
+const useAssertionSQL = `INSERT INTO client_assertions (id, expires_at) VALUES ($1, $2)
+	ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at WHERE client_assertions.expires_at <= $3`
+
+// UseClientAssertion implements store.ClientStore. One conditional upsert:
+// of concurrent uses of one id, on any number of nodes, one changes a row.
+// expiresAt is kept rounded up to the millisecond, so that an id is never
+// forgotten before it.
+func (db *DB) UseClientAssertion(ctx context.Context, id tokenfmt.Hash, expiresAt, now time.Time) error {
+	until := expiresAt.UnixMilli()
+	if expiresAt.After(time.UnixMilli(until)) {
+		until++
+	}
+	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, useAssertionSQL, id[:], until, ms(now))
+		if err != nil {
+			return fmt.Errorf("sqlstore: use client assertion: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlstore: use client assertion: %w", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("sqlstore: use client assertion: %w", store.ErrUsed)
+		}
+		return nil
+	})
+}
+
+// PurgeClientAssertions implements store.ClientStore.
+func (db *DB) PurgeClientAssertions(ctx context.Context, now time.Time, limit int) (int, error) {
+	var n int
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM client_assertions WHERE id IN (SELECT id FROM client_assertions WHERE expires_at <= $1 LIMIT $2)", ms(now), limit)
+		if err != nil {
+			return fmt.Errorf("sqlstore: purge client assertions: %w", err)
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlstore: purge client assertions: %w", err)
+		}
+		n = int(k)
+		return nil
+	})
+	return n, err
+}

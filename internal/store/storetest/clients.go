@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,9 @@ var clientTests = []storeTest{
 	{"RevokeClientSecret", testRevokeClientSecret},
 	{"DeleteClient", testDeleteClient},
 	{"DeleteClientRacesGrants", testDeleteClientRacesGrants},
+	{"ClientAssertions", testClientAssertions},
+	{"ClientAssertionUsedOnce", testClientAssertionUsedOnce},
+	{"PurgeClientAssertions", testPurgeClientAssertions},
 }
 
 // secretHash returns the hash of a fresh token with the given prefix.
@@ -617,4 +621,105 @@ func testRevokeClientSecret(t *testing.T, s store.Store) {
 	if got := len(audit(t, s)); got != n {
 		t.Errorf("a change of nothing appended %d audit events", got-n)
 	}
+}
+
+// assertionID is the id of a client assertion, as the OAuth server makes
+// it: the hash of its client and jti.
+func assertionID(clientID, jti string) tokenfmt.Hash {
+	return tokenfmt.Hash(sha256.Sum256([]byte(clientID + "\x00" + jti)))
+}
+
+// testClientAssertions: an assertion id is used once while it lives, in
+// any time zone, is forgotten no earlier than its expiry (kept rounded up
+// to the millisecond), and may be used anew after it.
+func testClientAssertions(t *testing.T, s store.Store) {
+	a, b := assertionID("cli_a", "jti-1"), assertionID("cli_b", "jti-1")
+	exp := base.Add(10*time.Minute + 500*time.Microsecond)
+	east, west := time.FixedZone("UTC+9", 9*3600), time.FixedZone("UTC-7", -7*3600)
+	steps := []struct {
+		name    string
+		id      tokenfmt.Hash
+		exp     time.Time
+		now     time.Time
+		wantErr error
+	}{
+		{"first use", a, exp, base, nil},
+		{"replay", a, exp, base.Add(time.Second), store.ErrUsed},
+		{"replay, now in another zone", a, exp, base.Add(time.Minute).In(east), store.ErrUsed},
+		{"replay with a later expiry", a, exp.Add(time.Hour), base.Add(time.Minute), store.ErrUsed},
+		{"another client's jti", b, exp.In(west), base, nil},
+		{"replay at the millisecond of expiry", a, exp, exp.Truncate(time.Millisecond), store.ErrUsed},
+		{"replay half a millisecond after expiry, rounded up", a, exp, exp.Truncate(time.Millisecond).Add(999 * time.Microsecond), store.ErrUsed},
+		{"used anew once its time ended", a, exp.Add(time.Hour), exp.Truncate(time.Millisecond).Add(time.Millisecond), nil},
+		{"and then held until the new expiry", a, exp.Add(time.Hour), exp.Add(30 * time.Minute).In(west), store.ErrUsed},
+		{"the other id expires in its own zone", b, exp, exp.Add(time.Millisecond).In(east), nil},
+	}
+	for _, st := range steps {
+		if err := s.UseClientAssertion(ctx, st.id, st.exp, st.now); !errors.Is(err, st.wantErr) || (st.wantErr == nil && err != nil) {
+			t.Errorf("%s: UseClientAssertion = %v, want %v", st.name, err, st.wantErr)
+		}
+	}
+}
+
+// testClientAssertionUsedOnce: of 100 concurrent uses of one assertion id,
+// exactly one is accepted.
+func testClientAssertionUsedOnce(t *testing.T, s store.Store) {
+	id := assertionID("cli_race", "jti-race")
+	const n = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() { errs <- s.UseClientAssertion(ctx, id, base.Add(time.Minute), base) })
+	}
+	wg.Wait()
+	close(errs)
+	accepted := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			accepted++
+		case !errors.Is(err, store.ErrUsed):
+			t.Errorf("UseClientAssertion: %v, want nil or ErrUsed", err)
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("%d of %d concurrent uses of one assertion accepted, want 1", accepted, n)
+	}
+}
+
+// testPurgeClientAssertions: the purge deletes only ids whose time ended,
+// at most limit at a time, and a purged id can be used again.
+func testPurgeClientAssertions(t *testing.T, s store.Store) {
+	ids := make([]tokenfmt.Hash, 5)
+	for i := range ids {
+		ids[i] = assertionID("cli_p", fmt.Sprint("jti-", i))
+		// ids 0..2 end at base+1m, 3..4 at base+2m.
+		exp := base.Add(time.Minute)
+		if i >= 3 {
+			exp = base.Add(2 * time.Minute)
+		}
+		if err := s.UseClientAssertion(ctx, ids[i], exp, base); err != nil {
+			t.Fatal(err)
+		}
+	}
+	purge := func(now time.Time, limit, want int) {
+		t.Helper()
+		if n, err := s.PurgeClientAssertions(ctx, now, limit); err != nil || n != want {
+			t.Fatalf("PurgeClientAssertions(%v, %d) = %d, %v; want %d", now.Sub(base), limit, n, err, want)
+		}
+	}
+	purge(base.Add(time.Minute-time.Millisecond), 100, 0)
+	purge(base.Add(time.Minute), 2, 2)
+	purge(base.Add(time.Minute), 100, 1)
+	purge(base.Add(time.Minute), 100, 0)
+	// The live ones were kept: still used.
+	for _, id := range ids[3:] {
+		if err := s.UseClientAssertion(ctx, id, base.Add(time.Hour), base.Add(time.Minute)); !errors.Is(err, store.ErrUsed) {
+			t.Errorf("a live id after the purge: %v, want ErrUsed", err)
+		}
+	}
+	if err := s.UseClientAssertion(ctx, ids[0], base.Add(time.Hour), base.Add(time.Minute)); err != nil {
+		t.Errorf("a purged id used again: %v", err)
+	}
+	purge(base.Add(2*time.Minute), 100, 2)
 }
