@@ -140,6 +140,17 @@ type UsageDelta struct {
 	LastUsedIP string
 }
 
+// UsageFlush is one write of the usage and quota consumption a node
+// counted in memory. ID names it: a node that cannot tell whether a flush
+// was written (its reply was lost, and the commit may have happened) sends
+// it again, unchanged, under the same ID, and the store applies it once.
+type UsageFlush struct {
+	ID    string
+	At    time.Time // when it was first sent
+	Usage []UsageDelta
+	Quota []QuotaDelta
+}
+
 // QuotaDelta is quota consumed by one node for a token in one period,
 // counted against the quota of version Version. RecordUsage drops a delta
 // whose Version is not the stored quota's: the quota was set again since.
@@ -230,8 +241,13 @@ type Store interface {
 
 	// RecordUsage adds usage counted in memory. Deltas for tokens that no
 	// longer exist are dropped, and so are quota deltas for another quota
-	// version than the stored one, or for an earlier period.
-	RecordUsage(ctx context.Context, usage []UsageDelta, quota []QuotaDelta) error
+	// version than the stored one, or for an earlier period. A flush whose
+	// ID was recorded before changes nothing and is not an error; an empty
+	// ID is refused.
+	RecordUsage(ctx context.Context, f UsageFlush) error
+	// PurgeUsageFlushes forgets up to limit flush IDs recorded at (their
+	// At) before cutoff, and returns how many it forgot.
+	PurgeUsageFlushes(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// Usage returns the hourly counts of a token in [from, to).
 	Usage(ctx context.Context, tokenID string, from, to time.Time) ([]UsageHour, error)
 

@@ -145,6 +145,11 @@ type Service struct {
 	usage  *meter
 	apis   apiIndex
 
+	// flushMu serialises usage flushes; unsent holds the writes of a
+	// failed one, to be sent again as they are (FlushUsage).
+	flushMu sync.Mutex
+	unsent  []store.UsageFlush
+
 	stop      chan struct{}
 	cancelSub context.CancelFunc
 	wg        sync.WaitGroup

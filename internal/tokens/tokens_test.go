@@ -35,7 +35,8 @@ func (c *clock) Add(d time.Duration) {
 }
 
 // countingStore counts LookupToken and RecordUsage calls to prove what
-// reaches the store, and can fail one RecordUsage call.
+// reaches the store, and can fail one RecordUsage call, before or after
+// its write.
 type countingStore struct {
 	store.Store
 	lookups     atomic.Int64
@@ -43,15 +44,28 @@ type countingStore struct {
 	// failUsageWrite is the RecordUsage call (counting from 1) that fails
 	// without writing; 0 fails none.
 	failUsageWrite atomic.Int64
+	// loseUsageReply is the RecordUsage call that writes and then fails,
+	// as a commit whose reply was lost does; 0 none.
+	loseUsageReply atomic.Int64
+	// flushIDs are the ids of every RecordUsage call, in order.
+	mu       sync.Mutex
+	flushIDs []string
 }
 
 var errInjected = errors.New("injected store failure")
 
-func (c *countingStore) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota []store.QuotaDelta) error {
-	if c.usageWrites.Add(1) == c.failUsageWrite.Load() {
+func (c *countingStore) RecordUsage(ctx context.Context, f store.UsageFlush) error {
+	c.mu.Lock()
+	c.flushIDs = append(c.flushIDs, f.ID)
+	c.mu.Unlock()
+	n := c.usageWrites.Add(1)
+	if n == c.failUsageWrite.Load() {
 		return errInjected
 	}
-	return c.Store.RecordUsage(ctx, usage, quota)
+	if err := c.Store.RecordUsage(ctx, f); err != nil || n != c.loseUsageReply.Load() {
+		return err
+	}
+	return errInjected
 }
 
 func (c *countingStore) LookupToken(ctx context.Context, h tokenfmt.Hash) (store.Token, time.Time, error) {
@@ -672,8 +686,9 @@ func TestIdleQuotaStatesAreDropped(t *testing.T) {
 		{"idle for longer", false, time.Millisecond, false, 0},
 		{"used again", true, 0, false, 1},
 		{"used, then idle, but its flush fails", true, ttl + time.Millisecond, true, 1},
-		{"idle, with its failed delta written", false, ttl + time.Millisecond, false, 1},
-		{"idle with everything written", false, 0, false, 0},
+		{"idle, with its failed delta written only now", false, ttl + time.Millisecond, false, 1},
+		{"idle for less than the cache TTL since", false, ttl, false, 1},
+		{"idle for longer", false, time.Millisecond, false, 0},
 	}
 	remaining := int64(100)
 	for _, st := range steps {
@@ -1034,6 +1049,59 @@ func TestJanitorHasNoBatchCap(t *testing.T) {
 	clk.Add(31 * 24 * time.Hour)
 	if got, err := svc.PurgeExpired(ctx); err != nil || got != n/32*32 {
 		t.Fatalf("PurgeExpired = %d, %v; want %d deleted one per batch", got, err, n/32*32)
+	}
+}
+
+// TestUsageFlushWithALostReply checks that a flush whose write was
+// committed but reported failed (its reply was lost) is sent again as it
+// was, under the same id, before anything newer, and counted once: usage,
+// use count and quota.
+func TestUsageFlushWithALostReply(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	q := &store.Quota{Remaining: 100}
+	c := f.create(t, Settings{Quota: &q}, 0)
+	use := func(n int) {
+		t.Helper()
+		for range n {
+			if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid {
+				t.Fatalf("verify: %v", res.Code)
+			}
+		}
+	}
+	use(3)
+	f.st.loseUsageReply.Store(f.st.usageWrites.Load() + 1)
+	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
+		t.Fatalf("flush with a lost reply: %v, want the injected failure", err)
+	}
+	use(2) // counted meanwhile, flushed after the lost one
+	if err := f.svc.FlushUsage(ctx); err != nil {
+		t.Fatalf("flush after the lost reply: %v", err)
+	}
+	f.st.mu.Lock()
+	ids := slices.Clone(f.st.flushIDs)
+	f.st.mu.Unlock()
+	if len(ids) != 3 || ids[0] != ids[1] || ids[2] == ids[0] {
+		t.Errorf("flush ids %q: want the lost one twice, then a new one", ids)
+	}
+	tok, err := f.svc.GetToken(ctx, c.Token.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.UseCount != 5 || tok.Quota == nil || tok.Quota.Remaining != 95 {
+		t.Errorf("after 5 uses: use count %d, quota %+v; want 5 and 95 remaining", tok.UseCount, tok.Quota)
+	}
+	hours, err := f.svc.store.Usage(ctx, c.Token.ID, f.clock.Now().Add(-time.Hour), f.clock.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allowed int64
+	for _, h := range hours {
+		allowed += h.Allowed
+	}
+	if allowed != 5 {
+		t.Errorf("usage: %d allowed, want 5", allowed)
 	}
 }
 

@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net/netip"
 	"sync"
@@ -192,27 +193,18 @@ func (m *meter) drain(now time.Time, idle time.Duration) ([]store.UsageDelta, []
 	return usage, quota
 }
 
-// restore puts counts back after a failed flush so that they are retried.
-func (m *meter) restore(usage []store.UsageDelta, quota []store.QuotaDelta) {
-	for _, d := range usage {
-		s := m.shard(d.TokenID)
-		s.mu.Lock()
-		c := s.usage[d.TokenID]
-		if c == nil {
-			c = &usageCounter{}
-			s.usage[d.TokenID] = c
-		}
-		c.hours = append(d.Hours, c.hours...) // older hours first; the store sums duplicates
-		if d.LastUsedAt.After(c.lastUsedAt) {
-			c.lastUsedAt = d.LastUsedAt
-			c.lastUsedIP, _ = netip.ParseAddr(d.LastUsedIP)
-		}
-		s.mu.Unlock()
-	}
+// touch marks the quota states of the deltas in quota as active at now:
+// their consumption reached the store only now (a flush that failed at
+// first), so a record read before now may still be cached, without it,
+// for the cache TTL.
+func (m *meter) touch(quota []store.QuotaDelta, now time.Time) {
+	ns := now.UnixNano()
 	for _, q := range quota {
 		s := m.shard(q.TokenID)
 		s.mu.Lock()
-		s.staleQuota = append(s.staleQuota, q)
+		if st := s.quota[q.TokenID]; st != nil {
+			st.active = max(st.active, ns)
+		}
 		s.mu.Unlock()
 	}
 }
@@ -225,20 +217,55 @@ func (m *meter) restore(usage []store.UsageDelta, quota []store.QuotaDelta) {
 const usageChunk = 256
 
 // FlushUsage writes the usage and quota consumption counted since the last
-// flush, in writes of at most usageChunk deltas. On failure the counts not
-// yet written are kept for the next try.
+// flush, in writes of at most usageChunk deltas, each under an id of its
+// own. A write that fails may still have been committed (its reply was
+// lost), so it is not merged back into the counts: it and the writes after
+// it are kept as they are and sent first, unchanged and under the same
+// ids, by the next flush, and the store applies each once. Until they are
+// written nothing newer is drained; the counts go on in memory.
 func (s *Service) FlushUsage(ctx context.Context) error {
-	usage, quota := s.usage.drain(s.cfg.Now(), s.cfg.CacheTTL)
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	for len(s.unsent) > 0 {
+		f := s.unsent[0]
+		if err := s.store.RecordUsage(ctx, f); err != nil {
+			return err
+		}
+		s.unsent = s.unsent[1:]
+		s.usage.touch(f.Quota, s.cfg.Now())
+	}
+	s.unsent = nil
+	now := s.cfg.Now()
+	usage, quota := s.usage.drain(now, s.cfg.CacheTTL)
+	var flushes []store.UsageFlush
 	for len(usage) > 0 || len(quota) > 0 {
 		nu := min(len(usage), usageChunk)
 		nq := min(len(quota), usageChunk-nu)
-		if err := s.store.RecordUsage(ctx, usage[:nu], quota[:nq]); err != nil {
-			s.usage.restore(usage, quota)
-			return err
-		}
+		flushes = append(flushes, store.UsageFlush{ID: rand.Text(), At: now, Usage: usage[:nu], Quota: quota[:nq]})
 		usage, quota = usage[nu:], quota[nq:]
 	}
+	for i, f := range flushes {
+		if err := s.store.RecordUsage(ctx, f); err != nil {
+			s.unsent = flushes[i:]
+			return err
+		}
+	}
 	return nil
+}
+
+// usageFlushMemory is how long the store remembers the id of a usage
+// flush. A flush is sent again at every flush interval (10 s by default)
+// until it is written; one still unwritten after a day would count twice
+// only if its first try had been committed.
+const usageFlushMemory = 24 * time.Hour
+
+// PurgeUsageFlushes forgets the ids of usage flushes older than
+// usageFlushMemory, in batches, and returns how many it forgot.
+func (s *Service) PurgeUsageFlushes(ctx context.Context) (int, error) {
+	cutoff := s.cfg.Now().Add(-usageFlushMemory)
+	return s.purge(ctx, func(ctx context.Context) (int, error) {
+		return s.store.PurgeUsageFlushes(ctx, cutoff, s.cfg.JanitorBatch)
+	})
 }
 
 // every runs job each interval until Close, with timeout as its deadline,
@@ -349,6 +376,9 @@ func (s *Service) janitorLoop() {
 			if n > 0 {
 				s.cfg.Logger.Info("janitor deleted expired revocation feed entries", "count", n)
 			}
+		}
+		if err == nil {
+			_, err = s.PurgeUsageFlushes(ctx)
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			s.cfg.Logger.Warn("janitor ran for a whole interval and has more to delete; it goes on now", "interval", s.cfg.JanitorInterval)

@@ -492,7 +492,7 @@ func (db *DB) prepared(_ context.Context, query string) *sql.Stmt {
 // only writer connection.
 var hotStatements = []string{
 	insertTokenSQL, insertSecretSQL, readAuditHeadSQL, moveAuditHeadSQL, insertAuditSQL,
-	usageUpsertSQL, lastUseSQL, savepointSQL, rollbackToSQL, releaseSQL,
+	usageUpsertSQL, lastUseSQL, recordFlushSQL, savepointSQL, rollbackToSQL, releaseSQL,
 }
 
 func (db *DB) prepareHot(ctx context.Context) error {

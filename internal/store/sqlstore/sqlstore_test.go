@@ -304,7 +304,7 @@ func TestIDCollationMigration(t *testing.T) {
 		if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Time: at, Actor: "test", Action: "token.create"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := db.RecordUsage(ctx, []store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: at.Truncate(time.Hour), Allowed: 1}}, LastUsedAt: at}}, nil); err != nil {
+		if err := db.RecordUsage(ctx, store.UsageFlush{ID: tok.ID, At: at, Usage: []store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: at.Truncate(time.Hour), Allowed: 1}}, LastUsedAt: at}}}); err != nil {
 			t.Fatal(err)
 		}
 		want = append([]string{tok.ID}, want...)

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,13 +21,32 @@ const (
 		WHERE id = $1`
 )
 
+// recordFlushSQL records a flush's id; it changes no row for an id
+// recorded before.
+const recordFlushSQL = "INSERT INTO usage_flushes (id, at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING"
+
 // RecordUsage implements store.Store. All deltas are written in one
-// transaction; rows for tokens that were deleted meanwhile are skipped.
-func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota []store.QuotaDelta) error {
-	if len(usage) == 0 && len(quota) == 0 {
+// transaction with the flush's id, so that the flush is applied once
+// however often it is sent; rows for tokens that were deleted meanwhile are
+// skipped.
+func (db *DB) RecordUsage(ctx context.Context, f store.UsageFlush) error {
+	if f.ID == "" {
+		return errors.New("sqlstore: record usage: a flush needs an id")
+	}
+	if len(f.Usage) == 0 && len(f.Quota) == 0 {
 		return nil
 	}
 	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		usage, quota := f.Usage, f.Quota
+		res, err := db.txExec(ctx, tx, recordFlushSQL, f.ID, ms(f.At))
+		if err != nil {
+			return fmt.Errorf("sqlstore: record usage flush: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqlstore: record usage flush: %w", err)
+		} else if n == 0 {
+			return nil // written before: its reply was lost
+		}
 		if db.d.name == "postgres" {
 			if err := recordUsageBulk(ctx, tx, usage); err != nil {
 				return err
@@ -73,6 +93,24 @@ func (db *DB) RecordUsage(ctx context.Context, usage []store.UsageDelta, quota [
 		}
 		return nil
 	})
+}
+
+// PurgeUsageFlushes implements store.Store.
+func (db *DB) PurgeUsageFlushes(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	var n int
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM usage_flushes WHERE id IN (SELECT id FROM usage_flushes WHERE at < $1 LIMIT $2)", ms(cutoff), limit)
+		if err != nil {
+			return fmt.Errorf("sqlstore: purge usage flushes: %w", err)
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlstore: purge usage flushes: %w", err)
+		}
+		n = int(k)
+		return nil
+	})
+	return n, err
 }
 
 // PostgreSQL writes a flush's usage in two statements, whatever its size:

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LostUpdates", testLostUpdates},
 		{"Usage", testUsage},
 		{"UsageManyTokens", testUsageManyTokens},
+		{"UsageFlushAppliedOnce", testUsageFlushAppliedOnce},
+		{"PurgeUsageFlushes", testPurgeUsageFlushes},
 		{"Quota", testQuota},
 		{"AuditChain", testAuditChain},
 		{"ListAudit", testListAudit},
@@ -630,11 +633,11 @@ func testUsage(t *testing.T, s store.Store) {
 		TokenID: "tok_deleted_meanwhile",
 		Hours:   []store.UsageHour{{Hour: h0, Allowed: 1}}, LastUsedAt: h0, LastUsedIP: "192.0.2.9",
 	}}
-	if err := s.RecordUsage(ctx, d, nil); err != nil {
+	if err := s.RecordUsage(ctx, flush(d, nil)); err != nil {
 		t.Fatalf("RecordUsage: %v", err)
 	}
 	// A second, older delta adds counts but does not move last use back.
-	if err := s.RecordUsage(ctx, []store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: h0, Allowed: 1, Denied: 4}}, LastUsedAt: h0, LastUsedIP: "192.0.2.2"}}, nil); err != nil {
+	if err := s.RecordUsage(ctx, flush([]store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: h0, Allowed: 1, Denied: 4}}, LastUsedAt: h0, LastUsedIP: "192.0.2.2"}}, nil)); err != nil {
 		t.Fatalf("RecordUsage: %v", err)
 	}
 	hours, err := s.Usage(ctx, tok.ID, h0, h1.Add(time.Hour))
@@ -651,6 +654,130 @@ func testUsage(t *testing.T, s store.Store) {
 	got, _ := s.GetToken(ctx, tok.ID)
 	if got.UseCount != 6 || !got.LastUsedAt.Equal(h1.Add(time.Minute)) || got.LastUsedIP != "192.0.2.1" {
 		t.Errorf("last use: count %d at %v from %q", got.UseCount, got.LastUsedAt, got.LastUsedIP)
+	}
+}
+
+// flushSeq numbers the flushes of flush.
+var flushSeq atomic.Int64
+
+// flush returns a usage flush of usage and quota under a fresh id.
+func flush(usage []store.UsageDelta, quota []store.QuotaDelta) store.UsageFlush {
+	return store.UsageFlush{ID: fmt.Sprint("flush-", flushSeq.Add(1)), At: base, Usage: usage, Quota: quota}
+}
+
+// testUsageFlushAppliedOnce: a flush sent again under its id (its first
+// reply was lost) changes nothing, usage, last use and quota alike, also
+// when sent concurrently; a flush without an id is refused and changes
+// nothing.
+func testUsageFlushAppliedOnce(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	remaining := int64(100)
+	tok, _ := mustCreateToken(t, s, a.ID, func(tok *store.Token) { tok.Quota = &store.Quota{Remaining: remaining} })
+	h0 := base.Truncate(time.Hour)
+	f := store.UsageFlush{ID: "node-a/1", At: base,
+		Usage: []store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: h0, Allowed: 3, Denied: 1}}, LastUsedAt: h0.Add(time.Minute), LastUsedIP: "192.0.2.1"}},
+		Quota: []store.QuotaDelta{{TokenID: tok.ID, Consumed: 3}},
+	}
+	check := func(when string, allowed, denied, uses, remaining int64) {
+		t.Helper()
+		hours, err := s.Usage(ctx, tok.ID, h0, h0.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []store.UsageHour{{Hour: h0, Allowed: allowed, Denied: denied}}
+		if diff := cmp.Diff(hours, want); diff != "" {
+			t.Errorf("%s: Usage (-got +want):\n%s", when, diff)
+		}
+		got, err := s.GetToken(ctx, tok.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.UseCount != uses || got.Quota == nil || got.Quota.Remaining != remaining {
+			t.Errorf("%s: use count %d, quota %+v; want %d uses, %d remaining", when, got.UseCount, got.Quota, uses, remaining)
+		}
+	}
+	if err := s.RecordUsage(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	check("after the flush", 3, 1, 3, 97)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if err := s.RecordUsage(ctx, f); err != nil {
+				t.Errorf("the flush sent again: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	check("after sending it again ten times", 3, 1, 3, 97)
+
+	// Of one new flush sent 20 times at once, one is applied.
+	g := f
+	g.ID = "node-a/2"
+	for range 20 {
+		wg.Go(func() {
+			if err := s.RecordUsage(ctx, g); err != nil {
+				t.Errorf("a new flush sent concurrently: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	check("after a second flush, sent 20 times at once", 6, 2, 6, 94)
+
+	// The same id from another node would be a bug of the caller, but
+	// another id with the same deltas is another flush.
+	g.ID = "node-b/1"
+	if err := s.RecordUsage(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	check("after a third flush", 9, 3, 9, 91)
+
+	g.ID = ""
+	if err := s.RecordUsage(ctx, g); err == nil {
+		t.Error("a flush without an id was accepted")
+	}
+	check("after a flush without an id", 9, 3, 9, 91)
+}
+
+// testPurgeUsageFlushes: the purge forgets only ids recorded before the
+// cutoff, at most limit at a time; a forgotten id is a new flush again.
+func testPurgeUsageFlushes(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	tok, _ := mustCreateToken(t, s, a.ID, nil)
+	for i := range 5 {
+		f := store.UsageFlush{ID: fmt.Sprint("f", i), At: base.Add(time.Duration(i) * time.Minute),
+			Usage: []store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: base.Truncate(time.Hour), Allowed: 1}}}}}
+		if err := s.RecordUsage(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	purge := func(cutoff time.Time, limit, want int) {
+		t.Helper()
+		if n, err := s.PurgeUsageFlushes(ctx, cutoff, limit); err != nil || n != want {
+			t.Fatalf("PurgeUsageFlushes(%v, %d) = %d, %v; want %d", cutoff.Sub(base), limit, n, err, want)
+		}
+	}
+	purge(base, 100, 0)
+	purge(base.Add(3*time.Minute), 2, 2)
+	purge(base.Add(3*time.Minute), 100, 1)
+	purge(base.Add(3*time.Minute), 100, 0)
+	uses := func() int64 {
+		t.Helper()
+		got, err := s.GetToken(ctx, tok.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.UseCount
+	}
+	before := uses()
+	for _, id := range []string{"f3", "f0"} { // kept, then forgotten
+		f := store.UsageFlush{ID: id, At: base, Usage: []store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: base.Truncate(time.Hour), Allowed: 1}}}}}
+		if err := s.RecordUsage(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := uses(); got != before+1 {
+		t.Errorf("use count %d after sending a kept and a forgotten id again, want %d", got, before+1)
 	}
 }
 
@@ -674,7 +801,7 @@ func testUsageManyTokens(t *testing.T, s store.Store) {
 		store.UsageDelta{TokenID: twice.ID, Hours: []store.UsageHour{{Hour: h0, Allowed: 10}, {Hour: h1, Allowed: 5, Denied: 2}},
 			LastUsedAt: h1.Add(time.Minute), LastUsedIP: "192.0.2.7"},
 		store.UsageDelta{TokenID: "tok_deleted_meanwhile", Hours: []store.UsageHour{{Hour: h0, Allowed: 1}}, LastUsedAt: h0, LastUsedIP: "192.0.2.9"})
-	if err := s.RecordUsage(ctx, deltas, nil); err != nil {
+	if err := s.RecordUsage(ctx, flush(deltas, nil)); err != nil {
 		t.Fatalf("RecordUsage: %v", err)
 	}
 	for i, tok := range toks {
@@ -731,7 +858,7 @@ func testQuota(t *testing.T, s store.Store) {
 				t.Fatalf("%s: UpdateToken: %v", st.description, err)
 			}
 		}
-		if err := s.RecordUsage(ctx, nil, st.deltas); err != nil {
+		if err := s.RecordUsage(ctx, flush(nil, st.deltas)); err != nil {
 			t.Fatalf("%s: RecordUsage: %v", st.description, err)
 		}
 		g1, _ := s.GetToken(ctx, tok.ID)
@@ -924,7 +1051,7 @@ func testPurgeTokens(t *testing.T, s store.Store) {
 	if _, _, err := s.RevokeToken(ctx, recent.ID, "", cutoff.Add(time.Second), ev("token.revoke", recent.ID)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordUsage(ctx, []store.UsageDelta{{TokenID: victims[0], Hours: []store.UsageHour{{Hour: base, Allowed: 1}}}}, nil); err != nil {
+	if err := s.RecordUsage(ctx, flush([]store.UsageDelta{{TokenID: victims[0], Hours: []store.UsageHour{{Hour: base, Allowed: 1}}}}, nil)); err != nil {
 		t.Fatal(err)
 	}
 	// A rotated-out secret whose grace ended before the cutoff goes too.
