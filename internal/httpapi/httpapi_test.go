@@ -372,6 +372,18 @@ func TestTrustedProxyHeader(t *testing.T) {
 	// A client cannot spoof by prepending: the rightmost untrusted address counts.
 	check("203.0.113.9, 198.51.100.1", "forbidden_ip")
 	check("garbage", "forbidden_ip") // falls back to the proxy's own address
+	// A zone names an interface of another host: it is dropped, in
+	// whatever bytes, and the address is checked without it.
+	var k6 tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme","allowed_cidrs":["2001:db8::/32"]}`, 201, &k6)
+	for _, xff := range []string{"2001:db8::9%eth0", "2001:db8::9%\xff"} {
+		_, b := e.do(t, "POST", "/v1/verify", e.verify, `{"token":"`+k6.Token+`"}`, "X-Forwarded-For", xff)
+		var r verifyResponse
+		json.Unmarshal(b, &r)
+		if r.Code != "valid" {
+			t.Errorf("X-Forwarded-For %q: %s, want valid", xff, b)
+		}
+	}
 	// Without trusted proxies the header is ignored.
 	e2 := newEnv(t, Config{})
 	e2.mustDo(t, "POST", "/v1/tokens", e2.admin, `{"api":"acme","allowed_cidrs":["203.0.113.0/24"]}`, 201, &k)

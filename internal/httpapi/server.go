@@ -101,14 +101,15 @@ func (a *API) ClientIP(r *http.Request) netip.Addr { return a.clientIP(r) }
 
 // clientIP is the address of the client: the connection's peer, or, when
 // the peer is a trusted proxy, the rightmost untrusted address in the
-// configured header.
+// configured header; IPv4-mapped addresses unmapped, zones dropped.
 func (a *API) clientIP(r *http.Request) netip.Addr {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	var peer netip.Addr
 	if err == nil {
-		peer = ap.Addr().Unmap()
+		peer = ap.Addr().Unmap().WithZone("")
 	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		peer, _ = netip.ParseAddr(host)
+		peer = peer.Unmap().WithZone("")
 	}
 	if len(a.cfg.TrustedProxies) == 0 || !a.trusted(peer) {
 		return peer
@@ -127,7 +128,9 @@ func (a *API) clientIP(r *http.Request) netip.Addr {
 			if err != nil {
 				return peer // a garbled header is not trusted any further
 			}
-			addr = addr.Unmap()
+			// A zone names an interface of the host that saw the address,
+			// not this one's, and a proxy's header may put any bytes in it.
+			addr = addr.Unmap().WithZone("")
 			if !a.trusted(addr) {
 				return addr
 			}

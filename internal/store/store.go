@@ -137,7 +137,7 @@ type UsageDelta struct {
 	TokenID    string
 	Hours      []UsageHour
 	LastUsedAt time.Time // zero: no allowed use in this delta
-	LastUsedIP string
+	LastUsedIP string    // stored without a zone; "" if not an IP address
 }
 
 // UsageFlush is one write of the usage and quota consumption a node
@@ -146,9 +146,13 @@ type UsageDelta struct {
 // it again, unchanged, under the same ID, and the store applies it once.
 type UsageFlush struct {
 	ID    string
-	At    time.Time // when it was first sent
+	At    time.Time // when it is sent; kept with ID (PurgeUsageFlushes)
 	Usage []UsageDelta
 	Quota []QuotaDelta
+	// Written are the IDs of the node's earlier flushes that it knows
+	// were written: it will not send them again, so the store forgets
+	// them.
+	Written []string
 }
 
 // QuotaDelta is quota consumed by one node for a token in one period,
@@ -242,8 +246,8 @@ type Store interface {
 	// RecordUsage adds usage counted in memory. Deltas for tokens that no
 	// longer exist are dropped, and so are quota deltas for another quota
 	// version than the stored one, or for an earlier period. A flush whose
-	// ID was recorded before changes nothing and is not an error; an empty
-	// ID is refused.
+	// ID was recorded before changes nothing but forgetting its Written,
+	// and is not an error; an empty ID is refused.
 	RecordUsage(ctx context.Context, f UsageFlush) error
 	// PurgeUsageFlushes forgets up to limit flush IDs recorded at (their
 	// At) before cutoff, and returns how many it forgot.

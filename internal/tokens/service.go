@@ -146,9 +146,11 @@ type Service struct {
 	apis   apiIndex
 
 	// flushMu serialises usage flushes; unsent holds the writes of a
-	// failed one, to be sent again as they are (FlushUsage).
+	// failed one, to be sent again as they are, and written the ids of
+	// the writes since seen written, for the store to forget (FlushUsage).
 	flushMu sync.Mutex
 	unsent  []store.UsageFlush
+	written []string
 
 	stop      chan struct{}
 	cancelSub context.CancelFunc

@@ -1105,6 +1105,86 @@ func TestUsageFlushWithALostReply(t *testing.T) {
 	}
 }
 
+// TestUsageFlushWrittenLateIsRemembered checks that a flush first sent
+// while the store was down for more than a day, then written with a lost
+// reply, is counted once although the janitor runs before it is sent
+// again: the store keeps its id from the try that wrote it, not from the
+// first try.
+func TestUsageFlushWrittenLateIsRemembered(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	q := &store.Quota{Remaining: 100}
+	c := f.create(t, Settings{Quota: &q}, 0)
+	for range 3 {
+		if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid {
+			t.Fatalf("verify: %v", res.Code)
+		}
+	}
+	f.st.failUsageWrite.Store(f.st.usageWrites.Load() + 1)
+	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
+		t.Fatalf("flush with the store down: %v", err)
+	}
+	f.clock.Add(usageFlushMemory + time.Hour) // the store stays down that long
+	f.st.loseUsageReply.Store(f.st.usageWrites.Load() + 1)
+	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
+		t.Fatalf("flush with a lost reply: %v", err)
+	}
+	if _, err := f.svc.PurgeUsageFlushes(ctx); err != nil { // the janitor's run
+		t.Fatal(err)
+	}
+	if err := f.svc.FlushUsage(ctx); err != nil {
+		t.Fatalf("flush after the lost reply: %v", err)
+	}
+	tok, err := f.svc.GetToken(ctx, c.Token.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.UseCount != 3 || tok.Quota == nil || tok.Quota.Remaining != 97 {
+		t.Errorf("after 3 uses: use count %d, quota %+v; want 3 and 97 remaining", tok.UseCount, tok.Quota)
+	}
+}
+
+// TestUsageFlushIDsAreForgotten checks that the store keeps the id of a
+// node's flush only until the node's next flush says it saw it written,
+// and the id of its last one until an idle flush says so: the janitor
+// finds nothing left to purge.
+func TestUsageFlushIDsAreForgotten(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := f.create(t, Settings{}, 0)
+	for range 3 {
+		if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid {
+			t.Fatalf("verify: %v", res.Code)
+		}
+		if err := f.svc.FlushUsage(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.svc.FlushUsage(ctx); err != nil { // nothing new: forgets the last id
+		t.Fatal(err)
+	}
+	writes := f.st.usageWrites.Load()
+	if err := f.svc.FlushUsage(ctx); err != nil { // nothing at all: no write
+		t.Fatal(err)
+	}
+	if got := f.st.usageWrites.Load(); got != writes {
+		t.Errorf("an idle flush with nothing to forget wrote %d times", got-writes)
+	}
+	f.clock.Add(usageFlushMemory + time.Hour)
+	if n, err := f.svc.PurgeUsageFlushes(ctx); err != nil || n != 0 {
+		t.Errorf("PurgeUsageFlushes = %d, %v; want 0: every id was forgotten already", n, err)
+	}
+	tok, err := f.svc.GetToken(ctx, c.Token.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.UseCount != 3 {
+		t.Errorf("use count %d, want 3", tok.UseCount)
+	}
+}
+
 // TestFlushUsageInChunks checks that a flush writes the usage of many
 // tokens in several bounded writes, and that when one of them fails the
 // counts it and the later ones carried are kept for the next flush, while
@@ -1149,8 +1229,8 @@ func TestFlushUsageInChunks(t *testing.T) {
 	if err := f.svc.FlushUsage(ctx); err != nil {
 		t.Fatalf("second flush: %v", err)
 	}
-	if got := f.st.usageWrites.Load(); got != 4 {
-		t.Errorf("after the second flush: %d writes, want 4 (the other %d tokens in two)", got, n-usageChunk)
+	if got := f.st.usageWrites.Load(); got != 5 {
+		t.Errorf("after the second flush: %d writes, want 5 (the other %d tokens in two, then one telling the store to forget the three ids)", got, n-usageChunk)
 	}
 	for _, id := range ids {
 		tok, err := f.svc.GetToken(ctx, id)

@@ -222,26 +222,38 @@ const usageChunk = 256
 // lost), so it is not merged back into the counts: it and the writes after
 // it are kept as they are and sent first, unchanged and under the same
 // ids, by the next flush, and the store applies each once. Until they are
-// written nothing newer is drained; the counts go on in memory.
+// written nothing newer is drained; the counts go on in memory. The ids of
+// the writes known to be written go with the next write, and the store
+// forgets them.
 func (s *Service) FlushUsage(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	for len(s.unsent) > 0 {
 		f := s.unsent[0]
+		// Counted from this try: if it is the one written, the store
+		// keeps its id usageFlushMemory from now.
+		f.At = s.cfg.Now()
 		if err := s.store.RecordUsage(ctx, f); err != nil {
 			return err
 		}
 		s.unsent = s.unsent[1:]
+		if len(f.Usage) > 0 || len(f.Quota) > 0 {
+			s.written = append(s.written, f.ID)
+		}
 		s.usage.touch(f.Quota, s.cfg.Now())
 	}
 	s.unsent = nil
 	now := s.cfg.Now()
 	usage, quota := s.usage.drain(now, s.cfg.CacheTTL)
 	var flushes []store.UsageFlush
-	for len(usage) > 0 || len(quota) > 0 {
+	for len(usage) > 0 || len(quota) > 0 || len(flushes) == 0 && len(s.written) > 0 {
 		nu := min(len(usage), usageChunk)
 		nq := min(len(quota), usageChunk-nu)
-		flushes = append(flushes, store.UsageFlush{ID: rand.Text(), At: now, Usage: usage[:nu], Quota: quota[:nq]})
+		f := store.UsageFlush{ID: rand.Text(), At: now, Usage: usage[:nu], Quota: quota[:nq]}
+		if len(flushes) == 0 {
+			f.Written, s.written = s.written, nil
+		}
+		flushes = append(flushes, f)
 		usage, quota = usage[nu:], quota[nq:]
 	}
 	for i, f := range flushes {
@@ -249,15 +261,21 @@ func (s *Service) FlushUsage(ctx context.Context) error {
 			s.unsent = flushes[i:]
 			return err
 		}
+		if len(f.Usage) > 0 || len(f.Quota) > 0 {
+			s.written = append(s.written, f.ID)
+		}
 	}
 	return nil
 }
 
-// usageFlushMemory is how long the store remembers the id of a usage
-// flush. A flush is sent again at every flush interval (10 s by default)
-// until it is written; one still unwritten after a day would count twice
-// only if its first try had been committed.
-const usageFlushMemory = 24 * time.Hour
+// usageFlushMemory is how long the store keeps the id of a usage flush
+// from the try that wrote it, when its node never said it saw it written
+// (the node stopped or crashed before its next flush, and will not send it
+// again). A node sends a failed flush again at every flush interval (10 s
+// by default) until that succeeds; one sent again after this long, because
+// the store went down for that long right after committing a try whose
+// reply was lost, would count twice.
+const usageFlushMemory = 30 * 24 * time.Hour
 
 // PurgeUsageFlushes forgets the ids of usage flushes older than
 // usageFlushMemory, in batches, and returns how many it forgot.
@@ -367,18 +385,22 @@ func (s *Service) purge(ctx context.Context, batch func(context.Context) (int, e
 // starts at once and goes on.
 func (s *Service) janitorLoop() {
 	s.every(s.cfg.JanitorInterval, s.cfg.JanitorInterval, "janitor", func(ctx context.Context) error {
-		n, err := s.PurgeExpired(ctx)
-		if n > 0 {
-			s.cfg.Logger.Info("janitor deleted expired and revoked tokens", "count", n)
+		// Few rows, first: a run the tokens keep busy until its deadline
+		// must not leave them for ever.
+		_, err := s.PurgeUsageFlushes(ctx)
+		if err == nil {
+			var n int
+			n, err = s.PurgeExpired(ctx)
+			if n > 0 {
+				s.cfg.Logger.Info("janitor deleted expired and revoked tokens", "count", n)
+			}
 		}
 		if err == nil {
+			var n int
 			n, err = s.PurgeRevocations(ctx)
 			if n > 0 {
 				s.cfg.Logger.Info("janitor deleted expired revocation feed entries", "count", n)
 			}
-		}
-		if err == nil {
-			_, err = s.PurgeUsageFlushes(ctx)
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			s.cfg.Logger.Warn("janitor ran for a whole interval and has more to delete; it goes on now", "interval", s.cfg.JanitorInterval)

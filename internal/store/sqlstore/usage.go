@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/jetonhq/jeton/internal/store"
@@ -27,17 +28,35 @@ const recordFlushSQL = "INSERT INTO usage_flushes (id, at) VALUES ($1, $2) ON CO
 
 // RecordUsage implements store.Store. All deltas are written in one
 // transaction with the flush's id, so that the flush is applied once
-// however often it is sent; rows for tokens that were deleted meanwhile are
+// however often it is sent, and the ids the node says it will not send
+// again are deleted in it; rows for tokens that were deleted meanwhile are
 // skipped.
 func (db *DB) RecordUsage(ctx context.Context, f store.UsageFlush) error {
 	if f.ID == "" {
 		return errors.New("sqlstore: record usage: a flush needs an id")
 	}
-	if len(f.Usage) == 0 && len(f.Quota) == 0 {
+	if len(f.Usage) == 0 && len(f.Quota) == 0 && len(f.Written) == 0 {
 		return nil
 	}
+	usage := make([]store.UsageDelta, len(f.Usage))
+	for i, u := range f.Usage {
+		u.LastUsedIP = storedIP(u.LastUsedIP)
+		usage[i] = u
+	}
+	quota := f.Quota
 	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		usage, quota := f.Usage, f.Quota
+		if len(f.Written) > 0 {
+			written := make([]any, len(f.Written))
+			for i, id := range f.Written {
+				written[i] = id
+			}
+			if _, err := tx.ExecContext(ctx, "DELETE FROM usage_flushes WHERE id IN ("+placeholders(1, len(written))+")", written...); err != nil {
+				return fmt.Errorf("sqlstore: forget usage flushes: %w", err)
+			}
+		}
+		if len(usage) == 0 && len(quota) == 0 {
+			return nil // nothing to count twice: its id is not kept
+		}
 		res, err := db.txExec(ctx, tx, recordFlushSQL, f.ID, ms(f.At))
 		if err != nil {
 			return fmt.Errorf("sqlstore: record usage flush: %w", err)
@@ -93,6 +112,18 @@ func (db *DB) RecordUsage(ctx context.Context, f store.UsageFlush) error {
 		}
 		return nil
 	})
+}
+
+// storedIP is the last-use address as stored: an IP address without its
+// zone (which names an interface of another host, in any bytes), or "".
+// What a flush carries must never make its write fail: the write would be
+// sent again, unchanged, for ever.
+func storedIP(s string) string {
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return ""
+	}
+	return ip.WithZone("").String()
 }
 
 // PurgeUsageFlushes implements store.Store.

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Usage", testUsage},
 		{"UsageManyTokens", testUsageManyTokens},
 		{"UsageFlushAppliedOnce", testUsageFlushAppliedOnce},
+		{"UsageFlushBadAddress", testUsageFlushBadAddress},
 		{"PurgeUsageFlushes", testPurgeUsageFlushes},
 		{"Quota", testQuota},
 		{"AuditChain", testAuditChain},
@@ -737,6 +738,50 @@ func testUsageFlushAppliedOnce(t *testing.T, s store.Store) {
 		t.Error("a flush without an id was accepted")
 	}
 	check("after a flush without an id", 9, 3, 9, 91)
+
+	// A flush that says node-a/1 and node-a/2 were written makes the store
+	// forget them (the node will not send them again), whether it is
+	// applied or not: sent again, they would now count.
+	forget := store.UsageFlush{ID: "node-a/3", At: base, Written: []string{"node-a/1", "node-a/2"}}
+	if err := s.RecordUsage(ctx, forget); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordUsage(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	check("after node-a/1 was forgotten and sent again", 12, 4, 12, 88)
+	if n, err := s.PurgeUsageFlushes(ctx, base.Add(time.Hour), 100); err != nil || n != 2 {
+		t.Errorf("PurgeUsageFlushes = %d, %v; want 2 (node-a/1 again and node-b/1; a flush that only forgets keeps no id)", n, err)
+	}
+}
+
+// testUsageFlushBadAddress: a last-use address that is not an IP address,
+// or carries a zone in any bytes, never makes a flush fail (it would be
+// sent again, unchanged, for ever): it is stored without the zone, or as
+// "".
+func testUsageFlushBadAddress(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	h0 := base.Truncate(time.Hour)
+	for _, tt := range []struct{ ip, want string }{
+		{"fe80::1%\xff", "fe80::1"},
+		{"fe80::1%eth0", "fe80::1"},
+		{"not an address \xff", ""},
+		{"192.0.2.1", "192.0.2.1"},
+	} {
+		tok, _ := mustCreateToken(t, s, a.ID, nil)
+		d := []store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: h0, Allowed: 1}}, LastUsedAt: h0, LastUsedIP: tt.ip}}
+		if err := s.RecordUsage(ctx, flush(d, nil)); err != nil {
+			t.Errorf("last use from %q: RecordUsage: %v", tt.ip, err)
+			continue
+		}
+		got, err := s.GetToken(ctx, tok.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.LastUsedIP != tt.want || got.UseCount != 1 {
+			t.Errorf("last use from %q: stored %q with %d uses, want %q and 1", tt.ip, got.LastUsedIP, got.UseCount, tt.want)
+		}
+	}
 }
 
 // testPurgeUsageFlushes: the purge forgets only ids recorded before the
