@@ -119,6 +119,19 @@ func (f *fixture) verify(t testing.TB, req Request) Result {
 	return res
 }
 
+// wantCounted checks the use count and the remaining quota the store has
+// for token id.
+func (f *fixture) wantCounted(t testing.TB, id string, uses, remaining int64) {
+	t.Helper()
+	tok, err := f.svc.GetToken(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.UseCount != uses || tok.Quota == nil || tok.Quota.Remaining != remaining {
+		t.Errorf("use count %d, quota %+v; want %d uses and %d remaining", tok.UseCount, tok.Quota, uses, remaining)
+	}
+}
+
 var ip = netip.MustParseAddr("10.1.2.3")
 
 func TestVerifyCodes(t *testing.T) {
@@ -1085,13 +1098,7 @@ func TestUsageFlushWithALostReply(t *testing.T) {
 	if len(ids) != 3 || ids[0] != ids[1] || ids[2] == ids[0] {
 		t.Errorf("flush ids %q: want the lost one twice, then a new one", ids)
 	}
-	tok, err := f.svc.GetToken(ctx, c.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok.UseCount != 5 || tok.Quota == nil || tok.Quota.Remaining != 95 {
-		t.Errorf("after 5 uses: use count %d, quota %+v; want 5 and 95 remaining", tok.UseCount, tok.Quota)
-	}
+	f.wantCounted(t, c.Token.ID, 5, 95)
 	hours, err := f.svc.store.Usage(ctx, c.Token.ID, f.clock.Now().Add(-time.Hour), f.clock.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -1136,13 +1143,7 @@ func TestUsageFlushWrittenLateIsRemembered(t *testing.T) {
 	if err := f.svc.FlushUsage(ctx); err != nil {
 		t.Fatalf("flush after the lost reply: %v", err)
 	}
-	tok, err := f.svc.GetToken(ctx, c.Token.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tok.UseCount != 3 || tok.Quota == nil || tok.Quota.Remaining != 97 {
-		t.Errorf("after 3 uses: use count %d, quota %+v; want 3 and 97 remaining", tok.UseCount, tok.Quota)
-	}
+	f.wantCounted(t, c.Token.ID, 3, 97)
 }
 
 // TestUsageFlushIDsAreForgotten checks that the store keeps the id of a

@@ -375,18 +375,5 @@ func (db *DB) UseClientAssertion(ctx context.Context, id tokenfmt.Hash, expiresA
 
 // PurgeClientAssertions implements store.ClientStore.
 func (db *DB) PurgeClientAssertions(ctx context.Context, now time.Time, limit int) (int, error) {
-	var n int
-	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM client_assertions WHERE id IN (SELECT id FROM client_assertions WHERE expires_at <= $1 LIMIT $2)", ms(now), limit)
-		if err != nil {
-			return fmt.Errorf("sqlstore: purge client assertions: %w", err)
-		}
-		k, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("sqlstore: purge client assertions: %w", err)
-		}
-		n = int(k)
-		return nil
-	})
-	return n, err
+	return db.purge(ctx, "client assertions", "DELETE FROM client_assertions WHERE id IN (SELECT id FROM client_assertions WHERE expires_at <= $1 LIMIT $2)", ms(now), limit)
 }

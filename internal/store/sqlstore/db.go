@@ -465,6 +465,26 @@ func fromNullMS(v sql.NullInt64) time.Time {
 // reused: modernc would otherwise parse the SQL text on every call, which
 // dominates the cost of a write. PostgreSQL's driver caches prepared
 // statements per connection by itself.
+// purge runs one DELETE of the janitor, which deletes at most a batch of
+// rows, as a write of its own, and returns how many rows it deleted; what
+// names the rows in an error.
+func (db *DB) purge(ctx context.Context, what, query string, args ...any) (int, error) {
+	var n int
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("sqlstore: purge %s: %w", what, err)
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlstore: purge %s: %w", what, err)
+		}
+		n = int(k)
+		return nil
+	})
+	return n, err
+}
+
 func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
 	if st := db.prepared(ctx, query); st != nil {
 		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)

@@ -304,21 +304,8 @@ func nonEmpty(ids []string) []string {
 
 // PurgeRevocations implements store.RevocationStore.
 func (db *DB) PurgeRevocations(ctx context.Context, now time.Time, limit int) (int, error) {
-	var n int
-	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE expires_at <= $1 ORDER BY seq LIMIT $2)",
-			ms(now.Add(-store.RevocationGrace)), limit)
-		if err != nil {
-			return fmt.Errorf("sqlstore: purge revocations: %w", err)
-		}
-		k, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("sqlstore: purge revocations: %w", err)
-		}
-		n = int(k)
-		return nil
-	})
-	return n, err
+	return db.purge(ctx, "revocations", "DELETE FROM revocations WHERE seq IN (SELECT seq FROM revocations WHERE expires_at <= $1 ORDER BY seq LIMIT $2)",
+		ms(now.Add(-store.RevocationGrace)), limit)
 }
 
 // RevocationsChanged implements store.RevocationStore. The channel is

@@ -128,20 +128,7 @@ func storedIP(s string) string {
 
 // PurgeUsageFlushes implements store.Store.
 func (db *DB) PurgeUsageFlushes(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	var n int
-	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM usage_flushes WHERE id IN (SELECT id FROM usage_flushes WHERE at < $1 LIMIT $2)", ms(cutoff), limit)
-		if err != nil {
-			return fmt.Errorf("sqlstore: purge usage flushes: %w", err)
-		}
-		k, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("sqlstore: purge usage flushes: %w", err)
-		}
-		n = int(k)
-		return nil
-	})
-	return n, err
+	return db.purge(ctx, "usage flushes", "DELETE FROM usage_flushes WHERE id IN (SELECT id FROM usage_flushes WHERE at < $1 LIMIT $2)", ms(cutoff), limit)
 }
 
 // PostgreSQL writes a flush's usage in two statements, whatever its size:
