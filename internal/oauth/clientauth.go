@@ -38,6 +38,14 @@ const maxAssertionLifetime = 10 * time.Minute
 // memory would let it be replayed in the leeway.
 const assertionLeeway = 30 * time.Second
 
+// assertionPurgeDelay is how long after its end the janitor leaves an
+// assertion's id in the store. The end is what the node that accepted it
+// saw, and the janitor reads its own clock: a node whose clock runs behind
+// the janitor's still accepts the assertion for the difference, and must
+// still find its id. An expired id is recorded anew when used again, so
+// keeping it longer changes nothing else.
+const assertionPurgeDelay = time.Hour
+
 // authenticateClient authenticates the client of a token, device
 // authorization or revocation request (RFC 6749 §2.3). Exactly one method
 // may be used; it must be the one the client registered.

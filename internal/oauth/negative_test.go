@@ -514,14 +514,65 @@ func TestClientAssertionIsSingleUseAcrossNodes(t *testing.T) {
 				}
 			}
 
-			// Both ids live until exp + the leeway (30 s); then the janitor
-			// deletes them, and nothing else.
+			// Both ids live until exp + the leeway (30 s); the janitor
+			// deletes them an hour after that (for nodes whose clocks run
+			// behind its own), and nothing else.
 			if n, err := a.oauth.PurgeExpired(context.Background()); err != nil || n != 0 {
 				t.Errorf("PurgeExpired while the assertions live = %d, %v; want 0", n, err)
 			}
-			a.clock.Advance(time.Minute + 31*time.Second)
+			a.clock.Advance(time.Minute + 31*time.Second + 59*time.Minute)
+			if n, err := a.oauth.PurgeExpired(context.Background()); err != nil || n != 0 {
+				t.Errorf("PurgeExpired within the hour after the assertions expired = %d, %v; want 0", n, err)
+			}
+			a.clock.Advance(time.Minute)
 			if n, err := a.oauth.PurgeExpired(context.Background()); err != nil || n != 2 {
-				t.Errorf("PurgeExpired after the assertions expired = %d, %v; want 2", n, err)
+				t.Errorf("PurgeExpired an hour after the assertions expired = %d, %v; want 2", n, err)
+			}
+		})
+	}
+}
+
+// TestClientAssertionReplayAfterJanitorOfSkewedNode: nodes of a cluster
+// read their own clocks. A node whose clock runs ahead must not purge an
+// assertion id at its own exp + leeway while a node whose clock is behind
+// still accepts the assertion: replayed to that node, it would be
+// accepted a second time (RFC 7523 §3).
+func TestClientAssertionReplayAfterJanitorOfSkewedNode(t *testing.T) {
+	t.Parallel()
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			dsn := filepath.Join(t.TempDir(), "cluster.db")
+			if backend == "postgres" {
+				dsn = storetest.PostgresDSN(t) // skips without JETON_TEST_POSTGRES_DSN
+			}
+			a := newEnv(t, envOptions{dsn: dsn})
+			b := newEnv(t, envOptions{dsn: dsn})
+			const skew = 2 * time.Second
+			a.clock.Advance(skew) // a's clock runs 2 s ahead of b's
+			key := newClientKey(t, "k1")
+			c, _ := a.client(func(p *oauth.ClientParams) { p.AuthMethod = oauth.AuthPrivateKeyJWT; p.JWKS = key.jwks })
+			aud := jwt.Audience{a.url + "/oauth2/token", b.url + "/oauth2/token"}
+			exp := b.clock.Now().Truncate(time.Second).Add(time.Minute)
+			form, err := key.assertionFormFor(c.ID, aud, "jti-skew", exp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status, m, _ := b.postForm("/oauth2/token", form, "", ""); status != 200 {
+				t.Fatalf("first use at b: %d %v", status, m)
+			}
+			// b is 1 s inside the 30 s leeway; a is past it, and its
+			// janitor runs.
+			d := exp.Add(29 * time.Second).Sub(b.clock.Now())
+			a.clock.Advance(d)
+			b.clock.Advance(d)
+			if _, err := a.oauth.PurgeExpired(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			status, m, _ := b.postForm("/oauth2/token", form, "", "")
+			desc, _ := m["error_description"].(string)
+			if status != 401 || !strings.Contains(desc, "already used") {
+				t.Errorf("replay at b, inside its leeway, after a's janitor: %d %v, want 401 already used", status, m)
 			}
 		})
 	}

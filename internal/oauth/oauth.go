@@ -263,14 +263,16 @@ func (s *Server) janitorLoop() {
 
 // PurgeExpired deletes used and expired codes, refresh tokens and revoked
 // grants older than the retention period, and the ids of client
-// assertions that can no longer be accepted, in bounded batches.
+// assertions that no node can accept any more, in bounded batches.
 func (s *Server) PurgeExpired(ctx context.Context) (int, error) {
 	now := s.cfg.Now()
 	cutoff := now.Add(-s.cfg.Retention)
 	total := 0
 	for _, purge := range []func() (int, error){
 		func() (int, error) { return s.store.PurgeGrants(ctx, cutoff, janitorBatch) },
-		func() (int, error) { return s.store.PurgeClientAssertions(ctx, now, janitorBatch) },
+		func() (int, error) {
+			return s.store.PurgeClientAssertions(ctx, now.Add(-assertionPurgeDelay), janitorBatch)
+		},
 	} {
 		for {
 			n, err := purge()
