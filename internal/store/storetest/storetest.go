@@ -701,28 +701,26 @@ func testUsageFlushAppliedOnce(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	check("after the flush", 3, 1, 3, 97)
-	var wg sync.WaitGroup
-	for range 10 {
-		wg.Go(func() {
-			if err := s.RecordUsage(ctx, f); err != nil {
-				t.Errorf("the flush sent again: %v", err)
-			}
-		})
+	// sendAtOnce sends f n times concurrently.
+	sendAtOnce := func(what string, f store.UsageFlush, n int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				if err := s.RecordUsage(ctx, f); err != nil {
+					t.Errorf("%s: %v", what, err)
+				}
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	sendAtOnce("the flush sent again", f, 10)
 	check("after sending it again ten times", 3, 1, 3, 97)
 
 	// Of one new flush sent 20 times at once, one is applied.
 	g := f
 	g.ID = "node-a/2"
-	for range 20 {
-		wg.Go(func() {
-			if err := s.RecordUsage(ctx, g); err != nil {
-				t.Errorf("a new flush sent concurrently: %v", err)
-			}
-		})
-	}
-	wg.Wait()
+	sendAtOnce("a new flush sent concurrently", g, 20)
 	check("after a second flush, sent 20 times at once", 6, 2, 6, 94)
 
 	// The same id from another node would be a bug of the caller, but
