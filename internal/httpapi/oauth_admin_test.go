@@ -167,11 +167,14 @@ func (e *oauthEnv) oauthSnapshot(t *testing.T) string {
 }
 
 // createClient registers a client through the API; body's fields override
-// a confidential client_credentials client of acme.
+// a confidential client_credentials client of acme. It moves the clock on
+// by a millisecond, so that clients created one after the other list in
+// that order: IDs sort by their millisecond only.
 func (e *oauthEnv) createClient(t *testing.T, body string) clientJSON {
 	t.Helper()
 	var c clientJSON
 	e.mustDo(t, "POST", "/v1/clients", e.admin, body, 201, &c)
+	e.clock.Advance(time.Millisecond)
 	return c
 }
 
