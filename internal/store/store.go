@@ -26,6 +26,10 @@ var (
 	// ErrBusy is returned when a write gave up waiting for a lock that
 	// another transaction held. It changed nothing and may be retried.
 	ErrBusy = errors.New("store: busy")
+	// ErrRefused wraps the error of a write the database answered with an
+	// error: nothing of it was written. A write that failed otherwise (the
+	// connection broke) may have been committed.
+	ErrRefused = errors.New("store: write refused")
 )
 
 // API is a resource server that tokens are issued for.
@@ -247,7 +251,8 @@ type Store interface {
 	// longer exist are dropped, and so are quota deltas for another quota
 	// version than the stored one, or for an earlier period. A flush whose
 	// ID was recorded before changes nothing but forgetting its Written,
-	// and is not an error; an empty ID is refused.
+	// and is not an error; an empty ID is refused. An error the database
+	// answered is ErrRefused.
 	RecordUsage(ctx context.Context, f UsageFlush) error
 	// PurgeUsageFlushes forgets up to limit flush IDs recorded at (their
 	// At) before cutoff, and returns how many it forgot.

@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"runtime"
@@ -47,6 +48,9 @@ type countingStore struct {
 	// loseUsageReply is the RecordUsage call that writes and then fails,
 	// as a commit whose reply was lost does; 0 none.
 	loseUsageReply atomic.Int64
+	// refuseUsageWrites refuses every RecordUsage call, as the database
+	// answering with an error does (store.ErrRefused), without writing.
+	refuseUsageWrites atomic.Bool
 	// flushIDs are the ids of every RecordUsage call, in order.
 	mu       sync.Mutex
 	flushIDs []string
@@ -61,6 +65,9 @@ func (c *countingStore) RecordUsage(ctx context.Context, f store.UsageFlush) err
 	n := c.usageWrites.Add(1)
 	if n == c.failUsageWrite.Load() {
 		return errInjected
+	}
+	if c.refuseUsageWrites.Load() {
+		return fmt.Errorf("%w: %w", store.ErrRefused, errInjected)
 	}
 	if err := c.Store.RecordUsage(ctx, f); err != nil || n != c.loseUsageReply.Load() {
 		return err
@@ -1144,6 +1151,43 @@ func TestUsageFlushWrittenLateIsRemembered(t *testing.T) {
 		t.Fatalf("flush after the lost reply: %v", err)
 	}
 	f.wantCounted(t, c.Token.ID, 3, 97)
+}
+
+// TestUsageFlushRefusedIsMergedBack checks that the counts of a write the
+// store refused (it wrote nothing) go back into memory and out with the
+// newer ones under a new id, rather than being sent again unchanged: a
+// write refused every time would hold up every newer one.
+func TestUsageFlushRefusedIsMergedBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	q := &store.Quota{Remaining: 100}
+	c := f.create(t, Settings{Quota: &q}, 0)
+	use := func(n int) {
+		t.Helper()
+		for range n {
+			if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid {
+				t.Fatalf("verify: %v", res.Code)
+			}
+		}
+	}
+	use(3)
+	f.st.refuseUsageWrites.Store(true)
+	if err := f.svc.FlushUsage(ctx); !errors.Is(err, store.ErrRefused) {
+		t.Fatalf("flush: %v, want the refusal", err)
+	}
+	use(2)
+	f.st.refuseUsageWrites.Store(false)
+	if err := f.svc.FlushUsage(ctx); err != nil {
+		t.Fatalf("flush once the store takes the write: %v", err)
+	}
+	f.st.mu.Lock()
+	ids := slices.Clone(f.st.flushIDs)
+	f.st.mu.Unlock()
+	if len(ids) != 2 || ids[0] == ids[1] {
+		t.Errorf("flush ids %q: want the refused one, then one new write for all five uses", ids)
+	}
+	f.wantCounted(t, c.Token.ID, 5, 95)
 }
 
 // TestUsageFlushIDsAreForgotten checks that the store keeps the id of a

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -193,6 +194,34 @@ func (m *meter) drain(now time.Time, idle time.Duration) ([]store.UsageDelta, []
 	return usage, quota
 }
 
+// restore puts counts back into memory, merged with those counted since,
+// so that they are sent again under a new id (the store refused the write
+// that carried them). A quota delta waits with the finished
+// periods' for the next flush, and keeps its shard's states until then.
+func (m *meter) restore(usage []store.UsageDelta, quota []store.QuotaDelta) {
+	for _, d := range usage {
+		s := m.shard(d.TokenID)
+		s.mu.Lock()
+		c := s.usage[d.TokenID]
+		if c == nil {
+			c = &usageCounter{}
+			s.usage[d.TokenID] = c
+		}
+		c.hours = append(slices.Clip(d.Hours), c.hours...) // older hours first; the store sums duplicates
+		if d.LastUsedAt.After(c.lastUsedAt) {
+			c.lastUsedAt = d.LastUsedAt
+			c.lastUsedIP, _ = netip.ParseAddr(d.LastUsedIP)
+		}
+		s.mu.Unlock()
+	}
+	for _, q := range quota {
+		s := m.shard(q.TokenID)
+		s.mu.Lock()
+		s.staleQuota = append(s.staleQuota, q)
+		s.mu.Unlock()
+	}
+}
+
 // touch marks the quota states of the deltas in quota as active at now:
 // their consumption reached the store only now (a flush that failed at
 // first), so a record read before now may still be cached, without it,
@@ -222,9 +251,10 @@ const usageChunk = 256
 // lost), so it is not merged back into the counts: it and the writes after
 // it are kept as they are and sent first, unchanged and under the same
 // ids, by the next flush, and the store applies each once. Until they are
-// written nothing newer is drained; the counts go on in memory. The ids of
-// the writes known to be written go with the next write, and the store
-// forgets them.
+// written nothing newer is drained; the counts go on in memory. A write
+// the store refused (it wrote nothing) is merged back into memory instead
+// (failedFlush). The ids of the writes known to be written go with the
+// next write, and the store forgets them.
 func (s *Service) FlushUsage(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -234,6 +264,7 @@ func (s *Service) FlushUsage(ctx context.Context) error {
 		// keeps its id usageFlushMemory from now.
 		f.At = s.cfg.Now()
 		if err := s.store.RecordUsage(ctx, f); err != nil {
+			s.failedFlush(err, s.unsent)
 			return err
 		}
 		s.unsent = s.unsent[1:]
@@ -258,7 +289,7 @@ func (s *Service) FlushUsage(ctx context.Context) error {
 	}
 	for i, f := range flushes {
 		if err := s.store.RecordUsage(ctx, f); err != nil {
-			s.unsent = flushes[i:]
+			s.failedFlush(err, flushes[i:])
 			return err
 		}
 		if len(f.Usage) > 0 || len(f.Quota) > 0 {
@@ -266,6 +297,24 @@ func (s *Service) FlushUsage(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// failedFlush keeps the writes of a flush that failed with err, rest, the
+// failed one first, for the next flush. A write the store refused wrote
+// nothing: its counts go back into memory, where newer uses may replace
+// what failed (a write failing every time would hold up every newer one),
+// and are sent under new ids. One that failed otherwise may have been
+// committed, and is sent again unchanged.
+func (s *Service) failedFlush(err error, rest []store.UsageFlush) {
+	if !errors.Is(err, store.ErrRefused) {
+		s.unsent = rest
+		return
+	}
+	for _, f := range rest {
+		s.usage.restore(f.Usage, f.Quota)
+		s.written = append(s.written, f.Written...)
+	}
+	s.unsent = nil
 }
 
 // usageFlushMemory is how long the store keeps the id of a usage flush

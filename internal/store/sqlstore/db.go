@@ -46,6 +46,10 @@ type dialect struct {
 	skipLocked string
 	lockTable  string // fmt pattern of a statement locking a table against concurrent writers ("" on SQLite: one writer)
 	isUnique   func(error) bool
+	// answered reports whether err is the database's answer to a
+	// statement (on PostgreSQL, the server's), not a broken connection:
+	// the transaction it ended did not commit.
+	answered func(error) bool
 }
 
 var sqliteDialect = dialect{
@@ -60,6 +64,10 @@ var sqliteDialect = dialect{
 		}
 		return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	},
+	answered: func(err error) bool {
+		var se *sqlite.Error
+		return errors.As(err, &se)
+	},
 }
 
 var postgresDialect = dialect{
@@ -71,6 +79,10 @@ var postgresDialect = dialect{
 	isUnique: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"
+	},
+	answered: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe)
 	},
 }
 

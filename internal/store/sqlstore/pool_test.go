@@ -165,3 +165,34 @@ func holdLock(t *testing.T, dsn, query string, args ...any) (release func()) {
 	}
 	return release
 }
+
+// TestPostgresRefusedUsageWrite: a usage flush the server answers with an
+// error (an id PostgreSQL cannot store) is store.ErrRefused, and wrote
+// nothing, so its node may merge its counts back; a usable flush then goes
+// through.
+func TestPostgresRefusedUsageWrite(t *testing.T) {
+	t.Parallel()
+	db := openPostgresT(t, storetest.PostgresDSN(t))
+	ctx := context.Background()
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	api := store.API{ID: ids.New(ids.API, at), Name: "acme", Identifier: "https://acme.example.com", Scopes: []string{"read"}, KeyPrefix: "jtp", CreatedAt: at, UpdatedAt: at}
+	if err := db.CreateAPI(ctx, api, store.AuditEvent{Time: at, Actor: "test", Action: "api.create"}); err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := tokenfmt.Generate("jtp")
+	tok := store.Token{ID: ids.New(ids.Token, at), APIID: api.ID, Name: "k", Subject: "s", Hint: tokenfmt.Hint(secret), CreatedAt: at, UpdatedAt: at}
+	if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Time: at, Actor: "test", Action: "token.create"}); err != nil {
+		t.Fatal(err)
+	}
+	usage := []store.UsageDelta{{TokenID: tok.ID, Hours: []store.UsageHour{{Hour: at, Allowed: 1}}, LastUsedAt: at}}
+	err := db.RecordUsage(ctx, store.UsageFlush{ID: "bad \xff", At: at, Usage: usage})
+	if !errors.Is(err, store.ErrRefused) {
+		t.Fatalf("RecordUsage with an id PostgreSQL refuses: %v, want ErrRefused", err)
+	}
+	if err := db.RecordUsage(ctx, store.UsageFlush{ID: "good", At: at, Usage: usage}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.GetToken(ctx, tok.ID); err != nil || got.UseCount != 1 {
+		t.Errorf("use count %d, %v; want 1: the refused flush wrote nothing", got.UseCount, err)
+	}
+}

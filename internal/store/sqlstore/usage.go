@@ -44,7 +44,7 @@ func (db *DB) RecordUsage(ctx context.Context, f store.UsageFlush) error {
 		usage[i] = u
 	}
 	quota := f.Quota
-	return db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if len(f.Written) > 0 {
 			written := make([]any, len(f.Written))
 			for i, id := range f.Written {
@@ -112,6 +112,10 @@ func (db *DB) RecordUsage(ctx context.Context, f store.UsageFlush) error {
 		}
 		return nil
 	})
+	if err != nil && db.d.answered(err) {
+		return fmt.Errorf("%w: %w", store.ErrRefused, err)
+	}
+	return err
 }
 
 // storedIP is the last-use address as stored: an IP address without its
