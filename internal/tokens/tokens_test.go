@@ -75,6 +75,13 @@ func (c *countingStore) RecordUsage(ctx context.Context, f store.UsageFlush) err
 	return errInjected
 }
 
+// ids returns the ids of the RecordUsage calls so far, in order.
+func (c *countingStore) ids() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.flushIDs)
+}
+
 func (c *countingStore) LookupToken(ctx context.Context, h tokenfmt.Hash) (store.Token, time.Time, error) {
 	c.lookups.Add(1)
 	return c.Store.LookupToken(ctx, h)
@@ -124,6 +131,16 @@ func (f *fixture) verify(t testing.TB, req Request) Result {
 		t.Fatalf("Verify: %v", err)
 	}
 	return res
+}
+
+// use verifies secret n times, each of which must be valid.
+func (f *fixture) use(t testing.TB, secret string, n int) {
+	t.Helper()
+	for range n {
+		if res := f.verify(t, Request{Token: secret}); res.Code != Valid {
+			t.Fatalf("verify: %v", res.Code)
+		}
+	}
 }
 
 // wantCounted checks the use count and the remaining quota the store has
@@ -1082,26 +1099,16 @@ func TestUsageFlushWithALostReply(t *testing.T) {
 	ctx := context.Background()
 	q := &store.Quota{Remaining: 100}
 	c := f.create(t, Settings{Quota: &q}, 0)
-	use := func(n int) {
-		t.Helper()
-		for range n {
-			if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid {
-				t.Fatalf("verify: %v", res.Code)
-			}
-		}
-	}
-	use(3)
+	f.use(t, c.Secret, 3)
 	f.st.loseUsageReply.Store(f.st.usageWrites.Load() + 1)
 	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
 		t.Fatalf("flush with a lost reply: %v, want the injected failure", err)
 	}
-	use(2) // counted meanwhile, flushed after the lost one
+	f.use(t, c.Secret, 2) // counted meanwhile, flushed after the lost one
 	if err := f.svc.FlushUsage(ctx); err != nil {
 		t.Fatalf("flush after the lost reply: %v", err)
 	}
-	f.st.mu.Lock()
-	ids := slices.Clone(f.st.flushIDs)
-	f.st.mu.Unlock()
+	ids := f.st.ids()
 	if len(ids) != 3 || ids[0] != ids[1] || ids[2] == ids[0] {
 		t.Errorf("flush ids %q: want the lost one twice, then a new one", ids)
 	}
@@ -1130,11 +1137,7 @@ func TestUsageFlushWrittenLateIsRemembered(t *testing.T) {
 	ctx := context.Background()
 	q := &store.Quota{Remaining: 100}
 	c := f.create(t, Settings{Quota: &q}, 0)
-	for range 3 {
-		if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid {
-			t.Fatalf("verify: %v", res.Code)
-		}
-	}
+	f.use(t, c.Secret, 3)
 	f.st.failUsageWrite.Store(f.st.usageWrites.Load() + 1)
 	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
 		t.Fatalf("flush with the store down: %v", err)
@@ -1163,27 +1166,17 @@ func TestUsageFlushRefusedIsMergedBack(t *testing.T) {
 	ctx := context.Background()
 	q := &store.Quota{Remaining: 100}
 	c := f.create(t, Settings{Quota: &q}, 0)
-	use := func(n int) {
-		t.Helper()
-		for range n {
-			if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid {
-				t.Fatalf("verify: %v", res.Code)
-			}
-		}
-	}
-	use(3)
+	f.use(t, c.Secret, 3)
 	f.st.refuseUsageWrites.Store(true)
 	if err := f.svc.FlushUsage(ctx); !errors.Is(err, store.ErrRefused) {
 		t.Fatalf("flush: %v, want the refusal", err)
 	}
-	use(2)
+	f.use(t, c.Secret, 2)
 	f.st.refuseUsageWrites.Store(false)
 	if err := f.svc.FlushUsage(ctx); err != nil {
 		t.Fatalf("flush once the store takes the write: %v", err)
 	}
-	f.st.mu.Lock()
-	ids := slices.Clone(f.st.flushIDs)
-	f.st.mu.Unlock()
+	ids := f.st.ids()
 	if len(ids) != 2 || ids[0] == ids[1] {
 		t.Errorf("flush ids %q: want the refused one, then one new write for all five uses", ids)
 	}
