@@ -31,27 +31,15 @@ func decodeVerifyFast(b []byte, req *VerifyRequest) bool {
 			p.ws()
 			switch key {
 			case "token":
-				if seenToken {
-					return false
-				}
-				seenToken = true
-				if req.Token, ok = p.str(); !ok {
+				if !p.strOnce(&seenToken, &req.Token) {
 					return false
 				}
 			case "api":
-				if seenAPI {
-					return false
-				}
-				seenAPI = true
-				if req.API, ok = p.str(); !ok {
+				if !p.strOnce(&seenAPI, &req.API) {
 					return false
 				}
 			case "client_ip":
-				if seenIP {
-					return false
-				}
-				seenIP = true
-				if req.ClientIP, ok = p.str(); !ok {
+				if !p.strOnce(&seenIP, &req.ClientIP) {
 					return false
 				}
 			case "scopes":
@@ -100,6 +88,19 @@ func decodeVerifyFast(b []byte, req *VerifyRequest) bool {
 type parser struct {
 	b []byte
 	i int
+}
+
+// strOnce reads a plain string into dst, as a member that *seen says
+// whether the object had before; false for a second one, or no plain
+// string.
+func (p *parser) strOnce(seen *bool, dst *string) bool {
+	if *seen {
+		return false
+	}
+	*seen = true
+	var ok bool
+	*dst, ok = p.str()
+	return ok
 }
 
 func (p *parser) ws() {
