@@ -720,7 +720,11 @@ func (s *Service) UpdateToken(ctx context.Context, id string, set Settings, by A
 	}
 	s.cache.invalidate(hashes...)
 	if set.Quota != nil {
-		s.usage.forget(id)
+		var version int64
+		if tok.Quota != nil {
+			version = tok.Quota.Version
+		}
+		s.usage.forget(id, version)
 	}
 	if set.RateLimit != nil {
 		if m, ok := s.cfg.Limiter.(interface{ Forget(string) }); ok {

@@ -1223,6 +1223,191 @@ func TestUsageFlushIDsAreForgotten(t *testing.T) {
 	}
 }
 
+// TestUsageFlushLostReplyThenRefusedCountsOnce checks that a flush whose
+// first try was committed with a lost reply, and whose next try the store
+// refuses, is not merged back into memory and sent under a new id: its
+// first try is already in the store, so that would count it twice.
+func TestUsageFlushLostReplyThenRefusedCountsOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	q := &store.Quota{Remaining: 100}
+	c := f.create(t, Settings{Quota: &q}, 0)
+	f.use(t, c.Secret, 3)
+	f.st.loseUsageReply.Store(f.st.usageWrites.Load() + 1)
+	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
+		t.Fatalf("flush with a lost reply: %v, want the injected failure", err)
+	}
+	f.st.refuseUsageWrites.Store(true)
+	if err := f.svc.FlushUsage(ctx); !errors.Is(err, store.ErrRefused) {
+		t.Fatalf("flush refused: %v, want the refusal", err)
+	}
+	f.st.refuseUsageWrites.Store(false)
+	if err := f.svc.FlushUsage(ctx); err != nil {
+		t.Fatalf("flush once the store takes the write: %v", err)
+	}
+	f.wantCounted(t, c.Token.ID, 3, 97)
+}
+
+// TestQuotaRefusedFlushKeepsStateUntilCacheCatchesUp checks that the quota
+// counter of a token whose consumption was refused by the store, and
+// written only by a later flush, is kept for the cache TTL after that
+// write, as it is after a write whose reply was lost: a record read from
+// the store before the write may be cached that long, without the
+// consumption, and a counter rebuilt from it would spend the quota again.
+func TestQuotaRefusedFlushKeepsStateUntilCacheCatchesUp(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	ttl := f.svc.cfg.CacheTTL
+	q := &store.Quota{Remaining: 100}
+	c := f.create(t, Settings{Scopes: []string{"read"}, Quota: &q}, 0)
+	f.use(t, c.Secret, 5) // 95 left
+	f.st.refuseUsageWrites.Store(true)
+	if err := f.svc.FlushUsage(ctx); !errors.Is(err, store.ErrRefused) {
+		t.Fatalf("flush: %v, want the refusal", err)
+	}
+	f.st.refuseUsageWrites.Store(false)
+	f.clock.Add(ttl + time.Millisecond)
+	// A request that spends no quota reads the token again from the store,
+	// which does not have the 5 uses yet.
+	if res := f.verify(t, Request{Token: c.Secret, Scopes: []string{"write"}}); res.Code != InsufficientScope {
+		t.Fatalf("verify for a scope it lacks: %v", res.Code)
+	}
+	if err := f.svc.FlushUsage(ctx); err != nil { // the refused counts are written now
+		t.Fatalf("flush: %v", err)
+	}
+	f.clock.Add(time.Millisecond)
+	if err := f.svc.FlushUsage(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid || res.Quota != 94 {
+		t.Errorf("verify: %v, quota remaining %d; want valid, 94", res.Code, res.Quota)
+	}
+}
+
+// duringUsageWrite runs during, once, inside the next RecordUsage call,
+// before the write reaches the store: the write takes that long.
+type duringUsageWrite struct {
+	store.Store
+	during func()
+}
+
+func (d *duringUsageWrite) RecordUsage(ctx context.Context, f store.UsageFlush) error {
+	if fn := d.during; fn != nil {
+		d.during = nil
+		fn()
+	}
+	return d.Store.RecordUsage(ctx, f)
+}
+
+// TestQuotaStateOutlivesARecordReadDuringItsWrite checks that a quota
+// counter is kept for the cache TTL after its consumption was written,
+// not after it was drained: a record read from the store while the write
+// was under way, without the consumption, stays cached for the TTL from
+// its read, and a counter rebuilt from it would spend the quota again.
+func TestQuotaStateOutlivesARecordReadDuringItsWrite(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	w := &duringUsageWrite{Store: f.st.Store}
+	svc, err := New(ctx, Config{Store: w, Now: f.clock.Now, UsageFlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close(ctx)
+	ttl := svc.cfg.CacheTTL
+	q := &store.Quota{Remaining: 100}
+	c, err := svc.CreateToken(ctx, CreateParams{API: f.api.ID, Settings: Settings{Scopes: []string{"read"}, Quota: &q}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if res, _ := svc.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid {
+			t.Fatalf("verify: %v", res.Code)
+		}
+	}
+	f.clock.Add(ttl - time.Second) // the cached record is about to age out
+	w.during = func() {
+		f.clock.Add(2 * time.Second) // the write takes 2s
+		// Meanwhile a request that spends no quota reads the token again.
+		if res, _ := svc.Verify(ctx, &Request{Token: c.Secret, Scopes: []string{"write"}}); res.Code != InsufficientScope {
+			t.Errorf("verify during the write: %v", res.Code)
+		}
+	}
+	if err := svc.FlushUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(ttl - 2*time.Second + time.Millisecond) // TTL after the drain, less than TTL after the read
+	if err := svc.FlushUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := svc.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid || res.Quota != 94 {
+		t.Errorf("verify: %v, quota remaining %d; want valid, 94", res.Code, res.Quota)
+	}
+}
+
+// afterTokenUpdate runs after, once, when the next UpdateToken has
+// committed and before it returns: a request served meanwhile.
+type afterTokenUpdate struct {
+	store.Store
+	after func()
+}
+
+func (a *afterTokenUpdate) UpdateToken(ctx context.Context, id string, update func(*store.Token) error, ev store.AuditEvent) (store.Token, []tokenfmt.Hash, error) {
+	tok, hashes, err := a.Store.UpdateToken(ctx, id, update, ev)
+	if fn := a.after; fn != nil && err == nil {
+		a.after = nil
+		fn()
+	}
+	return tok, hashes, err
+}
+
+// TestQuotaSetKeepsConsumptionOfTheNewQuota checks that a verification
+// served between the commit of a quota update and the end of UpdateToken,
+// which already counts against the new quota (it read the token after
+// the commit), is not forgotten with the replaced quota's counter: the
+// node would hand out that unit of the new quota again.
+func TestQuotaSetKeepsConsumptionOfTheNewQuota(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	w := &afterTokenUpdate{Store: f.st.Store}
+	svc, err := New(ctx, Config{Store: w, Now: f.clock.Now, UsageFlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close(ctx)
+	q := &store.Quota{Remaining: 1000}
+	c, err := svc.CreateToken(ctx, CreateParams{API: f.api.ID, Settings: Settings{Quota: &q}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := svc.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid || res.Quota != 999 {
+		t.Fatalf("verify: %v, quota %d", res.Code, res.Quota)
+	}
+	w.after = func() {
+		// The cached record aged out: this request reads the updated token.
+		f.clock.Add(svc.cfg.CacheTTL)
+		if res, _ := svc.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid || res.Quota != 9 {
+			t.Errorf("verify right after the commit: %v, quota %d; want valid, 9", res.Code, res.Quota)
+		}
+	}
+	ten := &store.Quota{Remaining: 10}
+	if _, err := svc.UpdateToken(ctx, c.Token.ID, Settings{Quota: &ten}, Actor{ID: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := svc.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid || res.Quota != 8 {
+		t.Errorf("verify after the update: %v, quota remaining %d; want valid, 8", res.Code, res.Quota)
+	}
+	if err := svc.FlushUsage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := svc.GetToken(ctx, c.Token.ID); got.Quota.Remaining != 8 {
+		t.Errorf("stored quota after the flush: %d, want 8", got.Quota.Remaining)
+	}
+}
+
 // TestFlushUsageInChunks checks that a flush writes the usage of many
 // tokens in several bounded writes, and that when one of them fails the
 // counts it and the later ones carried are kept for the next flush, while

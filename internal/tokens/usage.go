@@ -146,13 +146,18 @@ func (st *quotaState) delta(id string) store.QuotaDelta {
 	return store.QuotaDelta{TokenID: id, PeriodStart: st.periodStart, RefillAmount: st.amount, Consumed: st.consumed, Version: st.version}
 }
 
-// forget drops the in-memory state of token id (its quota was set). Its
-// unflushed consumption was counted against the replaced quota version,
-// which the store no longer has: it is dropped with it.
-func (m *meter) forget(id string) {
+// forget drops the in-memory state of token id if it was built from a
+// quota older than version (the quota was set, and the store now has
+// version; 0 when the quota was removed). Its unflushed consumption was
+// counted against the replaced quota, which the store no longer has: it is
+// dropped with it. A state of version or later is kept: a verification
+// that read the token after the change already counts against it.
+func (m *meter) forget(id string, version int64) {
 	s := m.shard(id)
 	s.mu.Lock()
-	delete(s.quota, id)
+	if st := s.quota[id]; st != nil && (version == 0 || st.version < version) {
+		delete(s.quota, id)
+	}
 	s.mu.Unlock()
 }
 
@@ -223,9 +228,9 @@ func (m *meter) restore(usage []store.UsageDelta, quota []store.QuotaDelta) {
 }
 
 // touch marks the quota states of the deltas in quota as active at now:
-// their consumption reached the store only now (a flush that failed at
-// first), so a record read before now may still be cached, without it,
-// for the cache TTL.
+// their consumption reached the store only now, so a record read before
+// now (during the write, or while a failed write waited to be sent again)
+// may still be cached, without it, for the cache TTL.
 func (m *meter) touch(quota []store.QuotaDelta, now time.Time) {
 	ns := now.UnixNano()
 	for _, q := range quota {
@@ -251,10 +256,12 @@ const usageChunk = 256
 // lost), so it is not merged back into the counts: it and the writes after
 // it are kept as they are and sent first, unchanged and under the same
 // ids, by the next flush, and the store applies each once. Until they are
-// written nothing newer is drained; the counts go on in memory. A write
-// the store refused (it wrote nothing) is merged back into memory instead
-// (failedFlush). The ids of the writes known to be written go with the
-// next write, and the store forgets them.
+// written nothing newer is drained; the counts go on in memory. A kept
+// write stays kept whatever its next tries answer: a try the store refused
+// wrote nothing, but an earlier one may have. A write refused at its first
+// try (it wrote nothing) is merged back into memory instead (failedFlush).
+// The ids of the writes known to be written go with the next write, and
+// the store forgets them.
 func (s *Service) FlushUsage(ctx context.Context) error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -264,14 +271,10 @@ func (s *Service) FlushUsage(ctx context.Context) error {
 		// keeps its id usageFlushMemory from now.
 		f.At = s.cfg.Now()
 		if err := s.store.RecordUsage(ctx, f); err != nil {
-			s.failedFlush(err, s.unsent)
 			return err
 		}
 		s.unsent = s.unsent[1:]
-		if len(f.Usage) > 0 || len(f.Quota) > 0 {
-			s.written = append(s.written, f.ID)
-		}
-		s.usage.touch(f.Quota, s.cfg.Now())
+		s.wrote(f)
 	}
 	s.unsent = nil
 	now := s.cfg.Now()
@@ -292,19 +295,27 @@ func (s *Service) FlushUsage(ctx context.Context) error {
 			s.failedFlush(err, flushes[i:])
 			return err
 		}
-		if len(f.Usage) > 0 || len(f.Quota) > 0 {
-			s.written = append(s.written, f.ID)
-		}
+		s.wrote(f)
 	}
 	return nil
 }
 
-// failedFlush keeps the writes of a flush that failed with err, rest, the
-// failed one first, for the next flush. A write the store refused wrote
-// nothing: its counts go back into memory, where newer uses may replace
-// what failed (a write failing every time would hold up every newer one),
-// and are sent under new ids. One that failed otherwise may have been
-// committed, and is sent again unchanged.
+// wrote records that flush write f is in the store.
+func (s *Service) wrote(f store.UsageFlush) {
+	if len(f.Usage) > 0 || len(f.Quota) > 0 {
+		s.written = append(s.written, f.ID)
+	}
+	// A record read from the store before this write, without its
+	// consumption, may be cached for the cache TTL from its read: the
+	// states it went to must outlive it (drain).
+	s.usage.touch(f.Quota, s.cfg.Now())
+}
+
+// failedFlush keeps the writes of a flush that failed with err at its
+// first try, rest, the failed one first, for the next flush. A write the
+// store refused wrote nothing: its counts go back into memory, merged with
+// newer ones, and are sent under new ids. One that failed otherwise may
+// have been committed, and is sent again unchanged.
 func (s *Service) failedFlush(err error, rest []store.UsageFlush) {
 	if !errors.Is(err, store.ErrRefused) {
 		s.unsent = rest
