@@ -18,7 +18,7 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) error {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="jeton", error="`+code+`"`)
 	}
-	return writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+	return writeJSON(w, status, map[string]string{"error": code, "error_description": oauth.ErrorDescription(desc)})
 }
 
 func writeOAuthError(w http.ResponseWriter, status int, code, desc string) bool {

@@ -30,7 +30,8 @@ type authRequest struct {
 	nonce       string
 	challenge   string
 	prompt      map[string]bool
-	maxAge      int64 // seconds, at most maxMaxAge; -1: not given
+	maxAge      int64  // seconds, at most maxMaxAge; -1: not given
+	hintSubject string // the user an id_token_hint names; "" without one
 }
 
 // maxMaxAge caps max_age, in seconds, so that it converts to a
@@ -51,11 +52,30 @@ type pageError struct {
 
 func (e *pageError) Error() string { return "oauth: " + e.message }
 
-// parseAuthRequest validates an authorization request. Errors before the
-// redirect URI is known are *pageError; later ones are *Error to be sent
-// to the redirect URI.
-func (s *Server) parseAuthRequest(ctx context.Context, f form) (*authRequest, error) {
-	ar := &authRequest{params: f, state: f.get("state"), nonce: f.get("nonce"), maxAge: -1}
+// authParams are the parameters of an authorization request that Jeton
+// reads. The others are ignored (RFC 6749 §3.1) and not carried through
+// the sign-in and consent forms.
+var authParams = []string{"client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
+	"code_challenge", "code_challenge_method", "resource", "prompt", "max_age", "response_mode",
+	"id_token_hint", "request", "request_uri"}
+
+// authRequestOf returns the parameters of f that are authParams.
+func authRequestOf(f form) form {
+	out := form{}
+	for _, k := range authParams {
+		if v, ok := f[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// authTarget identifies the client of an authorization request and where
+// to answer it, from client_id, redirect_uri and state. Its errors are
+// *pageError: without a valid client and redirect URI, the answer cannot
+// go back (RFC 6749 §4.1.2.1).
+func (s *Server) authTarget(ctx context.Context, f form) (*authRequest, error) {
+	ar := &authRequest{state: f.get("state"), maxAge: -1}
 	id := f.get("client_id")
 	if id == "" {
 		return nil, &pageError{http.StatusBadRequest, "Invalid request", "The application did not say who it is (client_id is missing)."}
@@ -84,6 +104,19 @@ func (s *Server) parseAuthRequest(ctx context.Context, f form) (*authRequest, er
 	default:
 		return nil, &pageError{http.StatusBadRequest, "Invalid request", "The application did not say where to send you back (redirect_uri is missing)."}
 	}
+	return ar, nil
+}
+
+// parseAuthRequest validates an authorization request. Errors before the
+// redirect URI is known are *pageError; later ones are *Error to be sent
+// to the redirect URI.
+func (s *Server) parseAuthRequest(ctx context.Context, f form) (*authRequest, error) {
+	ar, err := s.authTarget(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	c := *ar.client
+	ar.params, ar.nonce = f, f.get("nonce")
 	// From here on, errors go back to the client.
 	if rt := f.get("response_type"); rt != "code" {
 		if rt == "" {
@@ -113,7 +146,7 @@ func (s *Server) parseAuthRequest(ctx context.Context, f form) (*authRequest, er
 	case ar.challenge != "" && (len(ar.challenge) != 43 || !validVerifier(ar.challenge)):
 		return ar, badRequest("code_challenge must be the base64url SHA-256 of the verifier (43 characters)")
 	}
-	if ar.api, err = s.selectAPI(ctx, &c, f.get("resource")); err != nil {
+	if ar.api, err = s.selectAPI(ctx, &c, f); err != nil {
 		return ar, err
 	}
 	if ar.scopes, err = selectScopes(&c, ar.api, f.get("scope"), true); err != nil {
@@ -140,6 +173,13 @@ func (s *Server) parseAuthRequest(ctx context.Context, f form) (*authRequest, er
 		}
 		ar.maxAge = int64(min(n, maxMaxAge))
 	}
+	if hint := f.get("id_token_hint"); hint != "" {
+		claims, err := s.verifyHint(hint)
+		if err != nil {
+			return ar, badRequest("id_token_hint is not an ID token this server issued")
+		}
+		ar.hintSubject = claims.Subject
+	}
 	return ar, nil
 }
 
@@ -162,7 +202,7 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, ar *authReques
 func (s *Server) redirectError(w http.ResponseWriter, r *http.Request, ar *authRequest, e *Error) {
 	v := url.Values{"error": {e.Code}}
 	if e.Description != "" {
-		v.Set("error_description", e.Description)
+		v.Set("error_description", ErrorDescription(e.Description))
 	}
 	s.redirect(w, r, ar, v)
 }
@@ -180,9 +220,19 @@ func (s *Server) Authorize() http.Handler {
 // as a form, or, if it carries a CSRF token or a decision, the endpoint's
 // own form (consent, sign-out question), whose CSRF token must check. It
 // reports whether the request is the endpoint's own form; when ok is
-// false it has answered.
-func (s *Server) entryForm(w http.ResponseWriter, r *http.Request) (f form, submitted, ok bool) {
-	f, err := parseForm(w, r)
+// false it has answered. Parameters that do not parse (repeated,
+// oversized, too many) are answered by malformed if it is not nil, with
+// the raw parameters and the error, else on an error page.
+func (s *Server) entryForm(w http.ResponseWriter, r *http.Request, malformed func(raw string, err *Error)) (f form, submitted, ok bool) {
+	raw, err := readParams(w, r)
+	if err == nil {
+		f, err = parseParams(raw)
+		var oe *Error
+		if err != nil && malformed != nil && errors.As(err, &oe) {
+			malformed(raw, oe)
+			return nil, false, false
+		}
+	}
 	if err != nil {
 		s.showError(w, err)
 		return nil, false, false
@@ -201,17 +251,16 @@ func (s *Server) refuseForm(w http.ResponseWriter) {
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	f, submitted, ok := s.entryForm(w, r)
+	params, submitted, ok := s.entryForm(w, r, func(raw string, err *Error) { s.malformedAuthRequest(w, r, raw, err) })
 	if !ok {
 		return
 	}
 	ctx := r.Context()
-	// The request travels on through the login form's return_to and the
-	// consent form's fields, which the pages bound.
-	if len(withoutLoginDemands(f)) > web.MaxFieldBytes-len("/oauth2/authorize?") {
-		s.message(w, http.StatusBadRequest, "Invalid request", "The application's request is too large.")
-		return
+	decision := ""
+	if submitted {
+		decision = params.get("decision")
 	}
+	f := authRequestOf(params)
 	ar, err := s.parseAuthRequest(ctx, f)
 	if err != nil {
 		var oe *Error
@@ -222,19 +271,24 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.showError(w, err)
 		return
 	}
+	// The request travels on through the login form's return_to and the
+	// consent form's fields, which the pages bound.
+	if len(withoutLoginDemands(f)) > web.MaxFieldBytes-len("/oauth2/authorize?") {
+		s.redirectError(w, r, ar, badRequest("the request is too large"))
+		return
+	}
 	user, sess, ok := s.sessionUser(ctx, r)
 	fresh := ok && (ar.maxAge < 0 || s.cfg.Now().Sub(sess.AuthTime) <= time.Duration(ar.maxAge)*time.Second)
-	if !fresh || ar.prompt["login"] || ar.prompt["select_account"] {
+	// An id_token_hint naming another user than the signed-in one asks for
+	// that user's sign-in (OIDC Core §3.1.2.1).
+	otherUser := ok && ar.hintSubject != "" && ar.hintSubject != user.ID
+	if !fresh || otherUser || ar.prompt["login"] || ar.prompt["select_account"] {
 		if ar.prompt["none"] {
 			s.redirectError(w, r, ar, oerr(http.StatusBadRequest, errLoginRequired, "the user is not signed in"))
 			return
 		}
 		s.showLogin(w, r, "/oauth2/authorize?"+withoutLoginDemands(f), ar.client.Name, "", "", http.StatusOK)
 		return
-	}
-	decision := ""
-	if submitted {
-		decision = f.get("decision")
 	}
 	switch decision {
 	case "deny":
@@ -273,17 +327,46 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	s.redirect(w, r, ar, url.Values{"code": {code}})
 }
 
+// malformedAuthRequest answers an authorization request whose parameters
+// did not parse with err: at the client's redirect URI (RFC 6749
+// §4.1.2.1: a repeated or malformed parameter is invalid_request, and
+// several resources are invalid_target) when client_id and redirect_uri
+// (if sent) are each there once and valid, and on a page otherwise, as for
+// any request that cannot be answered at a redirect URI.
+func (s *Server) malformedAuthRequest(w http.ResponseWriter, r *http.Request, raw string, err *Error) {
+	vals, perr := url.ParseQuery(raw)
+	target := form{}
+	for _, k := range []string{"client_id", "redirect_uri", "state"} {
+		switch v := vals[k]; {
+		case len(v) == 1 && v[0] != "" && len(v[0]) <= MaxParamLen:
+			target[k] = v
+		case len(v) > 0 && k != "state":
+			perr = err // sent, but not one usable value: no known target
+		}
+	}
+	if perr != nil {
+		s.showError(w, err)
+		return
+	}
+	ar, terr := s.authTarget(r.Context(), target)
+	if terr != nil {
+		s.showError(w, terr)
+		return
+	}
+	s.redirectError(w, r, ar, err)
+}
+
 // withoutLoginDemands re-encodes an authorization request for the login
 // form's return_to, without what signing in satisfies: prompt=login or
-// select_account, and max_age (the sign-in is as recent as can be, but
-// with max_age=0 any time after it would be too old, and the user would be
-// sent back to the login page forever). Without the consent form's fields
-// too.
+// select_account, max_age (the sign-in is as recent as can be, but with
+// max_age=0 any time after it would be too old, and the user would be sent
+// back to the login page forever), and id_token_hint (the user chose whom
+// to sign in as). Without the consent form's fields too.
 func withoutLoginDemands(f form) string {
 	v := url.Values{}
 	for k, vals := range f {
 		switch k {
-		case "decision", "csrf", "max_age":
+		case "decision", "csrf", "max_age", "id_token_hint":
 			continue
 		case "prompt":
 			var keep []string

@@ -89,7 +89,7 @@ func (s *Server) deviceAuthorization(w http.ResponseWriter, r *http.Request) err
 	if !slices.Contains(c.GrantTypes, GrantDeviceCode) {
 		return oerr(http.StatusBadRequest, errUnauthorizedClient, "the client may not use the device flow")
 	}
-	api, err := s.selectAPI(ctx, c, f.get("resource"))
+	api, err := s.selectAPI(ctx, c, f)
 	if err != nil {
 		return err
 	}
@@ -149,12 +149,19 @@ func (s *Server) deviceToken(ctx context.Context, c *store.Client, f form) (*Tok
 	if p, err := tokenfmt.Parse(dc); err != nil || p != tokenfmt.PrefixDeviceCode {
 		return nil, invalidGrant("the device code is invalid")
 	}
+	requested, err := s.requestedAPI(ctx, c, f)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	var outcome string
 	var grant *store.Grant
 	d, err := s.store.UpdateDeviceCode(ctx, tokenfmt.HashOf(dc), "", func(d *store.DeviceCode) (*store.Grant, error) {
 		if d.ClientID != c.ID {
 			return nil, errWrongClient
+		}
+		if err := ofGrant(requested, d.APIID); err != nil {
+			return nil, err // changes nothing
 		}
 		if !now.Before(d.ExpiresAt) {
 			outcome = errExpiredToken
@@ -271,12 +278,24 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 		tooMany() // past the limit, a right code is not told from a wrong one
 		return
 	}
+	// The device's client and API are as they are now, not as when the
+	// device asked: an approval is never given to a client an
+	// administrator has disabled (it would hold once the client is enabled
+	// again), nor for an API that is gone.
 	e, err := s.client(ctx, d.ClientID)
+	if errors.Is(err, store.ErrNotFound) || err == nil && !e.client.DisabledAt.IsZero() {
+		s.message(w, http.StatusBadRequest, "Application disabled", "The application that asked for this code is disabled or no longer registered.")
+		return
+	}
 	if err != nil {
 		s.showError(w, err)
 		return
 	}
 	api, err := s.tokens.ResolveAPI(ctx, d.APIID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.message(w, http.StatusBadRequest, "Request unavailable", "The service this code asks access to no longer exists.")
+		return
+	}
 	if err != nil {
 		s.showError(w, err)
 		return

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/jetonhq/jeton/internal/web"
@@ -122,9 +123,42 @@ func writeError(w http.ResponseWriter, e *Error) {
 	}
 	body := map[string]string{"error": e.Code}
 	if e.Description != "" {
-		body["error_description"] = e.Description
+		body["error_description"] = ErrorDescription(e.Description)
 	}
 	writeJSON(w, e.Status, body)
+}
+
+// ErrorDescription returns s fit to send as an error_description, which
+// RFC 6749 §5.2 limits to printable ASCII without '"' and '\': a double
+// quote becomes an apostrophe, a backslash a slash, an ellipsis three
+// dots, and any other character outside the set a question mark.
+func ErrorDescription(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '"':
+			b.WriteByte('\'')
+		case r == '\\':
+			b.WriteByte('/')
+		case r == '…':
+			b.WriteString("...")
+		case r < 0x20 || r > 0x7e:
+			b.WriteByte('?')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // writeJSON writes v with the headers every OAuth answer carries
@@ -159,33 +193,45 @@ type form url.Values
 // parseForm reads the parameters of r. For POST the body must be
 // application/x-www-form-urlencoded and the query is ignored.
 func parseForm(w http.ResponseWriter, r *http.Request) (form, error) {
+	raw, err := readParams(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return parseParams(raw)
+}
+
+// readParams reads the URL-encoded parameters of r, unparsed: the query of
+// a GET, the bounded body of a POST.
+func readParams(w http.ResponseWriter, r *http.Request) (string, error) {
 	var raw string
 	if r.Method == http.MethodPost {
 		ct := r.Header.Get("Content-Type")
 		if mt, _, _ := strings.Cut(ct, ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
-			return nil, badRequest("the body must be application/x-www-form-urlencoded")
+			return "", badRequest("the body must be application/x-www-form-urlencoded")
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-				return nil, oerr(http.StatusRequestEntityTooLarge, errInvalidRequest, "the request body is over %d bytes", MaxFormBytes)
+				return "", oerr(http.StatusRequestEntityTooLarge, errInvalidRequest, "the request body is over %d bytes", MaxFormBytes)
 			}
-			return nil, badRequest("the request body could not be read")
+			return "", badRequest("the request body could not be read")
 		}
 		raw = string(b)
 	} else {
 		raw = r.URL.RawQuery
 		if len(raw) > MaxFormBytes {
-			return nil, badRequest("the query is over %d bytes", MaxFormBytes)
+			return "", badRequest("the query is over %d bytes", MaxFormBytes)
 		}
 	}
-	return parseParams(raw)
+	return raw, nil
 }
 
 // parseParams parses URL-encoded parameters, refusing repeats, too many
 // parameters and oversized values. Empty values count as absent (RFC 6749
-// §3.1).
+// §3.1), and so do parameters without a name. resource is the one
+// parameter that may be repeated (RFC 8707 §2); the endpoints that read it
+// answer several with invalid_target (requestedAPI).
 func parseParams(raw string) (form, error) {
 	vals, err := url.ParseQuery(raw)
 	if err != nil {
@@ -196,7 +242,10 @@ func parseParams(raw string) (form, error) {
 	}
 	out := form{}
 	for k, v := range vals {
-		if len(v) > 1 {
+		if k == "" {
+			continue
+		}
+		if len(v) > 1 && k != "resource" {
 			return nil, badRequest("parameter %s is repeated", safeName(k))
 		}
 		limit := MaxParamLen
@@ -205,10 +254,13 @@ func parseParams(raw string) (form, error) {
 			// which Authorize bounds by the page's field size.
 			limit = web.MaxFieldBytes
 		}
-		if len(v[0]) > limit {
-			return nil, badRequest("parameter %s is over %d bytes", safeName(k), limit)
+		v = slices.DeleteFunc(v, func(s string) bool { return s == "" })
+		for _, s := range v {
+			if len(s) > limit {
+				return nil, badRequest("parameter %s is over %d bytes", safeName(k), limit)
+			}
 		}
-		if v[0] != "" {
+		if len(v) > 0 {
 			out[k] = v
 		}
 	}

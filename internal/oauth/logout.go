@@ -29,6 +29,21 @@ type hintClaims struct {
 	Audience string `json:"aud"`
 }
 
+// verifyHint checks an id_token_hint: an ID token this server signed, by a
+// key still published, for its issuer. It may have expired: a hint only
+// names the user (OIDC Core §3.1.2.1, RP-Initiated Logout §2).
+func (s *Server) verifyHint(hint string) (hintClaims, error) {
+	var c hintClaims
+	payload, err := s.keys.Verify(hint, typIDToken)
+	if err == nil {
+		err = json.Unmarshal(payload, &c)
+	}
+	if err == nil && (c.Issuer != s.cfg.Issuer || c.Subject == "" || c.Audience == "") {
+		err = errors.New("oauth: id_token_hint of another issuer, or without sub or aud")
+	}
+	return c, err
+}
+
 // parseLogoutRequest validates the parameters of a logout request. Every
 // failure is a *pageError: nothing goes back to an address that was not
 // verified (§4).
@@ -36,14 +51,8 @@ func (s *Server) parseLogoutRequest(ctx context.Context, f form) (*logoutRequest
 	lr := &logoutRequest{state: f.get("state")}
 	clientID := f.get("client_id")
 	if hint := f.get("id_token_hint"); hint != "" {
-		// An expired ID token is a valid hint (§2): only the signature,
-		// by a key still published, and the issuer count.
-		payload, err := s.keys.Verify(hint, typIDToken)
-		var c hintClaims
-		if err == nil {
-			err = json.Unmarshal(payload, &c)
-		}
-		if err != nil || c.Issuer != s.cfg.Issuer || c.Subject == "" || c.Audience == "" {
+		c, err := s.verifyHint(hint)
+		if err != nil {
 			return nil, &pageError{http.StatusBadRequest, "Invalid sign-out request",
 				"The application sent an ID token that Jeton did not issue or no longer recognises. You are still signed in to Jeton."}
 		}
@@ -88,7 +97,7 @@ func (s *Server) EndSession() http.Handler {
 }
 
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
-	f, submitted, ok := s.entryForm(w, r)
+	f, submitted, ok := s.entryForm(w, r, nil)
 	if !ok {
 		return
 	}

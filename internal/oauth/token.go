@@ -80,16 +80,41 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, resp)
 }
 
+// requestedAPI returns the API that the resource parameter of f names
+// (RFC 8707 §2), or nil if there is none. The client must be allowed to get
+// tokens for it. A token has one audience here, so several resources are
+// invalid_target, as one the client may not have is.
+func (s *Server) requestedAPI(ctx context.Context, c *store.Client, f form) (*store.API, error) {
+	switch rs := f["resource"]; {
+	case len(rs) == 0:
+		return nil, nil
+	case len(rs) > 1:
+		return nil, oerr(http.StatusBadRequest, errInvalidTarget, "only one resource may be requested")
+	}
+	resource := f.get("resource")
+	a, err := s.tokens.ResolveAPI(ctx, resource)
+	if err != nil || a.Identifier != resource || !slices.Contains(c.APIs, a.ID) {
+		return nil, oerr(http.StatusBadRequest, errInvalidTarget, "the client may not get tokens for resource %s", truncate(resource, 100))
+	}
+	return a, nil
+}
+
+// ofGrant checks that the resource a token request of grant g's client
+// names, if any, is the grant's audience (RFC 8707 §2.2: a grant's tokens
+// are for the resources it was made for).
+func ofGrant(requested *store.API, apiID string) error {
+	if requested != nil && requested.ID != apiID {
+		return oerr(http.StatusBadRequest, errInvalidTarget, "the grant is not for resource %s", truncate(requested.Identifier, 100))
+	}
+	return nil
+}
+
 // selectAPI picks the audience of a request: the API named by the RFC 8707
 // resource parameter, else the client's first API, else (for clients that
 // only use OpenID Connect) the built-in jeton API.
-func (s *Server) selectAPI(ctx context.Context, c *store.Client, resource string) (*store.API, error) {
-	if resource != "" {
-		a, err := s.tokens.ResolveAPI(ctx, resource)
-		if err != nil || a.Identifier != resource || !slices.Contains(c.APIs, a.ID) {
-			return nil, oerr(http.StatusBadRequest, errInvalidTarget, "the client may not get tokens for resource %q", truncate(resource, 100))
-		}
-		return a, nil
+func (s *Server) selectAPI(ctx context.Context, c *store.Client, f form) (*store.API, error) {
+	if a, err := s.requestedAPI(ctx, c, f); a != nil || err != nil {
+		return a, err
 	}
 	ref := tokens.BuiltinAPIName
 	if len(c.APIs) > 0 {
@@ -168,7 +193,7 @@ func stillAllowed(c *store.Client, api *store.API, granted []string) ([]string, 
 // clientCredentials implements RFC 6749 §4.4. No refresh token is issued
 // (§4.4.3).
 func (s *Server) clientCredentials(ctx context.Context, c *store.Client, f form) (*TokenResponse, error) {
-	api, err := s.selectAPI(ctx, c, f.get("resource"))
+	api, err := s.selectAPI(ctx, c, f)
 	if err != nil {
 		return nil, err
 	}
@@ -378,6 +403,14 @@ func (s *Server) authorizationCode(ctx context.Context, c *store.Client, f form)
 	if _, err := tokenfmt.Parse(code); err != nil {
 		return nil, invalidGrant("the authorization code is invalid, expired or already used")
 	}
+	// What can be checked without the code is, before it is spent.
+	if v := f.get("code_verifier"); v != "" && !validVerifier(v) {
+		return nil, badRequest("code_verifier must be 43-128 characters of [A-Za-z0-9-._~]")
+	}
+	requested, err := s.requestedAPI(ctx, c, f)
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
 	grant := store.Grant{ID: ids.New(ids.Grant, now), ClientID: c.ID, CreatedAt: now}
 	h := tokenfmt.HashOf(code)
@@ -405,10 +438,15 @@ func (s *Server) authorizationCode(ctx context.Context, c *store.Client, f form)
 	if ac.ClientID != c.ID {
 		return fail(invalidGrant("the authorization code was issued to another client"))
 	}
-	if ru := f.get("redirect_uri"); ru != ac.RedirectURI {
+	if ru := f.get("redirect_uri"); ru != ac.RedirectURI && (ac.RedirectURI != "" || !onlyRedirect(c, ru)) {
 		return fail(invalidGrant("redirect_uri does not match the authorization request"))
 	}
 	if err := verifyPKCE(ac.Challenge, ac.ChallengeMethod, f.get("code_verifier")); err != nil {
+		var oe *Error
+		errors.As(err, &oe)
+		return fail(oe)
+	}
+	if err := ofGrant(requested, ac.APIID); err != nil {
 		var oe *Error
 		errors.As(err, &oe)
 		return fail(oe)
@@ -418,6 +456,15 @@ func (s *Server) authorizationCode(ctx context.Context, c *store.Client, f form)
 		return nil, err
 	}
 	return s.issueForGrant(ctx, c, &g, ac.Nonce)
+}
+
+// onlyRedirect reports whether uri is the one redirect URI client c has
+// registered: the one an authorization request without redirect_uri was
+// answered at (RFC 6749 §3.1.2.3). A token request may name it although
+// the authorization request did not, as clients that always send their
+// configured redirect URI do.
+func onlyRedirect(c *store.Client, uri string) bool {
+	return len(c.RedirectURIs) == 1 && c.RedirectURIs[0] == uri
 }
 
 // issueForGrant mints and stores the tokens of a new user grant.
@@ -493,6 +540,10 @@ func (s *Server) refresh(ctx context.Context, c *store.Client, f form) (*TokenRe
 	if p, err := tokenfmt.Parse(old); err != nil || p != tokenfmt.PrefixRefresh {
 		return nil, invalidGrant("the refresh token is invalid, expired or revoked")
 	}
+	requested, err := s.requestedAPI(ctx, c, f)
+	if err != nil {
+		return nil, err
+	}
 	oldHash := tokenfmt.HashOf(old)
 	rt, g, err := s.store.GetRefreshToken(ctx, oldHash)
 	if errors.Is(err, store.ErrNotFound) {
@@ -517,6 +568,9 @@ func (s *Server) refresh(ctx context.Context, c *store.Client, f form) (*TokenRe
 	}
 	if !now.Before(rt.ExpiresAt) {
 		return nil, invalidGrant("the refresh token is invalid, expired or revoked")
+	}
+	if err := ofGrant(requested, g.APIID); err != nil {
+		return nil, err
 	}
 	api, err := s.tokens.ResolveAPI(ctx, g.APIID)
 	if err != nil {
