@@ -369,6 +369,16 @@ func (p *Proxy) trusted(ip netip.Addr) bool {
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetURL(p.cfg.Upstream)
 	in, out := pr.In, pr.Out
+	// Other spellings of the forwarding headers (X_Real_IP) would reach
+	// applications as the headers themselves (see identityHeader) beside
+	// the values set below: none is passed on.
+	for name := range out.Header {
+		for _, h := range forwardingHeaders {
+			if name != h && headerNameEqual(name, h) {
+				delete(out.Header, name)
+			}
+		}
+	}
 	peer, _ := netip.ParseAddrPort(in.RemoteAddr)
 	if p.trusted(peer.Addr().Unmap()) {
 		// ReverseProxy removed these from out; a trusted proxy's chain is
@@ -414,6 +424,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	set(h.TokenID, claims.TokenID)
 	set(h.ClientID, claims.ClientID)
 }
+
+// forwardingHeaders are the headers in which the proxy tells the upstream
+// who the client is, in their canonical spelling.
+var forwardingHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "Forwarded"}
 
 // identityHeader reports whether a client-sent header named name must not
 // reach the upstream: its name starts with "X-Jeton-" or is one of the

@@ -260,6 +260,9 @@ func TestClientIdentityHeadersRemoved(t *testing.T) {
 		"X-Jeton-Subject": "mallory", "X_Jeton_Scopes": "admin", "x_jeton_token_id": "tok_admin",
 		"X-Jeton_Client-Id": "cli_admin", "X_JETON_ANYTHING": "forged", "X_User": "root", "x_user": "root",
 		"X-USER": "root", "X_Request_Id": "req_1",
+		// The forwarding headers, which the proxy sets, spelled otherwise.
+		"X_Real_IP": "6.6.6.6", "X_Forwarded_For": "6.6.6.6", "x_forwarded_host": "evil.example",
+		"X_FORWARDED_PROTO": "https", "X-Forwarded_Proto": "https",
 	}
 	tests := []struct {
 		name, path, token string
@@ -298,6 +301,9 @@ func TestClientIdentityHeadersRemoved(t *testing.T) {
 			}
 			if diff := cmp.Diff(got, tt.want); diff != "" {
 				t.Errorf("upstream headers (-got +want):\n%s", diff)
+			}
+			if h := f.up.last(t).Header; h.Get("X-Real-Ip") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" {
+				t.Errorf("X-Real-Ip %q, X-Forwarded-Proto %q: want the proxy's", h.Get("X-Real-Ip"), h.Get("X-Forwarded-Proto"))
 			}
 		})
 	}
