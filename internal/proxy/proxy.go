@@ -378,6 +378,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 				delete(out.Header, name)
 			}
 		}
+		for _, h := range overrideHeaders {
+			if headerNameEqual(name, h) {
+				delete(out.Header, name)
+			}
+		}
 	}
 	peer, _ := netip.ParseAddrPort(in.RemoteAddr)
 	if p.trusted(peer.Addr().Unmap()) {
@@ -428,6 +433,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 // forwardingHeaders are the headers in which the proxy tells the upstream
 // who the client is, in their canonical spelling.
 var forwardingHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "Forwarded"}
+
+// overrideHeaders are headers with which frameworks let a request say it
+// has another method or path than the one it was sent with (Express's
+// method-override, Symfony, IIS, Spring). The routes decide on the method
+// and path the proxy saw, so a client-sent one would let a request the
+// routes allowed act as one they did not: none is passed on.
+var overrideHeaders = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+	"X-Original-URL", "X-Rewrite-URL", "X-Original-Method"}
 
 // identityHeader reports whether a client-sent header named name must not
 // reach the upstream: its name starts with "X-Jeton-" or is one of the

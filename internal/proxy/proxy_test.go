@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -263,6 +265,10 @@ func TestClientIdentityHeadersRemoved(t *testing.T) {
 		// The forwarding headers, which the proxy sets, spelled otherwise.
 		"X_Real_IP": "6.6.6.6", "X_Forwarded_For": "6.6.6.6", "x_forwarded_host": "evil.example",
 		"X_FORWARDED_PROTO": "https", "X-Forwarded_Proto": "https",
+		// Headers that would make the upstream take another method or path
+		// than the one the routes decided on.
+		"X-HTTP-Method-Override": "DELETE", "X_HTTP_Method": "DELETE", "x-method-override": "DELETE",
+		"X-Original-URL": "/admin", "X-Rewrite-Url": "/admin", "X-Original-Method": "DELETE",
 	}
 	tests := []struct {
 		name, path, token string
@@ -571,14 +577,39 @@ func TestReload(t *testing.T) {
 	}
 }
 
+// TestUpstreamDown checks the answer when the upstream cannot be reached,
+// and that the log line says why without the request's query, which may
+// hold a secret.
 func TestUpstreamDown(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, testRules, nil, nil)
+	var log syncBuffer
+	f := newFixture(t, testRules, nil, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
 	f.up.srv.Close()
-	resp, body := f.do(t, "GET", "/public/x", "", nil)
+	resp, body := f.do(t, "GET", "/public/x?api_key=s3cr3t", "", nil)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "bad_gateway") {
 		t.Fatalf("got %d %s", resp.StatusCode, body)
 	}
+	if out := log.String(); !strings.Contains(out, "upstream request failed") || !strings.Contains(out, "connect") || strings.Contains(out, "s3cr3t") {
+		t.Errorf("log: %s", out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestStreamsBodies shows that neither direction is buffered: the upstream
