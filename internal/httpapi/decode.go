@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -73,6 +74,9 @@ func DecodeStrict(body []byte, v any) error {
 	}
 	if hasNULEscape(body) {
 		return errorf(http.StatusBadRequest, "invalid_request", "request body holds a NUL character (\\u0000)")
+	}
+	if err := checkJSON(body, reflect.TypeOf(v)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

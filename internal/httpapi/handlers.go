@@ -6,9 +6,11 @@ import (
 	"errors"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"time"
 
+	"github.com/jetonhq/jeton/internal/ids"
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokens"
 )
@@ -40,8 +42,11 @@ func (o *optional[T]) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	o.Value = new(T)
-	return json.Unmarshal(b, o.Value)
+	return decodeElem(b, o.Value)
 }
+
+// jsonElem tells checkJSON that the JSON of an optional[T] is that of T.
+func (*optional[T]) jsonElem() reflect.Type { return reflect.TypeFor[T]() }
 
 func (a *API) createAPI(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
@@ -248,20 +253,17 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, c *caller) err
 
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request, c *caller) error {
 	q := r.URL.Query()
-	f := store.TokenFilter{Subject: q.Get("subject"), After: q.Get("cursor")}
+	after, limit, err := pageQuery(r, ids.Token)
+	if err != nil {
+		return err
+	}
+	f := store.TokenFilter{Subject: q.Get("subject"), After: after, Limit: limit}
 	if ref := q.Get("api"); ref != "" {
 		api, err := a.tokens.ResolveAPI(r.Context(), ref)
 		if err != nil {
 			return err
 		}
 		f.APIID = api.ID
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return errorf(http.StatusBadRequest, "invalid_request", "limit must be a number from 1 to 1000")
-		}
-		f.Limit = n
 	}
 	list, next, err := a.tokens.ListTokens(r.Context(), f)
 	if err != nil {

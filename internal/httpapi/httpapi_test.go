@@ -652,6 +652,8 @@ func FuzzVerifyRequest(f *testing.F) {
 	f.Add([]byte(`{"token":1}`))
 	f.Add([]byte(`{"token":"a"} x`))
 	f.Add([]byte(`{"scopes":[null]}`))
+	f.Add([]byte(`{"token":"a","token":"b"}`))
+	f.Add([]byte(`{"TOKEN":"a","scopes":[[[1]]]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var req VerifyRequest
 		err := DecodeStrict(body, &req)

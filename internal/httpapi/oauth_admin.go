@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jetonhq/jeton/internal/ids"
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokens"
@@ -58,10 +59,12 @@ func ttlField(name string, n int64) (time.Duration, error) {
 
 // pageQuery reads the ?cursor= and ?limit= of a paginated list, as every
 // list of the admin API names them.
-func pageQuery(r *http.Request) (after string, limit int, err error) {
+func pageQuery(r *http.Request, idPrefix string) (after string, limit int, err error) {
 	q := r.URL.Query()
 	after = q.Get("cursor")
-	if len(after) > 100 {
+	if after != "" && !ids.Valid(idPrefix, after) {
+		// A page after a cursor that matches nothing would be empty, and
+		// the list would look complete.
 		return "", 0, errorf(http.StatusBadRequest, "invalid_request", "cursor is not a cursor this server returned")
 	}
 	if v := q.Get("limit"); v != "" {
@@ -169,7 +172,7 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request, c *caller) er
 }
 
 func (a *API) listClients(w http.ResponseWriter, r *http.Request, c *caller) error {
-	return writePage(w, r, "clients", a.cfg.OAuth.ListClients, toClientJSON)
+	return writePage(w, r, "clients", ids.Client, a.cfg.OAuth.ListClients, toClientJSON)
 }
 
 func (a *API) getClient(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -308,14 +311,15 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, c *caller) erro
 }
 
 func (a *API) listUsers(w http.ResponseWriter, r *http.Request, c *caller) error {
-	return writePage(w, r, "users", a.cfg.Users.List, toUserJSON)
+	return writePage(w, r, "users", ids.User, a.cfg.Users.List, toUserJSON)
 }
 
-// writePage answers a cursor-paged list: the page of the query's cursor
-// and limit, converted for the wire, under key, with next_cursor.
-func writePage[T, J any](w http.ResponseWriter, r *http.Request, key string,
+// writePage answers a cursor-paged list of items whose ids start with
+// idPrefix: the page of the query's cursor and limit, converted for the
+// wire, under key, with next_cursor.
+func writePage[T, J any](w http.ResponseWriter, r *http.Request, key, idPrefix string,
 	list func(ctx context.Context, after string, limit int) ([]T, string, error), toJSON func(*T) J) error {
-	after, limit, err := pageQuery(r)
+	after, limit, err := pageQuery(r, idPrefix)
 	if err != nil {
 		return err
 	}

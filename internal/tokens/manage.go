@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -529,8 +530,19 @@ func (s *Service) applySettings(api *store.API, t *store.Token, set Settings, no
 			if !strings.HasPrefix(trimmed, "{") || json.Unmarshal(set.Metadata, &obj) != nil {
 				return invalid("invalid_metadata", "metadata must be a JSON object")
 			}
-			compact, _ := json.Marshal(obj) // canonical key order, no whitespace
-			t.Metadata = compact
+			// Canonical key order, no whitespace, and no \u003c for '<':
+			// what is stored (and sent with every verification) is never
+			// more than what was given.
+			var b bytes.Buffer
+			enc := json.NewEncoder(&b)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(obj); err != nil {
+				return invalid("invalid_metadata", "metadata must be a JSON object")
+			}
+			if b.Len()-1 > MaxMetadataBytes {
+				return invalid("invalid_metadata", "metadata must be at most %d bytes", MaxMetadataBytes)
+			}
+			t.Metadata = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 		}
 	}
 	if set.AllowedCIDRs != nil {
