@@ -161,29 +161,32 @@ func TestDenylist(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
 	d := newDenylist(3)
-	d.add(false, "a", now.Add(3*time.Hour), now)
-	d.add(false, "b", now.Add(1*time.Hour), now)
-	d.add(true, "c", now.Add(2*time.Hour), now)
-	d.add(false, "past", now.Add(-time.Second), now) // already expired: ignored
+	d.add(denyToken, "a", now.Add(3*time.Hour), now)
+	d.add(denyToken, "b", now.Add(1*time.Hour), now)
+	d.add(denyGrant, "c", now.Add(2*time.Hour), now)
+	d.add(denyToken, "past", now.Add(-time.Second), now) // already expired: ignored
 	if d.len() != 3 {
 		t.Fatalf("len %d", d.len())
 	}
-	d.add(false, "d", now.Add(4*time.Hour), now) // full: b (soonest) goes
-	if d.revoked("b", "", now) || !d.revoked("a", "", now) || !d.revoked("", "c", now) || !d.revoked("d", "", now) {
+	d.add(denyToken, "d", now.Add(4*time.Hour), now) // full: b (soonest) goes
+	if d.revoked("b", "", "", now) || !d.revoked("a", "", "", now) || !d.revoked("", "c", "", now) || !d.revoked("d", "", "", now) {
 		t.Errorf("after eviction: want a, c (grant) and d")
 	}
-	if d.revoked("c", "", now) {
-		t.Error("a grant id matched a token id")
+	if d.revoked("c", "", "", now) || d.revoked("", "", "c", now) {
+		t.Error("a grant id matched a token or client id")
 	}
 	// Expired entries go first.
 	later := now.Add(2*time.Hour + time.Second)
-	d.add(false, "e", now.Add(5*time.Hour), later)
-	if !d.revoked("a", "", later) || !d.revoked("d", "", later) || !d.revoked("e", "", later) || d.revoked("", "c", later) {
-		t.Error("expired c should have made room for e")
+	d.add(denyClient, "e", now.Add(5*time.Hour), later)
+	if !d.revoked("a", "", "", later) || !d.revoked("d", "", "", later) || !d.revoked("", "", "e", later) || d.revoked("", "c", "", later) {
+		t.Error("expired c should have made room for e (client)")
+	}
+	if d.revoked("e", "e", "", later) {
+		t.Error("a client id matched a token or grant id")
 	}
 	// Idempotent, extends expiry.
-	d.add(false, "a", now.Add(6*time.Hour), later)
-	if d.len() != 3 || !d.revoked("a", "", now.Add(5*time.Hour)) {
+	d.add(denyToken, "a", now.Add(6*time.Hour), later)
+	if d.len() != 3 || !d.revoked("a", "", "", now.Add(5*time.Hour)) {
 		t.Error("re-adding a")
 	}
 }
@@ -192,8 +195,8 @@ func TestDenylist(t *testing.T) {
 func TestDenylistNoAllocs(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	d := newDenylist(10)
-	d.add(false, "tok_0123456789", now.Add(time.Hour), now)
-	if n := testing.AllocsPerRun(100, func() { d.revoked("tok_0123456789", "grt_0123456789", now) }); n != 0 {
+	d.add(denyToken, "tok_0123456789", now.Add(time.Hour), now)
+	if n := testing.AllocsPerRun(100, func() { d.revoked("tok_0123456789", "grt_0123456789", "cli_0123456789", now) }); n != 0 {
 		t.Errorf("revoked allocates %v times", n)
 	}
 }

@@ -155,7 +155,7 @@ func (v *Verifier) checkDynamic(jc *jwtClaims, scopes []string) (*Claims, *Error
 	if jc.IssuedAt != nil && now.Add(leeway).Before(jc.IssuedAt.t) {
 		return nil, errNotYetValid
 	}
-	if v.deny.revoked(jc.ID, jc.GrantID, now) {
+	if v.deny.revoked(jc.ID, jc.GrantID, jc.ClientID, now) {
 		return nil, errRevoked
 	}
 	c := &Claims{Kind: KindJWT, TokenID: jc.ID, Subject: jc.Subject, ClientID: jc.ClientID, GrantID: jc.GrantID,

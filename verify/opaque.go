@@ -107,7 +107,7 @@ func (v *Verifier) result(ans answer, scopes []string) (*Claims, bool, *Error) {
 	if !ans.claims.hasScopes(scopes) {
 		return nil, false, insufficientScope(scopes)
 	}
-	if v.deny.revoked(ans.claims.TokenID, "", v.cfg.Now()) {
+	if v.deny.revoked(ans.claims.TokenID, "", "", v.cfg.Now()) {
 		return nil, false, errRevoked
 	}
 	c := *ans.claims
@@ -123,7 +123,7 @@ func (v *Verifier) fromCache(key *tokenfmt.Hash, scopes []string, now time.Time)
 	if e.err != nil {
 		return nil, e.err, true
 	}
-	if v.deny.revoked(e.claims.TokenID, "", now) {
+	if v.deny.revoked(e.claims.TokenID, "", "", now) {
 		return nil, errRevoked, true
 	}
 	if !e.claims.hasScopes(scopes) {

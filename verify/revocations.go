@@ -31,7 +31,7 @@ const (
 // revocation is one event of Jeton's revocation feed.
 type revocation struct {
 	Seq       int64     `json:"seq"`
-	Kind      string    `json:"kind"` // "token" or "grant"
+	Kind      string    `json:"kind"` // "token", "grant" or "client"
 	ID        string    `json:"id"`
 	API       string    `json:"api"`
 	RevokedAt time.Time `json:"revoked_at"`
@@ -49,34 +49,37 @@ type denylist struct {
 	heap denyHeap // by expiry
 }
 
-// denied is one denylist entry; grant ids and token ids share the map (their
-// prefixes differ), the kind is kept to match the right claim.
+// denied is one denylist entry; token, grant and client ids share the map,
+// each under a key of its kind (denyKey).
 type denied struct {
 	key     string
-	grant   bool
 	expires time.Time
 	index   int // in the heap
 }
+
+// Kinds of denylist entries: which claim of a token they match.
+const (
+	denyToken  byte = 't' // the token id (a JWT's jti)
+	denyGrant  byte = 'g' // the grant id (a JWT's sid)
+	denyClient byte = 'c' // the client id (a JWT's client_id)
+)
 
 func newDenylist(maxLen int) *denylist {
 	return &denylist{max: maxLen, m: make(map[string]*denied)}
 }
 
-// denyKey keys grants apart from tokens, so an id of one kind can never
-// match a claim of the other.
-func denyKey(grant bool, id string) string {
-	if grant {
-		return "g:" + id
-	}
-	return "t:" + id
+// denyKey keys each kind apart, so an id of one kind can never match a
+// claim of another.
+func denyKey(kind byte, id string) string {
+	return string([]byte{kind, ':'}) + id
 }
 
-// add records a revocation. It is idempotent.
-func (d *denylist) add(grant bool, id string, expires, now time.Time) {
+// add records a revocation of the given kind. It is idempotent.
+func (d *denylist) add(kind byte, id string, expires, now time.Time) {
 	if !expires.After(now) {
 		return
 	}
-	k := denyKey(grant, id)
+	k := denyKey(kind, id)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if e, ok := d.m[k]; ok {
@@ -92,7 +95,7 @@ func (d *denylist) add(grant bool, id string, expires, now time.Time) {
 	for len(d.m) >= d.max && len(d.heap) > 0 {
 		d.removeLocked(d.heap[0])
 	}
-	e := &denied{key: k, grant: grant, expires: expires}
+	e := &denied{key: k, expires: expires}
 	d.m[k] = e
 	heap.Push(&d.heap, e)
 	d.size.Store(int64(len(d.m)))
@@ -104,18 +107,18 @@ func (d *denylist) removeLocked(e *denied) {
 	d.size.Store(int64(len(d.m)))
 }
 
-// revoked reports whether token id tokenID, or grant id grantID, is
-// denied at now. It does not allocate.
-func (d *denylist) revoked(tokenID, grantID string, now time.Time) bool {
+// revoked reports whether token id tokenID, grant id grantID or client id
+// clientID is denied at now. It does not allocate.
+func (d *denylist) revoked(tokenID, grantID, clientID string, now time.Time) bool {
 	if d.size.Load() == 0 {
 		return false
 	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return d.hasLocked(false, tokenID, now) || d.hasLocked(true, grantID, now)
+	return d.hasLocked(denyToken, tokenID, now) || d.hasLocked(denyGrant, grantID, now) || d.hasLocked(denyClient, clientID, now)
 }
 
-func (d *denylist) hasLocked(grant bool, id string, now time.Time) bool {
+func (d *denylist) hasLocked(kind byte, id string, now time.Time) bool {
 	if id == "" {
 		return false
 	}
@@ -126,11 +129,7 @@ func (d *denylist) hasLocked(grant bool, id string, now time.Time) bool {
 	if len(id)+2 <= len(buf) {
 		b = buf[:0]
 	}
-	if grant {
-		b = append(b, "g:"...)
-	} else {
-		b = append(b, "t:"...)
-	}
+	b = append(b, kind, ':')
 	b = append(b, id...)
 	e, ok := d.m[string(b)]
 	return ok && now.Before(e.expires)
@@ -218,14 +217,19 @@ func (f *feed) apply(ev *revocation) {
 	until := ev.ExpiresAt.Add(v.cfg.Leeway)
 	switch ev.Kind {
 	case "token":
-		v.deny.add(false, ev.ID, until, v.cfg.Now())
+		v.deny.add(denyToken, ev.ID, until, v.cfg.Now())
 		v.cache.evictToken(ev.ID)
 	case "grant":
 		// Denies the grant's JWTs (their sid). Its opaque access tokens need
 		// nothing here: Jeton records a token revocation for each live one
 		// in the same commit as the grant's, so each arrives as its own
 		// event and leaves the cache alone, not with every other grant's.
-		v.deny.add(true, ev.ID, until, v.cfg.Now())
+		v.deny.add(denyGrant, ev.ID, until, v.cfg.Now())
+	case "client":
+		// Denies every JWT issued to the client (its client_id): a deleted
+		// client's client-credentials tokens belong to no grant. Its opaque
+		// tokens arrive as token events, as a grant's do.
+		v.deny.add(denyClient, ev.ID, until, v.cfg.Now())
 	default:
 		v.cfg.Logger.Debug("verify: revocation of an unknown kind ignored", "seq", ev.Seq, "kind", ev.Kind)
 	}

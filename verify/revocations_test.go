@@ -62,25 +62,27 @@ func TestRevocationJWT(t *testing.T) {
 	exp := f.clock.Now().Add(time.Hour)
 	byJTI := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_a" })
 	bySID := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_b"; m["sid"] = "grt_b" })
-	other := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "grt_b"; m["sid"] = "tok_a" }) // ids of the other kind
-	for _, tok := range []string{byJTI, bySID, other} {
+	byClient := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "tok_c"; m["client_id"] = "cli_c" })
+	other := f.mint(t, es, nil, func(m map[string]any) { m["jti"] = "grt_b"; m["sid"] = "cli_c"; m["client_id"] = "tok_a" }) // ids of the other kinds
+	for _, tok := range []string{byJTI, bySID, byClient, other} {
 		if _, err := v.Verify(ctx, tok); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s1 := f.publish("token", "tok_a", exp)
 	s2 := f.publish("grant", "grt_b", exp)
-	waitFor(t, "both events", func() bool { return rec.has(s1) && rec.has(s2) })
+	s3 := f.publish("client", "cli_c", exp)
+	waitFor(t, "the events", func() bool { return rec.has(s1) && rec.has(s2) && rec.has(s3) })
 	if f.pollCalls.Load() != 1 {
 		t.Errorf("%d polls; the events should have come through the stream after the start-up poll", f.pollCalls.Load())
 	}
-	for _, tok := range []string{byJTI, bySID} {
+	for _, tok := range []string{byJTI, bySID, byClient} {
 		if _, err := v.Verify(ctx, tok); !errors.Is(err, verify.ErrRevoked) {
 			t.Errorf("revoked token: %v", err)
 		}
 	}
 	if _, err := v.Verify(ctx, other); err != nil {
-		t.Errorf("a token id matched a grant id or the reverse: %v", err)
+		t.Errorf("an id of one kind matched a claim of another: %v", err)
 	}
 	// An entry is kept until its expires_at plus the leeway, then dropped.
 	f.clock.Set(exp.Add(verify.DefaultLeeway - time.Second))

@@ -495,6 +495,9 @@ func TestUserAdminLifecycle(t *testing.T) {
 	if e.alice.ID == "" || e.alice.Username != "alice" || e.alice.Email != "alice@example.com" || e.alice.Disabled {
 		t.Errorf("created user: %+v", e.alice)
 	}
+	// Ids sort by their millisecond, then at random: bob is listed first
+	// only if created in a later one than alice.
+	e.clock.Advance(time.Millisecond)
 	resp, b := e.do(t, "POST", "/v1/users", e.admin, `{"username":"Bob","email":"bob@example.com","password":"`+pw+` 2"}`)
 	if resp.StatusCode != 201 {
 		t.Fatalf("create bob: %d %s", resp.StatusCode, b)

@@ -1,6 +1,7 @@
 package oauth
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,19 +99,16 @@ var assertionAlgNames = func() []string {
 const JWKSMaxAge = 5 * time.Minute
 
 // JWKS serves /.well-known/jwks.json (RFC 7517 §5), cacheable, with an
-// ETag.
+// ETag. http.ServeContent answers conditional requests as RFC 9110 §13.1.2
+// says: If-None-Match by weak comparison, with lists of tags and "*".
 func (s *Server) JWKS() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, etag := s.keys.JWKS()
 		h := w.Header()
 		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(JWKSMaxAge/time.Second)))
 		h.Set("ETag", etag)
-		if match := r.Header.Get("If-None-Match"); match != "" && match == etag {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
 		h.Set("Content-Type", "application/json")
-		w.Write(body)
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 	})
 }
 
@@ -206,7 +204,7 @@ func (s *Server) jwtAccessToken(ctx context.Context, tok string, allowedAPIs []s
 	}
 	// A revoked JWT (its jti, or the grant it came from) is refused here
 	// as at introspection; a store failure refuses too.
-	if revoked, err := s.store.IsRevoked(ctx, c.ID, c.SessionID); err != nil || revoked {
+	if revoked, err := s.store.IsRevoked(ctx, c.ID, c.SessionID, c.ClientID); err != nil || revoked {
 		return nil, false
 	}
 	return &AccessToken{Subject: c.Subject, ClientID: c.ClientID, Audience: c.Audience, APIID: a.ID,

@@ -38,14 +38,15 @@ func Handles(tok string) bool {
 // Introspect answers RFC 7662 for a JWT access token or a refresh token.
 // allowedAPIs limits the audiences the caller may learn about (nil: any).
 // An inactive token is (nil, nil); a JWT access token is inactive once it,
-// or the grant it was issued from (its sid), is revoked.
+// the grant it was issued from (its sid), or its client is revoked (the
+// client was deleted).
 func (s *Server) Introspect(ctx context.Context, tok string, allowedAPIs []string) (*Introspection, error) {
 	if strings.Count(tok, ".") == 2 {
 		c, api, ok := s.accessJWT(ctx, tok, 0)
 		if !ok || (allowedAPIs != nil && !slices.Contains(allowedAPIs, api.ID)) {
 			return nil, nil
 		}
-		revoked, err := s.store.IsRevoked(ctx, c.ID, c.SessionID)
+		revoked, err := s.store.IsRevoked(ctx, c.ID, c.SessionID, c.ClientID)
 		if err != nil || revoked {
 			return nil, err
 		}

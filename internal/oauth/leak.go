@@ -100,7 +100,7 @@ func (s *Server) reportLeakedJWT(ctx context.Context, tok, source string, by tok
 		return tokens.LeakResult{Outcome: tokens.LeakUnknown}, nil
 	}
 	res := tokens.LeakResult{Kind: tokens.KindAccessToken, ID: c.ID, Outcome: tokens.LeakInactive}
-	revoked, err := s.store.IsRevoked(ctx, c.ID, c.SessionID)
+	revoked, err := s.store.IsRevoked(ctx, c.ID, c.SessionID, c.ClientID)
 	if err != nil {
 		return tokens.LeakResult{}, fmt.Errorf("oauth: report leak: %w", err)
 	}

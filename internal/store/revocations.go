@@ -13,6 +13,11 @@ const (
 	// RevocationGrant names a grant id: every access token issued from the
 	// grant (the JWT "sid" claim) is revoked.
 	RevocationGrant = "grant"
+	// RevocationClient names a client id: every access token issued to the
+	// client (the JWT "client_id" claim) is revoked. DeleteClient records
+	// one per API of the client, for the JWT access tokens it got by
+	// client credentials, which no grant or stored token stands for.
+	RevocationClient = "client"
 )
 
 // RevocationTTL bounds how long a revocation of a stored token or of a
@@ -38,8 +43,8 @@ type Revocation struct {
 	// Seq orders the feed. It is assigned in commit order: once a reader
 	// has seen Seq n, no entry with a smaller Seq appears later.
 	Seq       int64
-	Kind      string // RevocationToken or RevocationGrant
-	Ref       string // the token id (or jti) or the grant id
+	Kind      string // RevocationToken, RevocationGrant or RevocationClient
+	Ref       string // the token id (or jti), the grant id or the client id
 	APIID     string // the API the token or grant is for
 	RevokedAt time.Time
 	// ExpiresAt is when the revoked tokens expire: the token's expiry (a
@@ -68,8 +73,8 @@ type RevocationStore interface {
 	// already revoked, or one whose expiresAt+RevocationGrace is at or
 	// before now, records nothing.
 	RevokeAccessJWT(ctx context.Context, jti, apiID string, expiresAt, now time.Time, ev AuditEvent) error
-	// IsRevoked reports whether any of ids (token ids, jtis or grant ids)
-	// has a revocation entry or is a revoked grant.
+	// IsRevoked reports whether any of ids (token ids, jtis, grant ids or
+	// client ids) has a revocation entry or is a revoked grant.
 	IsRevoked(ctx context.Context, ids ...string) (bool, error)
 	// PurgeRevocations deletes up to limit entries whose
 	// ExpiresAt+RevocationGrace is at or before now, and returns how many

@@ -149,11 +149,15 @@ func (db *DB) DeleteClient(ctx context.Context, id string, ev store.AuditEvent) 
 	now := fromMS(ms(eventTime(ev)))
 	err := db.announcing(ctx, changeClients, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
-		var found string
-		err := db.txQueryRow(ctx, tx, "SELECT id FROM clients WHERE id = $1", id).Scan(&found)
+		var apis string
+		err := db.txQueryRow(ctx, tx, "SELECT apis FROM clients WHERE id = $1", id).Scan(&apis)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlstore: delete client %s: %w", id, store.ErrNotFound)
 		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: delete client: %w", err)
+		}
+		apiIDs, err := decodeList("apis of client "+id, apis)
 		if err != nil {
 			return fmt.Errorf("sqlstore: delete client: %w", err)
 		}
@@ -211,6 +215,10 @@ func (db *DB) DeleteClient(ctx context.Context, id string, ev store.AuditEvent) 
 			return fmt.Errorf("sqlstore: delete client: %w", err)
 		}
 		revs = append(revs, toks...)
+		// And the client itself, for its JWT access tokens of no grant.
+		for _, api := range apiIDs {
+			revs = append(revs, store.Revocation{Kind: store.RevocationClient, Ref: id, APIID: api, RevokedAt: now, ExpiresAt: now.Add(store.RevocationTTL)})
+		}
 		if err := db.recordRevocations(ctx, tx, revs); err != nil {
 			return err
 		}

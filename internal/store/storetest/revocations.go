@@ -183,6 +183,8 @@ func testRevocationsOfDeleteClient(t *testing.T, s store.Store) {
 		grantRev(live.grant.ID, a.ID, at),
 		tokenRev(live.access.ID, a.ID, at, live.access.ExpiresAt),
 		tokenRev(machine.ID, a.ID, at, machine.ExpiresAt),
+		// The client, for its JWT access tokens of no grant.
+		{Kind: store.RevocationClient, Ref: c.ID, APIID: a.ID, RevokedAt: at, ExpiresAt: at.Add(store.RevocationTTL)},
 	}
 	if diff := cmp.Diff(revocations(t, s, after, at), want, ignoreSeq, byRef); diff != "" {
 		t.Errorf("entries of DeleteClient (-got +want):\n%s", diff)
@@ -414,6 +416,10 @@ func testIsRevoked(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	otherJTI := ids.New(ids.Token, base)
+	gone := mustCreateClient(t, s, "gone", e.api.ID, nil)
+	if _, err := s.DeleteClient(ctx, gone.ID, ev("client.delete", gone.ID)); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		ids  []string
@@ -428,6 +434,8 @@ func testIsRevoked(t *testing.T, s store.Store) {
 		{"revoked grant", []string{otherJTI, dead.grant.ID}, true},
 		{"opaque token revoked with its grant", []string{dead.access.ID}, true},
 		{"many", []string{"a", "b", "c", "d", "e", dead.grant.ID}, true},
+		{"live client", []string{otherJTI, "", e.client.ID}, false},
+		{"deleted client", []string{otherJTI, "", gone.ID}, true},
 	}
 	for _, tt := range tests {
 		got, err := s.IsRevoked(ctx, tt.ids...)
