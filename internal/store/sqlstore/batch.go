@@ -129,7 +129,7 @@ func (b *batcher) commit(batch []*writeReq) {
 	errs := make([]error, len(batch))
 	tx, err := b.db.BeginTx(context.Background(), nil)
 	if err != nil {
-		err = fmt.Errorf("sqlstore: begin: %w", err)
+		err = busy(fmt.Errorf("sqlstore: begin: %w", err))
 		for _, r := range batch {
 			r.done <- err
 		}
@@ -143,7 +143,7 @@ func (b *batcher) commit(batch []*writeReq) {
 		errs[i] = b.runSavepoint(tx, r)
 	}
 	if err := tx.Commit(); err != nil {
-		err = fmt.Errorf("sqlstore: commit: %w", err)
+		err = busy(fmt.Errorf("sqlstore: commit: %w", err))
 		for i := range errs {
 			errs[i] = err
 		}

@@ -421,7 +421,7 @@ func (db *DB) pgUpdate(ctx context.Context, fn writeFunc) error {
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
-	if err := fn(wctx, tx); err != nil {
+	if err := runWrite(wctx, tx, fn); err != nil {
 		tx.Rollback()
 		return busy(err)
 	}
@@ -431,11 +431,28 @@ func (db *DB) pgUpdate(ctx context.Context, fn writeFunc) error {
 	return nil
 }
 
-// busy marks a PostgreSQL lock timeout (Options.LockTimeout) as
-// store.ErrBusy.
+// runWrite runs fn in tx and turns a panic in it into an error, as
+// SQLite's writer does (runSavepoint). A panic left to unwind would leave
+// tx open for good, and with it its row locks and its connection: the
+// deferred Conn.Close waits for a transaction that nothing ends.
+func runWrite(ctx context.Context, tx *sql.Tx, fn writeFunc) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sqlstore: write panicked: %v", p)
+		}
+	}()
+	return fn(ctx, tx)
+}
+
+// busy marks a lock wait that timed out as store.ErrBusy: PostgreSQL's
+// lock timeout (Options.LockTimeout), or SQLite's busy timeout (another
+// process holds the write lock).
 func busy(err error) error {
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+	var se *sqlite.Error
+	switch {
+	case errors.As(err, &pe) && pe.Code == "55P03", // lock_not_available
+		errors.As(err, &se) && (se.Code()&0xff == sqlite3.SQLITE_BUSY || se.Code()&0xff == sqlite3.SQLITE_LOCKED):
 		return fmt.Errorf("%w (%w)", err, store.ErrBusy)
 	}
 	return err

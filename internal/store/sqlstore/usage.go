@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jetonhq/jeton/internal/store"
@@ -43,7 +45,13 @@ func (db *DB) RecordUsage(ctx context.Context, f store.UsageFlush) error {
 		u.LastUsedIP = storedIP(u.LastUsedIP)
 		usage[i] = u
 	}
-	quota := f.Quota
+	// Rows are locked in token id order, whatever order the node's meter
+	// gave: two nodes flushing the same tokens at once on PostgreSQL would
+	// otherwise deadlock, and one flush would be refused. The sort is
+	// stable: a token's deltas keep their order.
+	slices.SortStableFunc(usage, func(a, b store.UsageDelta) int { return strings.Compare(a.TokenID, b.TokenID) })
+	quota := slices.Clone(f.Quota)
+	slices.SortStableFunc(quota, func(a, b store.QuotaDelta) int { return strings.Compare(a.TokenID, b.TokenID) })
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if len(f.Written) > 0 {
 			written := make([]any, len(f.Written))
