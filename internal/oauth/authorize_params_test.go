@@ -13,7 +13,6 @@ import (
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokens"
-	"github.com/jetonhq/jeton/internal/users"
 )
 
 // TestMalformedRequestsOfAKnownClientGoBack proves RFC 6749 §4.1.2.1: once
@@ -85,27 +84,14 @@ func TestUnknownParametersAreIgnored(t *testing.T) {
 func TestIDTokenHint(t *testing.T) {
 	t.Parallel()
 	e := newLogoutEnv(t)
-	pw := "bob's password"
-	if _, err := e.users.Create(context.Background(), users.CreateParams{Username: "bob", Password: pw}, tokens.Actor{ID: "test"}); err != nil {
-		t.Fatal(err)
-	}
+	pw := e.bob()
 	// Bob signs in to the client in his browser; the client keeps his ID token.
-	bb := e.browser()
-	p := bb.login(bb.do("GET", e.conf.AuthCodeURL("s"), nil), "bob", pw)
-	f := p.formValues()
-	f.Set("decision", "allow")
-	p = bb.do("POST", "/oauth2/authorize", f)
-	u, _ := url.Parse(p.location)
-	tok, err := e.conf.Exchange(context.Background(), u.Query().Get("code"))
-	if err != nil {
-		t.Fatalf("bob's exchange: %v", err)
-	}
-	bobIDToken := tok.Extra("id_token").(string)
+	_, bobIDToken := e.signInAs("bob", pw)
 
 	// Alice is signed in in this browser. The client silently
 	// re-authenticates bob, naming him in the hint.
 	alice, _ := e.signIn()
-	p = alice.do("GET", e.conf.AuthCodeURL("s", oauth2.SetAuthURLParam("prompt", "none"), oauth2.SetAuthURLParam("id_token_hint", bobIDToken)), nil)
+	p := alice.do("GET", e.conf.AuthCodeURL("s", oauth2.SetAuthURLParam("prompt", "none"), oauth2.SetAuthURLParam("id_token_hint", bobIDToken)), nil)
 	q, _ := url.Parse(p.location)
 	mustf(t, p.status == http.StatusSeeOther && q != nil && q.Query().Get("code") == "" && q.Query().Get("error") == "login_required",
 		"prompt=none with bob's hint in alice's browser: %d %q", p.status, p.location)
@@ -117,7 +103,7 @@ func TestIDTokenHint(t *testing.T) {
 	p = alice.login(p, "bob", pw)
 	q, _ = url.Parse(p.location)
 	mustf(t, p.status == http.StatusSeeOther && q != nil && q.Query().Get("code") != "", "after bob signs in: %d %q", p.status, p.location)
-	tok, err = e.conf.Exchange(context.Background(), q.Query().Get("code"))
+	tok, err := e.conf.Exchange(context.Background(), q.Query().Get("code"))
 	mustf(t, err == nil && tok.Extra("id_token") != nil, "exchange of bob's code: %v", err)
 	claims := decodeSegment(t, strings.Split(tok.Extra("id_token").(string), ".")[1])
 	mustf(t, claims["sub"] == decodeSegment(t, strings.Split(bobIDToken, ".")[1])["sub"], "code for %v, want bob", claims["sub"])
@@ -143,10 +129,7 @@ func TestDeviceOfADisabledClientIsNotApproved(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	c, conf := e.deviceClient(nil)
-	da, err := conf.DeviceAuth(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	da := e.deviceAuth(conf)
 	setDisabled := func(v bool) {
 		if _, err := e.oauth.UpdateClient(context.Background(), c.ID, oauth.ClientUpdate{Disabled: &v}, tokens.Actor{ID: "test"}); err != nil {
 			t.Fatal(err)

@@ -603,10 +603,7 @@ func testBrowserCrossOriginForms(t *testing.T, tb *tab) {
 	e := newEnv(t, envOptions{})
 	c, conf := e.deviceClient(nil)
 	evil := newAttacker(t)
-	da, err := conf.DeviceAuth(context.Background())
-	if err != nil {
-		t.Fatalf("device authorization: %v", err)
-	}
+	da := e.deviceAuth(conf)
 	poll := func() string { return e.pollDevice(c, da.DeviceCode) }
 
 	// Alice signs in and reaches the confirmation page of the code.

@@ -521,10 +521,7 @@ func TestDevicePollingOnTimeIsNotTooFast(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	c, conf := e.deviceClient(nil)
-	da, err := conf.DeviceAuth(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	da := e.deviceAuth(conf)
 	mustf(t, da.Interval == 1, "interval %d, want the test server's 1 s", da.Interval)
 	mustf(t, e.pollDevice(c, da.DeviceCode) == "authorization_pending", "first poll")
 	// The clock moves 900 ms; the real time the request takes adds a
@@ -556,10 +553,7 @@ func TestPagesDescribeScopes(t *testing.T) {
 	}
 
 	_, dconf := e.deviceClient(nil)
-	da, err := dconf.DeviceAuth(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	da := e.deviceAuth(dconf)
 	p = b.do("GET", da.VerificationURIComplete, nil)
 	p = b.do("POST", "/device", p.formValues())
 	mustf(t, strings.Contains(p.body, "<li><code>repos:read</code><span>Read your &lt;repositories&gt;</span></li>"), "device page lacks the description:\n%s", p.body)

@@ -126,6 +126,16 @@ func (e *env) deviceClient(edit func(*oauth.ClientParams)) (store.Client, oauth2
 		Endpoint: oauth2.Endpoint{DeviceAuthURL: e.url + "/oauth2/device_authorization", TokenURL: e.url + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
 }
 
+// deviceAuth starts the device flow of conf (RFC 8628 §3.1).
+func (e *env) deviceAuth(conf oauth2.Config) *oauth2.DeviceAuthResponse {
+	e.t.Helper()
+	da, err := conf.DeviceAuth(context.Background())
+	if err != nil {
+		e.t.Fatalf("device authorization: %v", err)
+	}
+	return da
+}
+
 // pollDevice asks once for the token of deviceCode, as public client c,
 // and returns the error code of the answer ("" for tokens).
 func (e *env) pollDevice(c store.Client, deviceCode string) string {

@@ -37,6 +37,38 @@ func newLogoutEnv(t *testing.T) *logoutEnv {
 		Scopes:   []string{"openid", "repos:read"}}}
 }
 
+// bob creates the user bob and returns his password.
+func (e *logoutEnv) bob() string {
+	e.t.Helper()
+	const pw = "bob's password"
+	if _, err := e.users.Create(context.Background(), users.CreateParams{Username: "bob", Password: pw}, tokens.Actor{ID: "test"}); err != nil {
+		e.t.Fatal(err)
+	}
+	return pw
+}
+
+// signInAs signs a new browser in as username through the client, allows
+// the client on the consent page, and returns the browser with the ID
+// token the client got.
+func (e *logoutEnv) signInAs(username, password string) (*browser, string) {
+	e.t.Helper()
+	b := e.browser()
+	p := b.login(b.do("GET", e.conf.AuthCodeURL("s"), nil), username, password)
+	f := p.formValues()
+	f.Set("decision", "allow")
+	p = b.do("POST", "/oauth2/authorize", f)
+	u, _ := url.Parse(p.location)
+	tok, err := e.conf.Exchange(context.Background(), u.Query().Get("code"))
+	if err != nil {
+		e.t.Fatalf("%s's exchange: %v", username, err)
+	}
+	idTok, _ := tok.Extra("id_token").(string)
+	if idTok == "" {
+		e.t.Fatal("no id_token")
+	}
+	return b, idTok
+}
+
 // signIn signs a new browser in as alice through the client and returns
 // it with the ID token the client got.
 func (e *logoutEnv) signIn() (*browser, string) {
@@ -117,28 +149,12 @@ func TestLogoutWithIDTokenHint(t *testing.T) {
 func TestLogoutAsksWithoutAHintForTheUser(t *testing.T) {
 	t.Parallel()
 	e := newLogoutEnv(t)
-	pw := "bob's password"
-	if _, err := e.users.Create(context.Background(), users.CreateParams{Username: "bob", Password: pw}, tokens.Actor{ID: "test"}); err != nil {
-		t.Fatal(err)
-	}
+	pw := e.bob()
 	b, _ := e.signIn()
 
 	// A bare request, a client_id only, and another user's ID token all
 	// ask first.
-	bobTok := func() string {
-		bb := e.browser()
-		p := bb.do("GET", e.conf.AuthCodeURL("s"), nil)
-		p = bb.login(p, "bob", pw)
-		f := p.formValues()
-		f.Set("decision", "allow")
-		p = bb.do("POST", "/oauth2/authorize", f)
-		u, _ := url.Parse(p.location)
-		tok, err := e.conf.Exchange(context.Background(), u.Query().Get("code"))
-		if err != nil {
-			t.Fatalf("bob's exchange: %v", err)
-		}
-		return tok.Extra("id_token").(string)
-	}()
+	_, bobTok := e.signInAs("bob", pw)
 	for name, u := range map[string]string{
 		"no parameters":        logoutURL(),
 		"client_id":            logoutURL("client_id", e.client.ID, "post_logout_redirect_uri", signedOutURI, "state", "st"),

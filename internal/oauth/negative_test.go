@@ -284,10 +284,7 @@ func TestDeviceUserCodeGuessesAreLimited(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
 	_, conf := e.deviceClient(nil)
-	da, err := conf.DeviceAuth(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	da := e.deviceAuth(conf)
 	const otherPassword = "another horse battery"
 	for _, name := range []string{"bob", "carol"} {
 		if _, err := e.users.Create(context.Background(), users.CreateParams{Username: name, Email: name + "@example.com", Password: otherPassword}, tokens.Actor{ID: "test"}); err != nil {
@@ -375,10 +372,7 @@ func TestDeviceUserCodeGuessesAreLimited(t *testing.T) {
 
 	// The window passes (and with it the device code's life).
 	e.clock.Advance(16 * time.Minute)
-	da, err = conf.DeviceAuth(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	da = e.deviceAuth(conf)
 	if status, err := enter(alice, aliceCSRF, da.UserCode); err != nil || status != http.StatusOK {
 		t.Fatalf("right code after the window: %d %v, want 200", status, err)
 	}

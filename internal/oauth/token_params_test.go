@@ -85,10 +85,7 @@ func TestDeviceTokenResourceOutsideTheGrant(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	other := e.apiNamed("billing")
 	c, conf := e.deviceClient(func(p *oauth.ClientParams) { p.APIs = []string{e.api.ID, other.ID} })
-	da, err := conf.DeviceAuth(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	da := e.deviceAuth(conf)
 	e.approveDevice(e.browser(), da.VerificationURIComplete)
 	poll := func(extra url.Values) (int, map[string]any) {
 		f := url.Values{"grant_type": {oauth.GrantDeviceCode}, "device_code": {da.DeviceCode}, "client_id": {c.ID}}

@@ -143,6 +143,23 @@ func (f *fixture) use(t testing.TB, secret string, n int) {
 	}
 }
 
+// quotaToken creates a token with remaining units of quota and scopes.
+func (f *fixture) quotaToken(t testing.TB, remaining int64, scopes ...string) Created {
+	t.Helper()
+	q := &store.Quota{Remaining: remaining}
+	return f.create(t, Settings{Scopes: scopes, Quota: &q}, 0)
+}
+
+// flushWant runs svc's FlushUsage, which must fail with want (nil: must
+// succeed); what names the flush in the failure message.
+func flushWant(t testing.TB, svc *Service, want error, what string) {
+	t.Helper()
+	err := svc.FlushUsage(context.Background())
+	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+		t.Fatalf("%s: FlushUsage = %v, want %v", what, err, want)
+	}
+}
+
 // wantCounted checks the use count and the remaining quota the store has
 // for token id.
 func (f *fixture) wantCounted(t testing.TB, id string, uses, remaining int64) {
@@ -708,8 +725,7 @@ func TestIdleQuotaStatesAreDropped(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	q := &store.Quota{Remaining: 100}
-	c := f.create(t, Settings{Quota: &q}, 0)
+	c := f.quotaToken(t, 100)
 	ttl := f.svc.cfg.CacheTTL
 	steps := []struct {
 		name       string
@@ -1097,17 +1113,12 @@ func TestUsageFlushWithALostReply(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	q := &store.Quota{Remaining: 100}
-	c := f.create(t, Settings{Quota: &q}, 0)
+	c := f.quotaToken(t, 100)
 	f.use(t, c.Secret, 3)
 	f.st.loseUsageReply.Store(f.st.usageWrites.Load() + 1)
-	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
-		t.Fatalf("flush with a lost reply: %v, want the injected failure", err)
-	}
+	flushWant(t, f.svc, errInjected, "flush with a lost reply")
 	f.use(t, c.Secret, 2) // counted meanwhile, flushed after the lost one
-	if err := f.svc.FlushUsage(ctx); err != nil {
-		t.Fatalf("flush after the lost reply: %v", err)
-	}
+	flushWant(t, f.svc, nil, "flush after the lost reply")
 	ids := f.st.ids()
 	if len(ids) != 3 || ids[0] != ids[1] || ids[2] == ids[0] {
 		t.Errorf("flush ids %q: want the lost one twice, then a new one", ids)
@@ -1135,24 +1146,17 @@ func TestUsageFlushWrittenLateIsRemembered(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	q := &store.Quota{Remaining: 100}
-	c := f.create(t, Settings{Quota: &q}, 0)
+	c := f.quotaToken(t, 100)
 	f.use(t, c.Secret, 3)
 	f.st.failUsageWrite.Store(f.st.usageWrites.Load() + 1)
-	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
-		t.Fatalf("flush with the store down: %v", err)
-	}
+	flushWant(t, f.svc, errInjected, "flush with the store down")
 	f.clock.Add(usageFlushMemory + time.Hour) // the store stays down that long
 	f.st.loseUsageReply.Store(f.st.usageWrites.Load() + 1)
-	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
-		t.Fatalf("flush with a lost reply: %v", err)
-	}
+	flushWant(t, f.svc, errInjected, "flush with a lost reply")
 	if _, err := f.svc.PurgeUsageFlushes(ctx); err != nil { // the janitor's run
 		t.Fatal(err)
 	}
-	if err := f.svc.FlushUsage(ctx); err != nil {
-		t.Fatalf("flush after the lost reply: %v", err)
-	}
+	flushWant(t, f.svc, nil, "flush after the lost reply")
 	f.wantCounted(t, c.Token.ID, 3, 97)
 }
 
@@ -1163,19 +1167,13 @@ func TestUsageFlushWrittenLateIsRemembered(t *testing.T) {
 func TestUsageFlushRefusedIsMergedBack(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ctx := context.Background()
-	q := &store.Quota{Remaining: 100}
-	c := f.create(t, Settings{Quota: &q}, 0)
+	c := f.quotaToken(t, 100)
 	f.use(t, c.Secret, 3)
 	f.st.refuseUsageWrites.Store(true)
-	if err := f.svc.FlushUsage(ctx); !errors.Is(err, store.ErrRefused) {
-		t.Fatalf("flush: %v, want the refusal", err)
-	}
+	flushWant(t, f.svc, store.ErrRefused, "flush")
 	f.use(t, c.Secret, 2)
 	f.st.refuseUsageWrites.Store(false)
-	if err := f.svc.FlushUsage(ctx); err != nil {
-		t.Fatalf("flush once the store takes the write: %v", err)
-	}
+	flushWant(t, f.svc, nil, "flush once the store takes the write")
 	ids := f.st.ids()
 	if len(ids) != 2 || ids[0] == ids[1] {
 		t.Errorf("flush ids %q: want the refused one, then one new write for all five uses", ids)
@@ -1200,13 +1198,9 @@ func TestUsageFlushIDsAreForgotten(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := f.svc.FlushUsage(ctx); err != nil { // nothing new: forgets the last id
-		t.Fatal(err)
-	}
+	flushWant(t, f.svc, nil, "nothing new: forgets the last id")
 	writes := f.st.usageWrites.Load()
-	if err := f.svc.FlushUsage(ctx); err != nil { // nothing at all: no write
-		t.Fatal(err)
-	}
+	flushWant(t, f.svc, nil, "nothing at all: no write")
 	if got := f.st.usageWrites.Load(); got != writes {
 		t.Errorf("an idle flush with nothing to forget wrote %d times", got-writes)
 	}
@@ -1230,22 +1224,14 @@ func TestUsageFlushIDsAreForgotten(t *testing.T) {
 func TestUsageFlushLostReplyThenRefusedCountsOnce(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ctx := context.Background()
-	q := &store.Quota{Remaining: 100}
-	c := f.create(t, Settings{Quota: &q}, 0)
+	c := f.quotaToken(t, 100)
 	f.use(t, c.Secret, 3)
 	f.st.loseUsageReply.Store(f.st.usageWrites.Load() + 1)
-	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
-		t.Fatalf("flush with a lost reply: %v, want the injected failure", err)
-	}
+	flushWant(t, f.svc, errInjected, "flush with a lost reply")
 	f.st.refuseUsageWrites.Store(true)
-	if err := f.svc.FlushUsage(ctx); !errors.Is(err, store.ErrRefused) {
-		t.Fatalf("flush refused: %v, want the refusal", err)
-	}
+	flushWant(t, f.svc, store.ErrRefused, "flush refused")
 	f.st.refuseUsageWrites.Store(false)
-	if err := f.svc.FlushUsage(ctx); err != nil {
-		t.Fatalf("flush once the store takes the write: %v", err)
-	}
+	flushWant(t, f.svc, nil, "flush once the store takes the write")
 	f.wantCounted(t, c.Token.ID, 3, 97)
 }
 
@@ -1258,15 +1244,11 @@ func TestUsageFlushLostReplyThenRefusedCountsOnce(t *testing.T) {
 func TestQuotaRefusedFlushKeepsStateUntilCacheCatchesUp(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ctx := context.Background()
 	ttl := f.svc.cfg.CacheTTL
-	q := &store.Quota{Remaining: 100}
-	c := f.create(t, Settings{Scopes: []string{"read"}, Quota: &q}, 0)
+	c := f.quotaToken(t, 100, "read")
 	f.use(t, c.Secret, 5) // 95 left
 	f.st.refuseUsageWrites.Store(true)
-	if err := f.svc.FlushUsage(ctx); !errors.Is(err, store.ErrRefused) {
-		t.Fatalf("flush: %v, want the refusal", err)
-	}
+	flushWant(t, f.svc, store.ErrRefused, "flush")
 	f.st.refuseUsageWrites.Store(false)
 	f.clock.Add(ttl + time.Millisecond)
 	// A request that spends no quota reads the token again from the store,
@@ -1274,13 +1256,9 @@ func TestQuotaRefusedFlushKeepsStateUntilCacheCatchesUp(t *testing.T) {
 	if res := f.verify(t, Request{Token: c.Secret, Scopes: []string{"write"}}); res.Code != InsufficientScope {
 		t.Fatalf("verify for a scope it lacks: %v", res.Code)
 	}
-	if err := f.svc.FlushUsage(ctx); err != nil { // the refused counts are written now
-		t.Fatalf("flush: %v", err)
-	}
+	flushWant(t, f.svc, nil, "flush writing the refused counts")
 	f.clock.Add(time.Millisecond)
-	if err := f.svc.FlushUsage(ctx); err != nil {
-		t.Fatalf("flush: %v", err)
-	}
+	flushWant(t, f.svc, nil, "flush")
 	if res := f.verify(t, Request{Token: c.Secret}); res.Code != Valid || res.Quota != 94 {
 		t.Errorf("verify: %v, quota remaining %d; want valid, 94", res.Code, res.Quota)
 	}
@@ -1335,13 +1313,9 @@ func TestQuotaStateOutlivesARecordReadDuringItsWrite(t *testing.T) {
 			t.Errorf("verify during the write: %v", res.Code)
 		}
 	}
-	if err := svc.FlushUsage(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushWant(t, svc, nil, "flush")
 	f.clock.Add(ttl - 2*time.Second + time.Millisecond) // TTL after the drain, less than TTL after the read
-	if err := svc.FlushUsage(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushWant(t, svc, nil, "flush")
 	if res, _ := svc.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid || res.Quota != 94 {
 		t.Errorf("verify: %v, quota remaining %d; want valid, 94", res.Code, res.Quota)
 	}
@@ -1400,9 +1374,7 @@ func TestQuotaSetKeepsConsumptionOfTheNewQuota(t *testing.T) {
 	if res, _ := svc.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid || res.Quota != 8 {
 		t.Errorf("verify after the update: %v, quota remaining %d; want valid, 8", res.Code, res.Quota)
 	}
-	if err := svc.FlushUsage(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushWant(t, svc, nil, "flush")
 	if got, _ := svc.GetToken(ctx, c.Token.ID); got.Quota.Remaining != 8 {
 		t.Errorf("stored quota after the flush: %d, want 8", got.Quota.Remaining)
 	}
@@ -1443,15 +1415,11 @@ func TestFlushUsageInChunks(t *testing.T) {
 	}
 
 	f.st.failUsageWrite.Store(2)
-	if err := f.svc.FlushUsage(ctx); !errors.Is(err, errInjected) {
-		t.Fatalf("first flush: %v, want the injected failure", err)
-	}
+	flushWant(t, f.svc, errInjected, "first flush")
 	if got := f.st.usageWrites.Load(); got != 2 {
 		t.Errorf("first flush: %d writes, want 2 (one written, one failed)", got)
 	}
-	if err := f.svc.FlushUsage(ctx); err != nil {
-		t.Fatalf("second flush: %v", err)
-	}
+	flushWant(t, f.svc, nil, "second flush")
 	if got := f.st.usageWrites.Load(); got != 5 {
 		t.Errorf("after the second flush: %d writes, want 5 (the other %d tokens in two, then one telling the store to forget the three ids)", got, n-usageChunk)
 	}

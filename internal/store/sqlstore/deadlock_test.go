@@ -135,12 +135,7 @@ func TestPostgresUpdateAPIDuringItsDeletion(t *testing.T) {
 	defer cancel()
 	now := time.Now()
 	api := createTestAPI(t, db)
-	secret := mustGenerate(t, "jtp")
-	tok := store.Token{ID: ids.New(ids.Token, now), APIID: api.ID, Name: "ci", Subject: "cus_1",
-		Scopes: []string{"repos:read"}, Hint: tokenfmt.Hint(secret), CreatedAt: now, UpdatedAt: now}
-	if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Action: "token.create", Target: tok.ID}); err != nil {
-		t.Fatal(err)
-	}
+	tok := createTestToken(t, db, api, nil)
 
 	release := holdLock(t, dsn, "SELECT id FROM tokens WHERE id = $1 FOR UPDATE", tok.ID)
 	deleted := make(chan error, 1)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jetonhq/jeton/internal/ids"
 	"github.com/jetonhq/jeton/internal/store"
-	"github.com/jetonhq/jeton/internal/tokenfmt"
 )
 
 // TestPostgresPanickingUpdateReleasesItsLocks checks that an update
@@ -23,14 +22,7 @@ func TestPostgresPanickingUpdateReleasesItsLocks(t *testing.T) {
 	dsn, app := taggedPostgresDSN(t)
 	db := openPostgresT(t, dsn)
 	ctx := context.Background()
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	api := createTestAPI(t, db)
-	secret := mustGenerate(t, "jtp")
-	tok := store.Token{ID: ids.New(ids.Token, now), APIID: api.ID, Name: "ci", Subject: "cus_1",
-		Scopes: []string{"repos:read"}, Hint: tokenfmt.Hint(secret), CreatedAt: now, UpdatedAt: now}
-	if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Action: "token.create", Target: tok.ID}); err != nil {
-		t.Fatal(err)
-	}
+	tok := createTestToken(t, db, createTestAPI(t, db), nil)
 	// Whatever happens, free the server side so that the schema can be
 	// dropped at the end of the test.
 	t.Cleanup(func() {
@@ -126,18 +118,8 @@ func TestPostgresConcurrentFlushesDoNotDeadlock(t *testing.T) {
 	defer cancel()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	api := createTestAPI(t, db)
-	var toks []store.Token
-	for range 2 {
-		secret := mustGenerate(t, "jtp")
-		tok := store.Token{ID: ids.New(ids.Token, now), APIID: api.ID, Name: "ci", Subject: "cus_1",
-			Scopes: []string{"repos:read"}, Hint: tokenfmt.Hint(secret), CreatedAt: now, UpdatedAt: now,
-			Quota: &store.Quota{Remaining: 1000, Version: 1}}
-		if err := db.CreateToken(ctx, tok, tokenfmt.HashOf(secret), store.AuditEvent{Action: "token.create", Target: tok.ID}); err != nil {
-			t.Fatal(err)
-		}
-		toks = append(toks, tok)
-	}
-	x, y := toks[0].ID, toks[1].ID
+	x := createTestToken(t, db, api, &store.Quota{Remaining: 1000, Version: 1}).ID
+	y := createTestToken(t, db, api, &store.Quota{Remaining: 1000, Version: 1}).ID
 	delta := func(id string) store.QuotaDelta {
 		return store.QuotaDelta{TokenID: id, Consumed: 1, Version: 1}
 	}

@@ -137,6 +137,19 @@ func createTestAPI(t *testing.T, db *DB) store.API {
 	return api
 }
 
+// createTestToken creates an API key of api in db, with quota q if not nil.
+func createTestToken(t *testing.T, db *DB, api store.API, q *store.Quota) store.Token {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	secret := mustGenerate(t, "jtp")
+	tok := store.Token{ID: ids.New(ids.Token, now), APIID: api.ID, Name: "ci", Subject: "cus_1",
+		Scopes: []string{"repos:read"}, Hint: tokenfmt.Hint(secret), CreatedAt: now, UpdatedAt: now, Quota: q}
+	if err := db.CreateToken(context.Background(), tok, tokenfmt.HashOf(secret), store.AuditEvent{Action: "token.create", Target: tok.ID}); err != nil {
+		t.Fatalf("CreateToken: %v", err)
+	}
+	return tok
+}
+
 // holdLock runs query (a SELECT ... FOR UPDATE) in a transaction of its own
 // connection to dsn, as another node would, and keeps its locks until
 // release (or the end of t).
