@@ -91,6 +91,9 @@ func TestCLIClientCommands(t *testing.T) {
 		t.Fatalf("client create:\n%s", out)
 	}
 
+	// Ids sort by their millisecond, then at random: each client is made in
+	// a later one than the one before, so that the list's order is known.
+	j.s.Clock.Advance(time.Millisecond)
 	var web client.OAuthClient
 	j.json(&web, "client", "create", "--name", "web", "--redirect-uris", "https://app.example.com/cb,http://127.0.0.1:9999/cb",
 		"--apis", "https://api.acme.test", "--scopes", "openid,repos:read", "--token-format", "jwt", "--signing-alg", "EdDSA")
@@ -110,6 +113,7 @@ func TestCLIClientCommands(t *testing.T) {
 	if len(cleared.PostLogoutRedirectURIs) != 0 || len(cleared.RedirectURIs) != 2 {
 		t.Errorf("client update --post-logout-redirect-uris '': %+v", cleared)
 	}
+	j.s.Clock.Advance(time.Millisecond)
 	var pub client.OAuthClient
 	j.json(&pub, "client", "create", "--name", "tv", "--type", "public",
 		"--grant-types", "urn:ietf:params:oauth:grant-type:device_code,refresh_token", "--apis", "acme", "--scopes", "repos:read")
@@ -224,6 +228,9 @@ func TestCLIUserCommands(t *testing.T) {
 		t.Errorf("the stored password is not the one read from standard input")
 	}
 
+	// Ids sort by their millisecond, then at random: bob lists first only if
+	// created in a later one than alice.
+	j.s.Clock.Advance(time.Millisecond)
 	var bob client.User
 	j.json(&bob, "user", "create", "--username", "bob", "--password", "hunter2 hunter2 hunter2")
 	if bob.Username != "bob" || bob.Email != "" || strings.Contains(string(bob.Raw), "hunter2") {
