@@ -89,7 +89,9 @@ type Config struct {
 
 	// OnVerify, if set, is called after every verification (for metrics).
 	OnVerify func(Code, time.Duration)
-	// OnStoreError, if set, is called when a background store write fails.
+	// OnStoreError, if set, is called when a background store write fails
+	// ("flush", "janitor", …) or when this node stops hearing the other
+	// nodes' changes ("listen").
 	OnStoreError func(op string)
 }
 
@@ -160,7 +162,7 @@ type Service struct {
 // invalidationSource is implemented by stores that tell every node which
 // secrets changed on another node (PostgreSQL's LISTEN/NOTIFY).
 type invalidationSource interface {
-	SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.Hash), onReset func())
+	SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.Hash), onReset func(), onError func(error))
 }
 
 // New returns a running Service: its usage flusher and janitor run in the
@@ -189,10 +191,21 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.cancelSub = cancel
 	if src, ok := cfg.Store.(invalidationSource); ok {
 		s.wg.Go(func() {
-			src.SubscribeInvalidations(subCtx, func(h tokenfmt.Hash) { s.cache.invalidate(h) }, s.cache.clear)
+			src.SubscribeInvalidations(subCtx, func(h tokenfmt.Hash) { s.cache.invalidate(h) }, s.cache.clear, s.listenFailed)
 		})
 	}
 	return s, nil
+}
+
+// listenFailed reports that this node could not listen for, or stopped
+// hearing, the other nodes' changes. Until it listens again a token
+// revoked on another node stays valid here for up to the cache's TTL; the
+// cache is dropped when it does.
+func (s *Service) listenFailed(err error) {
+	s.cfg.Logger.Warn("not hearing other nodes' changes; retrying, and this node's token cache is dropped once heard again", "err", err)
+	if s.cfg.OnStoreError != nil {
+		s.cfg.OnStoreError("listen")
+	}
 }
 
 // Close stops the background work and flushes counted usage to the store.

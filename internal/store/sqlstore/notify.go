@@ -112,14 +112,18 @@ func (db *DB) notifyHashes(ctx context.Context, tx *sql.Tx, hashes []tokenfmt.Ha
 // SubscribeInvalidations calls onHash for every secret hash another node
 // changed, until ctx ends. Whenever it may have missed notifications (at
 // start, after a lost connection) it calls onReset, and the caller drops
-// its whole cache. On SQLite it returns at once: there is one node.
+// its whole cache. Every attempt to listen that fails, and every lost
+// connection, is passed to onError before the pause that precedes the
+// next attempt, so that an operator learns that this node is, for now,
+// deaf to the other nodes' changes. On SQLite it returns at once: there
+// is one node.
 //
 // The same connection listens for revocations recorded by other nodes and
 // wakes the readers of RevocationsChanged, and for changes of the signing
 // keys, APIs and clients, waking the readers of KeysChanged, APIsChanged
 // and ClientsChanged, also after every (re)connection: while it runs, this
 // node hears of another node's change within milliseconds.
-func (db *DB) SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.Hash), onReset func()) {
+func (db *DB) SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.Hash), onReset func(), onError func(error)) {
 	if db.d.name != "postgres" {
 		return
 	}
@@ -129,7 +133,7 @@ func (db *DB) SubscribeInvalidations(ctx context.Context, onHash func(tokenfmt.H
 		if ctx.Err() != nil {
 			return
 		}
-		_ = err // a lost connection: reconnect after a pause
+		onError(fmt.Errorf("sqlstore: listen for other nodes' changes: %w", err))
 		if listened {
 			wait.reset()
 		}

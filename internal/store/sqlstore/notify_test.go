@@ -37,9 +37,10 @@ func TestBackoff(t *testing.T) {
 }
 
 // TestPostgresInvalidationsSurviveALostConnection kills the LISTEN
-// connection, three times: each time the subscriber must connect again,
-// say that it may have missed notifications (onReset, so that the caller
-// drops its cache), and deliver the notifications sent after.
+// connection, three times: each time the subscriber must report the lost
+// connection (onError), connect again, say that it may have missed
+// notifications (onReset, so that the caller drops its cache), and deliver
+// the notifications sent after.
 func TestPostgresInvalidationsSurviveALostConnection(t *testing.T) {
 	t.Parallel()
 	dsn, app := taggedPostgresDSN(t) // to find this node's LISTEN connection
@@ -48,6 +49,7 @@ func TestPostgresInvalidationsSurviveALostConnection(t *testing.T) {
 	defer cancel()
 
 	resets := make(chan struct{}, 16)
+	failures := make(chan error, 16)
 	hashes := make(chan tokenfmt.Hash, 1024) // NOTIFY is database-wide: other tests' hashes arrive too
 	subCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -58,7 +60,7 @@ func TestPostgresInvalidationsSurviveALostConnection(t *testing.T) {
 			case hashes <- h:
 			default:
 			}
-		}, func() { resets <- struct{}{} })
+		}, func() { resets <- struct{}{} }, func(err error) { failures <- err })
 	}()
 	defer func() { stop(); <-done }()
 
@@ -94,6 +96,11 @@ func TestPostgresInvalidationsSurviveALostConnection(t *testing.T) {
 	}
 
 	awaitReset("at start")
+	select {
+	case err := <-failures:
+		t.Fatalf("a failure reported before any: %v", err)
+	default:
+	}
 	awaitHash(notify())
 	for i := range 3 {
 		var killed int
@@ -103,6 +110,14 @@ func TestPostgresInvalidationsSurviveALostConnection(t *testing.T) {
 		}
 		if killed < 1 { // more if the one killed before has not quite gone yet
 			t.Fatalf("round %d: no LISTEN connection to terminate", i+1)
+		}
+		select {
+		case err := <-failures:
+			if err == nil {
+				t.Fatalf("round %d: the lost connection was reported as a nil error", i+1)
+			}
+		case <-ctx.Done():
+			t.Fatalf("round %d: the lost connection was never reported", i+1)
 		}
 		awaitReset(fmt.Sprintf("after the connection was lost (round %d)", i+1))
 		awaitHash(notify())
@@ -190,7 +205,7 @@ func TestChangeSignals(t *testing.T) {
 				case reset <- struct{}{}:
 				default:
 				}
-			})
+			}, func(error) {})
 			if !closed(reset, 10*time.Second) {
 				t.Fatal("the other node never listened")
 			}

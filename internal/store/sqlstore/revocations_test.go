@@ -29,7 +29,7 @@ func TestPostgresRevocationsWakeOtherNodes(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.SubscribeInvalidations(subCtx, func(tokenfmt.Hash) {}, func() {})
+		b.SubscribeInvalidations(subCtx, func(tokenfmt.Hash) {}, func() {}, func(error) {})
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	select {
