@@ -41,7 +41,10 @@ const RevocationGrace = 5 * time.Minute
 // access tokens) or from a cache.
 type Revocation struct {
 	// Seq orders the feed. It is assigned in commit order: once a reader
-	// has seen Seq n, no entry with a smaller Seq appears later.
+	// has seen Seq n, no entry with a smaller Seq appears later. It never
+	// falls behind the time in microseconds, so that a store restored from
+	// a backup still numbers its new entries above the cursors verifiers
+	// kept from before; expect large gaps.
 	Seq       int64
 	Kind      string // RevocationToken, RevocationGrant or RevocationClient
 	Ref       string // the token id (or jti), the grant id or the client id

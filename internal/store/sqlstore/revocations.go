@@ -24,7 +24,15 @@ const (
 	// behind it and commit in the order of their numbers. Without it a
 	// transaction holding seq 7 could commit after one holding seq 8, and a
 	// reader that had already moved past 8 would never see 7.
-	claimRevocationsSQL = "UPDATE revocation_head SET seq = seq + $1 WHERE id = 1 RETURNING seq"
+	//
+	// The numbers never fall behind the clock: the head first moves up to
+	// $2, the time in microseconds, if it is behind. So a store restored
+	// from a backup, whose head has gone back, hands out numbers above
+	// every one it handed out before the restore (unless those ran ahead of
+	// the clock, which takes more than a million revocations a second), and
+	// a verifier resuming from a cursor it was given before the restore
+	// still hears of every revocation made after it.
+	claimRevocationsSQL = "UPDATE revocation_head SET seq = (CASE WHEN seq < $2 THEN $2 ELSE seq END) + $1 WHERE id = 1 RETURNING seq"
 	// lockRevocationsSQL takes the same lock without claiming anything.
 	lockRevocationsSQL = "SELECT seq FROM revocation_head WHERE id = 1"
 
@@ -76,7 +84,7 @@ func (db *DB) recordRevocations(ctx context.Context, tx *sql.Tx, revs []store.Re
 		return nil
 	}
 	var last int64
-	if err := db.txQueryRow(ctx, tx, claimRevocationsSQL, len(revs)).Scan(&last); err != nil {
+	if err := db.txQueryRow(ctx, tx, claimRevocationsSQL, len(revs), time.Now().UnixMicro()).Scan(&last); err != nil {
 		return fmt.Errorf("sqlstore: record revocations: claim sequence: %w", err)
 	}
 	seq := last - int64(len(revs))

@@ -514,8 +514,8 @@ func testRevocationsExpireAndPurge(t *testing.T, s store.Store) {
 	if err := s.RevokeAccessJWT(ctx, jti, a.ID, now.Add(2*time.Hour), now, ev("token.revoke", jti)); err != nil {
 		t.Fatal(err)
 	}
-	if got := revocations(t, s, 0, now); len(got) != 1 || got[0].Seq != last+1 {
-		t.Errorf("entry after a full purge: %+v, want seq %d", got, last+1)
+	if got := revocations(t, s, 0, now); len(got) != 1 || got[0].Seq <= last {
+		t.Errorf("entry after a full purge: %+v, want a seq above %d", got, last)
 	}
 }
 
@@ -718,16 +718,22 @@ func testRevocationsCommitInSeqOrder(t *testing.T, s store.Store) {
 	close(stop)
 	got := <-seen
 
-	want := make([]int64, tokens)
-	for i := range want {
-		want[i] = int64(i + 1)
+	// The reader saw what the feed now holds, in the same order: nothing
+	// committed behind its back.
+	feed := revocations(t, s, 0, now)
+	want := make([]int64, len(feed))
+	for i, r := range feed {
+		want[i] = r.Seq
+	}
+	if !slices.IsSorted(want) || len(want) != tokens {
+		t.Errorf("the feed holds %d entries, in seq order %t; want %d in order", len(want), slices.IsSorted(want), tokens)
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
-		t.Errorf("sequence numbers the tailing reader saw (-got +want):\n%s", diff)
+		t.Errorf("sequence numbers the tailing reader saw (-got +want the feed's):\n%s", diff)
 	}
 	// And the feed holds every token once.
 	var refs []string
-	for _, r := range revocations(t, s, 0, now) {
+	for _, r := range feed {
 		refs = append(refs, r.Ref)
 	}
 	slices.Sort(refs)
