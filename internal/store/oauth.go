@@ -141,6 +141,14 @@ type UserStore interface {
 	ListUsers(ctx context.Context, after string, limit int) ([]User, string, error)
 	// UpdateUser applies update to the stored user inside one transaction.
 	UpdateUser(ctx context.Context, id string, update func(*User) error, ev AuditEvent) (User, error)
+	// UpdateUserRevokingGrants is UpdateUser that, in the same
+	// transaction, also revokes every live grant of the user with reason,
+	// and the opaque access tokens issued from them, appending
+	// grantEvent(g) to the audit log for each grant after ev. It returns
+	// the hashes of the access tokens it revoked. A user disabled, or
+	// whose password was reset, is never left with a live grant.
+	UpdateUserRevokingGrants(ctx context.Context, id string, update func(*User) error, ev AuditEvent,
+		reason string, grantEvent func(Grant) AuditEvent) (User, []tokenfmt.Hash, error)
 	// DeleteUser deletes a user with their consents, codes and grants; the
 	// grants' access tokens are deleted and their hashes returned.
 	DeleteUser(ctx context.Context, id string, ev AuditEvent) ([]tokenfmt.Hash, error)

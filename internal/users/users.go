@@ -295,7 +295,7 @@ func (s *Service) Update(ctx context.Context, id string, p UpdateParams, by toke
 		details["password_reset"] = true
 	}
 	now := s.now()
-	u, err := s.store.UpdateUser(ctx, id, func(u *store.User) error {
+	change := func(u *store.User) error {
 		if p.Email != nil {
 			u.Email = *p.Email
 		}
@@ -315,19 +315,31 @@ func (s *Service) Update(ctx context.Context, id string, p UpdateParams, by toke
 		}
 		u.UpdatedAt = now
 		return nil
-	}, s.event(by.ID, by.RemoteAddr, "user.update", id, details))
-	if err != nil {
-		return store.User{}, err
 	}
+	ev := s.event(by.ID, by.RemoteAddr, "user.update", id, details)
+	reason := ""
 	switch {
 	case p.Disabled != nil && *p.Disabled:
-		err = s.revokeGrants(ctx, id, RevokeUserDisabled, by)
+		reason = RevokeUserDisabled
 	case p.Password != nil:
-		err = s.revokeGrants(ctx, id, RevokePasswordReset, by)
+		reason = RevokePasswordReset
 	}
+	if reason == "" {
+		u, err := s.store.UpdateUser(ctx, id, change, ev)
+		if err != nil {
+			return store.User{}, err
+		}
+		return public(u), nil
+	}
+	// The grants go in the same transaction: a user stored as disabled,
+	// or with a new password, never keeps a grant that still refreshes.
+	u, hashes, err := s.store.UpdateUserRevokingGrants(ctx, id, change, ev, reason, func(g store.Grant) store.AuditEvent {
+		return s.event(by.ID, by.RemoteAddr, "grant.revoke", g.ID, map[string]any{"reason": reason, "user_id": id, "client_id": g.ClientID})
+	})
 	if err != nil {
 		return store.User{}, err
 	}
+	s.cfg.Evict(hashes...)
 	return public(u), nil
 }
 
@@ -372,27 +384,6 @@ func endSessions(u *store.User, now time.Time) {
 		now = u.SessionsEndedAt.Add(time.Millisecond)
 	}
 	u.SessionsEndedAt = now
-}
-
-// revokeGrants revokes every live grant of a user and evicts the access
-// tokens it revoked.
-func (s *Service) revokeGrants(ctx context.Context, userID, reason string, by tokens.Actor) error {
-	grants, err := s.store.ListGrants(ctx, userID)
-	if err != nil {
-		return fmt.Errorf("users: revoke grants of %s: %w", userID, err)
-	}
-	for _, g := range grants {
-		if !g.RevokedAt.IsZero() {
-			continue
-		}
-		ev := s.event(by.ID, by.RemoteAddr, "grant.revoke", g.ID, map[string]any{"reason": reason, "user_id": userID, "client_id": g.ClientID})
-		hashes, err := s.store.RevokeGrant(ctx, g.ID, reason, s.cfg.Now(), ev)
-		s.cfg.Evict(hashes...)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("users: revoke grants of %s: %w", userID, err)
-		}
-	}
-	return nil
 }
 
 // Delete deletes a user with their consents, grants and the access tokens

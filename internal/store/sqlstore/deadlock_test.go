@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -167,4 +168,215 @@ func mustGenerate(t *testing.T, prefix string) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestPostgresDeleteUserDuringARefresh proves that deleting a user while
+// one of their refresh tokens is being redeemed does not deadlock: both
+// must lock the grant and the refresh token in one order. DeleteUser locks
+// the user's grants first and deletes their refresh tokens second, while
+// RotateRefreshToken (and DeleteClient, which was ordered to match it)
+// locks the refresh token first and the grant second. A third transaction
+// holding the grant puts the two in the order a busy server may run them
+// in; PostgreSQL then aborts one of them with a deadlock error (40P01).
+func TestPostgresDeleteUserDuringARefresh(t *testing.T) {
+	t.Parallel()
+	dsn, app := taggedPostgresDSN(t)
+	db := openPostgresT(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	c, u, code := userWithCode(t, db, now)
+	g := store.Grant{ID: ids.New(ids.Grant, now), ClientID: c.ID, CreatedAt: now}
+	if _, err := db.RedeemAuthCode(ctx, code.Hash, g, now, store.AuditEvent{Action: "grant.create", Target: g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	old := store.RefreshToken{Hash: tokenfmt.HashOf(mustGenerate(t, tokenfmt.PrefixRefresh)), GrantID: g.ID, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+	if err := db.IssueGrantTokens(ctx, g.ID, nil, tokenfmt.Hash{}, &old); err != nil {
+		t.Fatal(err)
+	}
+	next := store.RefreshToken{Hash: tokenfmt.HashOf(mustGenerate(t, tokenfmt.PrefixRefresh)), GrantID: g.ID, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+
+	release := holdLock(t, dsn, "SELECT id FROM grants WHERE id = $1 FOR UPDATE", g.ID)
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := db.DeleteUser(ctx, u.ID, store.AuditEvent{Time: now, Action: "user.delete", Target: u.ID})
+		deleted <- err
+	}()
+	waitForLockWaiters(t, db, app, 1, "DeleteUser")
+	rotated := make(chan error, 1)
+	go func() {
+		_, err := db.RotateRefreshToken(ctx, old.Hash, next, nil, tokenfmt.Hash{}, nil, time.Time{}, now)
+		rotated <- err
+	}()
+	waitForLockWaiters(t, db, app, 2, "RotateRefreshToken")
+	release()
+	if err := <-deleted; err != nil {
+		t.Errorf("DeleteUser while one of the user's refresh tokens is redeemed: %v", err)
+	}
+	if err := <-rotated; err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrRevoked) {
+		t.Errorf("RotateRefreshToken while its user is deleted = %v, want success or ErrNotFound/ErrRevoked", err)
+	}
+}
+
+// userWithCode stores an API, a client, a user and an authorization code
+// of that user for that client, not yet redeemed.
+func userWithCode(t *testing.T, db *DB, now time.Time) (store.Client, store.User, store.AuthCode) {
+	t.Helper()
+	ctx := context.Background()
+	api := createTestAPI(t, db)
+	c := store.Client{ID: ids.New(ids.Client, now), Name: "app", Type: store.ClientConfidential,
+		GrantTypes: []string{"authorization_code", "refresh_token"}, RedirectURIs: []string{"https://app.example.com/cb"},
+		APIs: []string{api.ID}, Scopes: []string{"repos:read"}, TokenFormat: store.FormatOpaque, SigningAlg: "ES256",
+		AccessTokenTTL: time.Hour, RefreshTokenTTL: 24 * time.Hour, AuthMethod: "none", CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateClient(ctx, c, nil, store.AuditEvent{Action: "client.create", Target: c.ID}); err != nil {
+		t.Fatal(err)
+	}
+	u := store.User{ID: ids.New(ids.User, now), Username: "alice", PasswordHash: "x", CreatedAt: now, UpdatedAt: now}
+	if err := db.CreateUser(ctx, u, store.AuditEvent{Action: "user.create", Target: u.ID}); err != nil {
+		t.Fatal(err)
+	}
+	code := store.AuthCode{Hash: tokenfmt.HashOf(mustGenerate(t, tokenfmt.PrefixAuthCode)), ClientID: c.ID, UserID: u.ID,
+		RedirectURI: c.RedirectURIs[0], APIID: api.ID, Scopes: []string{"repos:read"}, AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+	if err := db.CreateAuthCode(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	return c, u, code
+}
+
+// TestPostgresDeleteUserDuringACodeRedemption: a redemption locks its code
+// and then, storing the grant, takes a key share lock on the user's row
+// (insertGrant); a DeleteUser that locked the user's row before deleting
+// the codes would deadlock with it. A third transaction holding the code lines the two
+// up: the redemption first in the code's queue, DeleteUser second.
+func TestPostgresDeleteUserDuringACodeRedemption(t *testing.T) {
+	t.Parallel()
+	dsn, app := taggedPostgresDSN(t)
+	db := openPostgresT(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	c, u, code := userWithCode(t, db, now)
+
+	release := holdLock(t, dsn, "SELECT hash FROM auth_codes WHERE hash = $1 FOR UPDATE", code.Hash[:])
+	redeemed := make(chan error, 1)
+	go func() {
+		g := store.Grant{ID: ids.New(ids.Grant, now), ClientID: c.ID, CreatedAt: now}
+		_, err := db.RedeemAuthCode(ctx, code.Hash, g, now, store.AuditEvent{Action: "grant.create", Target: g.ID})
+		redeemed <- err
+	}()
+	waitForLockWaiters(t, db, app, 1, "RedeemAuthCode")
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := db.DeleteUser(ctx, u.ID, store.AuditEvent{Time: now, Action: "user.delete", Target: u.ID})
+		deleted <- err
+	}()
+	waitForLockWaiters(t, db, app, 2, "DeleteUser")
+	release()
+	if err := <-redeemed; err != nil && !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RedeemAuthCode while its user is deleted = %v, want success or ErrNotFound", err)
+	}
+	if err := <-deleted; err != nil {
+		t.Errorf("DeleteUser while one of the user's codes is redeemed: %v", err)
+	}
+	if _, err := db.GetUser(ctx, u.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("user after DeleteUser: %v, want ErrNotFound", err)
+	}
+	if gs, err := db.ListGrants(ctx, u.ID); err != nil || len(gs) != 0 {
+		t.Errorf("grants left after DeleteUser: %+v, %v", gs, err)
+	}
+}
+
+// TestPostgresDisableRacesACodeRedemption: disabling a user revokes, in one
+// transaction, the grants it sees. A redemption storing a new grant for the
+// user while that transaction is between its revocations and its commit
+// must wait for it: otherwise its grant is seen neither by the disable nor,
+// reading the user right after, by the token endpoint (which still sees
+// the user enabled), and it outlives the disable.
+func TestPostgresDisableRacesACodeRedemption(t *testing.T) {
+	t.Parallel()
+	dsn, app := taggedPostgresDSN(t)
+	db := openPostgresT(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	c, u, first := userWithCode(t, db, now)
+	if _, err := db.RedeemAuthCode(ctx, first.Hash, store.Grant{ID: ids.New(ids.Grant, now), ClientID: c.ID, CreatedAt: now}, now, store.AuditEvent{}); err != nil {
+		t.Fatal(err)
+	}
+	second := first
+	second.Hash = tokenfmt.HashOf(mustGenerate(t, tokenfmt.PrefixAuthCode))
+	if err := db.CreateAuthCode(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+
+	// The disable stops inside its transaction, after revoking the first
+	// grant, while it audits it.
+	revoking, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	disabled := make(chan error, 1)
+	go func() {
+		_, _, err := db.UpdateUserRevokingGrants(ctx, u.ID, func(x *store.User) error { x.DisabledAt = now; return nil },
+			store.AuditEvent{Time: now, Action: "user.update", Target: u.ID}, "user_disabled",
+			func(g store.Grant) store.AuditEvent {
+				once.Do(func() { close(revoking); <-resume })
+				return store.AuditEvent{Time: now, Action: "grant.revoke", Target: g.ID}
+			})
+		disabled <- err
+	}()
+	<-revoking
+
+	type outcome struct {
+		grant       string
+		err         error
+		sawDisabled bool
+	}
+	redeemed := make(chan outcome, 1)
+	go func() {
+		g := store.Grant{ID: ids.New(ids.Grant, now.Add(time.Millisecond)), ClientID: c.ID, CreatedAt: now}
+		_, err := db.RedeemAuthCode(ctx, second.Hash, g, now, store.AuditEvent{})
+		after, _ := db.GetUser(ctx, u.ID) // as issueForGrant does
+		redeemed <- outcome{g.ID, err, !after.DisabledAt.IsZero()}
+	}()
+	// Either the redemption waits for the disable, or it is done.
+	var out outcome
+	deadline := time.Now().Add(15 * time.Second)
+wait:
+	for {
+		select {
+		case out = <-redeemed:
+			break wait
+		default:
+		}
+		var k int
+		if err := db.read.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		if k > 0 {
+			close(resume)
+			out = <-redeemed
+			resume = nil
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the redemption neither finished nor waited")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if resume != nil {
+		close(resume)
+	}
+	if err := <-disabled; err != nil {
+		t.Fatalf("UpdateUserRevokingGrants: %v", err)
+	}
+	if out.err != nil {
+		t.Fatalf("RedeemAuthCode: %v", out.err)
+	}
+	g, err := db.GetGrant(ctx, out.grant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.RevokedAt.IsZero() && !out.sawDisabled {
+		t.Error("a grant stored during the disable is live, and the user read right after it was stored is still enabled")
+	}
 }

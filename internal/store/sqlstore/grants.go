@@ -29,6 +29,7 @@ func bare(columns, alias string) string { return strings.ReplaceAll(columns, ali
 
 var (
 	insertGrantSQL    = "INSERT INTO grants (" + bare(grantColumns, "g") + ") VALUES (" + placeholders(1, 10) + ")"
+	lockGrantUserSQL  = "SELECT id FROM users WHERE id = $1 FOR KEY SHARE"
 	insertRefreshSQL  = "INSERT INTO refresh_tokens (" + bare(refreshColumns, "r") + ") VALUES (" + placeholders(1, 7) + ")"
 	insertAuthCodeSQL = "INSERT INTO auth_codes (" + bare(authCodeColumns, "c") + ") VALUES (" + placeholders(1, 14) + ")"
 	insertDeviceSQL   = "INSERT INTO device_codes (" + bare(deviceCodeColumns, "d") + ") VALUES (" + placeholders(1, 13) + ")"
@@ -210,7 +211,7 @@ func (db *DB) RedeemAuthCode(ctx context.Context, h tokenfmt.Hash, g store.Grant
 			return fmt.Errorf("sqlstore: redeem authorization code: %w", err)
 		}
 		g.UserID, g.Subject, g.APIID, g.Scopes, g.AuthTime = c.UserID, c.UserID, c.APIID, c.Scopes, c.AuthTime
-		if _, err := db.txExec(ctx, tx, insertGrantSQL, grantArgs(&g)...); err != nil {
+		if err := db.insertGrant(ctx, tx, &g); err != nil {
 			return db.wrapUnique(err, "redeem authorization code: create grant")
 		}
 		out = c
@@ -267,7 +268,7 @@ func (db *DB) UpdateDeviceCode(ctx context.Context, h tokenfmt.Hash, userCode st
 			return fmt.Errorf("sqlstore: update device code: %w", err)
 		}
 		if g != nil {
-			if _, err := db.txExec(ctx, tx, insertGrantSQL, grantArgs(g)...); err != nil {
+			if err := db.insertGrant(ctx, tx, g); err != nil {
 				return db.wrapUnique(err, "update device code: create grant")
 			}
 		}
@@ -275,6 +276,28 @@ func (db *DB) UpdateDeviceCode(ctx context.Context, h tokenfmt.Hash, userCode st
 		return db.appendAudit(ctx, tx, ev)
 	})
 	return out, err
+}
+
+// insertGrant stores a new grant inside tx. On PostgreSQL it first takes a
+// key share lock on the grant's user, as a foreign key would, so that it
+// waits for a change of that user in flight (UpdateUserRevokingGrants,
+// which locks the user's row and then revokes the grants it sees): either
+// this grant commits first and is revoked with the others, or the change
+// does, and the caller, reading the user after this commits, sees it (as
+// oauth's issueForGrant does). Without it a grant committed while a
+// disable was between its revocations and its commit was seen by neither.
+// The codes are locked before the user: DeleteUser deletes them before it
+// locks the user.
+func (db *DB) insertGrant(ctx context.Context, tx *sql.Tx, g *store.Grant) error {
+	if db.d.name == "postgres" {
+		var id string
+		err := db.txQueryRow(ctx, tx, lockGrantUserSQL, g.UserID).Scan(&id)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) { // no user: issueForGrant refuses the grant
+			return fmt.Errorf("lock the user of the grant: %w", err)
+		}
+	}
+	_, err := db.txExec(ctx, tx, insertGrantSQL, grantArgs(g)...)
+	return err
 }
 
 // GetGrant implements store.GrantStore.

@@ -59,8 +59,44 @@ func (db *DB) ListUsers(ctx context.Context, after string, limit int) ([]store.U
 
 // UpdateUser implements store.UserStore.
 func (db *DB) UpdateUser(ctx context.Context, id string, update func(*store.User) error, ev store.AuditEvent) (store.User, error) {
+	u, _, err := db.updateUser(ctx, id, update, ev, "", nil)
+	return u, err
+}
+
+// UpdateUserRevokingGrants implements store.UserStore.
+func (db *DB) UpdateUserRevokingGrants(ctx context.Context, id string, update func(*store.User) error, ev store.AuditEvent,
+	reason string, grantEvent func(store.Grant) store.AuditEvent) (store.User, []tokenfmt.Hash, error) {
+	if reason == "" || grantEvent == nil {
+		return store.User{}, nil, errors.New("sqlstore: update user revoking grants: no reason or no grant event")
+	}
+	return db.updateUser(ctx, id, update, ev, reason, grantEvent)
+}
+
+// userLiveTokensSQL selects the live opaque access tokens issued from the
+// grants of user $1.
+const userLiveTokensSQL = `SELECT id FROM tokens WHERE grant_id <> '' AND revoked_at IS NULL
+	AND grant_id IN (SELECT id FROM grants WHERE user_id = $1)`
+
+// updateUser is UpdateUser and, when reason is not "", also revokes in
+// the same transaction every live grant of the user and the opaque access
+// tokens issued from them, appending grantEvent(g) for each grant after
+// ev.
+//
+// On PostgreSQL the user's row is locked first and their grants second.
+// A redemption storing a grant for the user takes a key share lock on the
+// user's row first (insertGrant), and so either commits before, and its
+// grant is revoked here, or after this commits, and the token endpoint,
+// reading the user, sees the change (oauth's issueForGrant). A refresh
+// locks its refresh token and then the grant, never the user, so it
+// cannot deadlock with this.
+func (db *DB) updateUser(ctx context.Context, id string, update func(*store.User) error, ev store.AuditEvent,
+	reason string, grantEvent func(store.Grant) store.AuditEvent) (store.User, []tokenfmt.Hash, error) {
 	var out store.User
+	var hashes []tokenfmt.Hash
+	var recorded bool
+	now := fromMS(ms(eventTime(ev)))
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		hashes, recorded = nil, false
 		u, err := scanUser(db.txQueryRow(ctx, tx, "SELECT "+userColumns+" FROM users WHERE id = $1"+db.d.forUpdate, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlstore: update user %s: %w", id, store.ErrNotFound)
@@ -79,9 +115,73 @@ func (db *DB) UpdateUser(ctx context.Context, id string, update func(*store.User
 			return db.wrapUnique(err, "update user")
 		}
 		out = u
-		return db.appendAudit(ctx, tx, ev)
+		if err := db.appendAudit(ctx, tx, ev); err != nil {
+			return err
+		}
+		if reason == "" {
+			return nil
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT "+grantColumns+" FROM grants g WHERE g.user_id = $1 AND g.revoked_at IS NULL ORDER BY g.id"+db.d.forUpdate, id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: update user: lock grants: %w", err)
+		}
+		var grants []store.Grant
+		for rows.Next() {
+			g, err := scanGrant(rows)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlstore: update user: lock grants: %w", err)
+			}
+			grants = append(grants, g)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("sqlstore: update user: lock grants: %w", err)
+		}
+		if len(grants) == 0 {
+			return nil
+		}
+		secrets, err := tx.QueryContext(ctx, "SELECT hash FROM token_secrets WHERE token_id IN ("+userLiveTokensSQL+") ORDER BY hash", id)
+		if err != nil {
+			return fmt.Errorf("sqlstore: update user: list secrets: %w", err)
+		}
+		if hashes, err = scanHashes(secrets); err != nil {
+			return fmt.Errorf("sqlstore: update user: list secrets: %w", err)
+		}
+		toks, err := tokenRevocations(ctx, tx, now, false, "UPDATE tokens SET revoked_at = $2, revoke_reason = $3, updated_at = $2 WHERE id IN ("+userLiveTokensSQL+") RETURNING id, api_id, expires_at",
+			id, ms(now), reason)
+		if err != nil {
+			return fmt.Errorf("sqlstore: update user: revoke tokens: %w", err)
+		}
+		if _, err := db.txExec(ctx, tx, "UPDATE grants SET revoked_at = $2, revoke_reason = $3 WHERE user_id = $1 AND revoked_at IS NULL",
+			id, ms(now), reason); err != nil {
+			return fmt.Errorf("sqlstore: update user: revoke grants: %w", err)
+		}
+		revs := make([]store.Revocation, 0, len(grants)+len(toks))
+		for _, g := range grants {
+			revs = append(revs, grantRevocation(g.ID, g.APIID, now))
+		}
+		revs = append(revs, toks...)
+		if err := db.notifyHashes(ctx, tx, hashes); err != nil {
+			return err
+		}
+		if err := db.recordRevocations(ctx, tx, revs); err != nil {
+			return err
+		}
+		recorded = true
+		for _, g := range grants {
+			if err := db.appendAudit(ctx, tx, grantEvent(g)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return out, err
+	if err != nil {
+		return store.User{}, nil, err
+	}
+	if recorded {
+		db.revocationsRecorded()
+	}
+	return out, hashes, nil
 }
 
 // userTokensSQL selects the opaque access tokens issued from the grants of
@@ -93,17 +193,34 @@ const userTokensSQL = "SELECT id FROM tokens WHERE grant_id <> '' AND grant_id I
 // the user approved, so that no grant can be created for a deleted user.
 //
 // The order of the statements matters on PostgreSQL, where other
-// transactions run concurrently: codes go first (a redemption in flight
-// holds the code's row lock, and its grant becomes visible once it commits),
-// then the grants are locked (an issuance in flight holds the grant's lock,
-// and its token becomes visible once it commits), and only then are the
-// tokens collected and deleted.
+// transactions run concurrently, and follows the order in which the token
+// endpoint locks rows:
+//
+//   - codes go first: a redemption in flight holds its code's row lock,
+//     and then takes a share lock on the user's row for the grant's
+//     foreign key, so the user's row must not be locked before the codes
+//     are (that deadlocked); its grant becomes visible once it commits;
+//   - then the refresh tokens: a refresh in flight holds its refresh
+//     token's row lock and then locks the grant (locking the grants first
+//     deadlocked with it);
+//   - then the user's row, and the grants (an issuance in flight holds the
+//     grant's lock, and its token becomes visible once it commits);
+//   - only then are the tokens collected and deleted.
 func (db *DB) DeleteUser(ctx context.Context, id string, ev store.AuditEvent) ([]tokenfmt.Hash, error) {
 	var hashes []tokenfmt.Hash
 	var recorded bool
 	now := fromMS(ms(eventTime(ev)))
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
+		for _, q := range []string{
+			"DELETE FROM auth_codes WHERE user_id = $1",
+			"DELETE FROM device_codes WHERE user_id = $1",
+			"DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)",
+		} {
+			if _, err := db.txExec(ctx, tx, q, id); err != nil {
+				return fmt.Errorf("sqlstore: delete user: %w", err)
+			}
+		}
 		var found string
 		err := db.txQueryRow(ctx, tx, "SELECT id FROM users WHERE id = $1"+db.d.forUpdate, id).Scan(&found)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -111,14 +228,6 @@ func (db *DB) DeleteUser(ctx context.Context, id string, ev store.AuditEvent) ([
 		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: delete user: %w", err)
-		}
-		for _, q := range []string{
-			"DELETE FROM auth_codes WHERE user_id = $1",
-			"DELETE FROM device_codes WHERE user_id = $1",
-		} {
-			if _, err := db.txExec(ctx, tx, q, id); err != nil {
-				return fmt.Errorf("sqlstore: delete user: %w", err)
-			}
 		}
 		if err := db.lockGrants(ctx, tx, "user_id = $1", id); err != nil {
 			return fmt.Errorf("sqlstore: delete user: %w", err)
@@ -154,9 +263,9 @@ func (db *DB) DeleteUser(ctx context.Context, id string, ev store.AuditEvent) ([
 		if err != nil {
 			return fmt.Errorf("sqlstore: delete user: %w", err)
 		}
-		if err := exec("DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = $1)"); err != nil {
-			return err
-		}
+		// A refresh token stored by a refresh that committed after the
+		// deletion above goes with its grant (ON DELETE CASCADE; on SQLite
+		// nothing commits in between).
 		grants, err := grantRevocations(ctx, tx, now, true, "DELETE FROM grants WHERE user_id = $1 RETURNING id, api_id, revoked_at", id)
 		if err != nil {
 			return fmt.Errorf("sqlstore: delete user: %w", err)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ var userTests = []storeTest{
 	{"DeleteUser", testDeleteUser},
 	{"ConsentUpsert", testConsentUpsert},
 	{"DeleteConsent", testDeleteConsent},
+	{"UpdateUserRevokingGrants", testUpdateUserRevokingGrants},
 	{"RevocationRacesIssuance", testRevocationRacesIssuance},
 }
 
@@ -480,8 +482,111 @@ func testDeleteConsent(t *testing.T, s store.Store) {
 	}
 }
 
+// testUpdateUserRevokingGrants: disabling a user (or resetting their
+// password) revokes, in the same transaction, every live grant of theirs
+// and the access tokens issued from them, and audits each; a failed update
+// changes nothing.
+func testUpdateUserRevokingGrants(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	app := mustCreateUserClient(t, s, "app", a.ID)
+	u := mustCreateUser(t, s, "alice")
+	other := mustCreateUser(t, s, "bob")
+	g1 := mustCreateUserGrant(t, s, u.ID, app)
+	g2 := mustCreateUserGrant(t, s, u.ID, app)
+	gb := mustCreateUserGrant(t, s, other.ID, app)
+	earlier := base.Add(time.Minute)
+	if _, err := s.RevokeGrant(ctx, g2.grant.ID, "earlier", earlier, ev("grant.revoke", g2.grant.ID)); err != nil {
+		t.Fatalf("RevokeGrant: %v", err)
+	}
+	now := base.Add(30 * time.Minute) // the access tokens expire at base+1h
+	grantEvent := func(g store.Grant) store.AuditEvent {
+		return store.AuditEvent{Time: now, Actor: "test", Action: "grant.revoke", Target: g.ID}
+	}
+	disable := func(x *store.User) error {
+		x.DisabledAt, x.SessionsEndedAt, x.UpdatedAt = now, now, now
+		return nil
+	}
+
+	// A failed update revokes nothing.
+	n := len(audit(t, s))
+	refused := errors.New("refused")
+	if _, _, err := s.UpdateUserRevokingGrants(ctx, u.ID, func(*store.User) error { return refused }, ev("user.update", u.ID),
+		"user_disabled", grantEvent); !errors.Is(err, refused) {
+		t.Fatalf("UpdateUserRevokingGrants with a failing update = %v, want its error", err)
+	}
+	if got, err := s.GetGrant(ctx, g1.grant.ID); err != nil || !got.RevokedAt.IsZero() {
+		t.Errorf("grant after a failed update: revoked %v, %v", got.RevokedAt, err)
+	}
+	if got := len(audit(t, s)); got != n {
+		t.Errorf("a failed update appended %d audit events", got-n)
+	}
+	if _, _, err := s.UpdateUserRevokingGrants(ctx, "usr_missing", disable, ev("user.update", "usr_missing"),
+		"user_disabled", grantEvent); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateUserRevokingGrants of a missing user = %v, want ErrNotFound", err)
+	}
+
+	feedBefore := revocations(t, s, 0, now)
+	upd := store.AuditEvent{Time: now, Actor: "test", Action: "user.update", Target: u.ID}
+	got, hashes, err := s.UpdateUserRevokingGrants(ctx, u.ID, disable, upd, "user_disabled", grantEvent)
+	if err != nil {
+		t.Fatalf("UpdateUserRevokingGrants: %v", err)
+	}
+	if !got.DisabledAt.Equal(now) {
+		t.Errorf("returned user disabled at %v, want %v", got.DisabledAt, now)
+	}
+	if stored, err := s.GetUser(ctx, u.ID); err != nil || !stored.DisabledAt.Equal(now) {
+		t.Errorf("stored user disabled at %v, %v", stored.DisabledAt, err)
+	}
+	if diff := cmp.Diff(hashes, []tokenfmt.Hash{g1.hash}); diff != "" {
+		t.Errorf("hashes of the revoked access tokens (-got +want):\n%s", diff)
+	}
+	if g, err := s.GetGrant(ctx, g1.grant.ID); err != nil || !g.RevokedAt.Equal(now) || g.RevokeReason != "user_disabled" {
+		t.Errorf("live grant: revoked %v %q, %v; want at %v for user_disabled", g.RevokedAt, g.RevokeReason, err, now)
+	}
+	if g, err := s.GetGrant(ctx, g2.grant.ID); err != nil || !g.RevokedAt.Equal(earlier) || g.RevokeReason != "earlier" {
+		t.Errorf("grant revoked earlier: revoked %v %q, %v; want its first revocation kept", g.RevokedAt, g.RevokeReason, err)
+	}
+	if tok, _, err := s.LookupToken(ctx, g1.hash); err != nil || !tok.RevokedAt.Equal(now) {
+		t.Errorf("access token: revoked %v, %v", tok.RevokedAt, err)
+	}
+	if _, err := s.RotateRefreshToken(ctx, g1.refresh, store.RefreshToken{Hash: tokenfmt.HashOf("next"), GrantID: g1.grant.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
+		nil, tokenfmt.Hash{}, nil, time.Time{}, now); !errors.Is(err, store.ErrRevoked) {
+		t.Errorf("RotateRefreshToken of a disabled user's grant = %v, want ErrRevoked", err)
+	}
+	// Another user's grant is untouched.
+	if g, err := s.GetGrant(ctx, gb.grant.ID); err != nil || !g.RevokedAt.IsZero() {
+		t.Errorf("other user's grant: revoked %v, %v", g.RevokedAt, err)
+	}
+	if tok, _, err := s.LookupToken(ctx, gb.hash); err != nil || !tok.RevokedAt.IsZero() {
+		t.Errorf("other user's access token: revoked %v, %v", tok.RevokedAt, err)
+	}
+	// Audited: the update, then the grant.
+	evs := audit(t, s)
+	if len(evs) != n+2 || evs[n].Action != "user.update" || evs[n+1].Action != "grant.revoke" || evs[n+1].Target != g1.grant.ID {
+		t.Errorf("audit after the update: %d new events %+v, want user.update then grant.revoke of %s", len(evs)-n, evs[n:], g1.grant.ID)
+	}
+	// Published: the grant and its access token.
+	var refs []string
+	for _, r := range revocations(t, s, 0, now)[len(feedBefore):] {
+		refs = append(refs, r.Kind+":"+r.Ref)
+	}
+	slices.Sort(refs)
+	want := []string{store.RevocationGrant + ":" + g1.grant.ID, store.RevocationToken + ":" + g1.access.ID}
+	slices.Sort(want)
+	if diff := cmp.Diff(refs, want); diff != "" {
+		t.Errorf("revocation feed entries (-got +want):\n%s", diff)
+	}
+	// With nothing left to revoke it is a plain update.
+	if _, hashes, err := s.UpdateUserRevokingGrants(ctx, u.ID, disable, upd, "password_reset", grantEvent); err != nil || len(hashes) != 0 {
+		t.Errorf("second UpdateUserRevokingGrants = %v, %v; want no hashes", hashes, err)
+	}
+	if got := len(audit(t, s)); got != n+3 {
+		t.Errorf("second update appended %d audit events, want 1", got-n-2)
+	}
+}
+
 // testRevocationRacesIssuance issues access tokens from grants while
-// DeleteConsent, then DeleteUser, run: no token whose issuance succeeded
+// DeleteConsent, UpdateUserRevokingGrants, then DeleteUser, run: no token whose issuance succeeded
 // may stay live.
 func testRevocationRacesIssuance(t *testing.T, s store.Store) {
 	a := mustCreateAPI(t, s, "acme")
@@ -528,6 +633,18 @@ func testRevocationRacesIssuance(t *testing.T, s store.Store) {
 	for _, h := range append(issued, g.hash) {
 		if tok, _, err := s.LookupToken(ctx, h); err != nil || tok.Live(now) {
 			t.Errorf("token issued during DeleteConsent: live %v, %v", tok.Live(now), err)
+		}
+	}
+
+	g = mustCreateUserGrant(t, s, u.ID, c)
+	issued = race(g.grant, func() error {
+		_, _, err := s.UpdateUserRevokingGrants(ctx, u.ID, func(x *store.User) error { x.DisabledAt = now; return nil },
+			ev("user.update", u.ID), "user_disabled", func(g store.Grant) store.AuditEvent { return ev("grant.revoke", g.ID) })
+		return err
+	})
+	for _, h := range append(issued, g.hash) {
+		if tok, _, err := s.LookupToken(ctx, h); err != nil || tok.Live(now) {
+			t.Errorf("token issued during UpdateUserRevokingGrants: live %v, %v", tok.Live(now), err)
 		}
 	}
 
