@@ -423,9 +423,17 @@ func (s *Server) needsConsent(ctx context.Context, u *store.User, ar *authReques
 // rememberConsent records that the user allowed the request's scopes (in
 // addition to any allowed before).
 func (s *Server) rememberConsent(ctx context.Context, r *http.Request, u *store.User, ar *authRequest) error {
+	return s.putConsent(ctx, tokens.Actor{ID: u.ID, RemoteAddr: s.remote(r)}, ar.client.ID, ar.api.ID, ar.scopes)
+}
+
+// putConsent records that user by allowed client scopes of api, in
+// addition to any allowed before: on the consent page, and when approving
+// a device, so that every client holding what a user gave is listed where
+// it can be withdrawn (GET /v1/users/{id}/consents).
+func (s *Server) putConsent(ctx context.Context, by tokens.Actor, clientID, apiID string, scopes []string) error {
 	now := s.now()
-	c := store.Consent{UserID: u.ID, ClientID: ar.client.ID, APIID: ar.api.ID, Scopes: slices.Clone(ar.scopes), CreatedAt: now, UpdatedAt: now}
-	if prev, err := s.store.GetConsent(ctx, u.ID, ar.client.ID, ar.api.ID); err == nil {
+	c := store.Consent{UserID: by.ID, ClientID: clientID, APIID: apiID, Scopes: slices.Clone(scopes), CreatedAt: now, UpdatedAt: now}
+	if prev, err := s.store.GetConsent(ctx, by.ID, clientID, apiID); err == nil {
 		c.CreatedAt = prev.CreatedAt
 		for _, sc := range prev.Scopes {
 			if !slices.Contains(c.Scopes, sc) {
@@ -435,8 +443,7 @@ func (s *Server) rememberConsent(ctx context.Context, r *http.Request, u *store.
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	return s.store.PutConsent(ctx, c, s.event(tokens.Actor{ID: u.ID, RemoteAddr: s.remote(r)}, "consent.grant", ar.client.ID,
-		map[string]any{"api": ar.api.ID, "scopes": ar.scopes}))
+	return s.store.PutConsent(ctx, c, s.event(by, "consent.grant", clientID, map[string]any{"api": apiID, "scopes": scopes}))
 }
 
 // issueCode stores a new authorization code bound to the client, redirect

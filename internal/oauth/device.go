@@ -338,6 +338,11 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusOK, "Request denied", "The device was not given access. You can close this window.")
 		return
 	}
+	if err := s.putConsent(ctx, tokens.Actor{ID: user.ID, RemoteAddr: ip.String()}, e.client.ID, api.ID, d.Scopes); err != nil {
+		// The approval stands; withdrawing the consent still ends it.
+		s.showError(w, err)
+		return
+	}
 	s.message(w, http.StatusOK, "Device connected", "You can return to your device; it will continue in a few seconds.")
 }
 

@@ -3,6 +3,7 @@ package oauth_test
 import (
 	"context"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokens"
 )
 
 // TestTokenRequestResourceOutsideTheGrant proves RFC 8707 §2 / §2.2 at the
@@ -180,5 +182,29 @@ func TestMalformedCodeVerifierChangesNothing(t *testing.T) {
 	mustf(t, status == 400 && m["error"] == "invalid_request", "malformed code_verifier: %d %v", status, m)
 	if _, err := conf.Exchange(context.Background(), code, oauth2.VerifierOption(verifier)); err != nil {
 		t.Fatalf("exchange with the right verifier after a malformed one: %v", err)
+	}
+}
+
+// TestDeviceApprovalIsListedAsAConsent: what a user allowed a device is
+// listed where it can be withdrawn (GET /v1/users/{id}/consents), and
+// withdrawing it ends the device's grant.
+func TestDeviceApprovalIsListedAsAConsent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, conf := e.deviceClient(nil)
+	da := e.deviceAuth(conf)
+	e.approveDevice(e.browser(), da.VerificationURIComplete)
+	consents, err := e.users.Consents(context.Background(), e.alice.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(consents) != 1 || consents[0].ClientID != c.ID || consents[0].APIID != e.api.ID || !slices.Equal(consents[0].Scopes, []string{"repos:read"}) {
+		t.Fatalf("consents after a device approval: %+v, want one for %s on %s with repos:read", consents, c.ID, e.api.ID)
+	}
+	if err := e.users.RevokeConsent(context.Background(), e.alice.ID, c.ID, tokens.Actor{ID: "test"}); err != nil {
+		t.Fatalf("RevokeConsent: %v", err)
+	}
+	if code := e.pollDevice(c, da.DeviceCode); code == "" {
+		t.Error("the device got tokens after the consent was withdrawn")
 	}
 }

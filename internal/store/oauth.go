@@ -158,7 +158,10 @@ type UserStore interface {
 	PutConsent(ctx context.Context, c Consent, ev AuditEvent) error
 	ListConsents(ctx context.Context, userID string) ([]Consent, error)
 	// DeleteConsent forgets a consent and revokes every grant the user gave
-	// the client, returning the hashes of the revoked access tokens.
+	// the client, returning the hashes of the revoked access tokens. It
+	// also deletes the authorization codes and approved device codes of the
+	// user for the client not yet redeemed. ErrNotFound when there was
+	// none of these.
 	DeleteConsent(ctx context.Context, userID, clientID string, now time.Time, ev AuditEvent) ([]tokenfmt.Hash, error)
 }
 

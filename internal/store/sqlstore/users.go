@@ -404,13 +404,20 @@ func (db *DB) DeleteConsent(ctx context.Context, userID, clientID string, now ti
 	now = fromMS(ms(now))
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		recorded = false
+		var codes int64 // approvals not yet redeemed: they count as something revoked
 		for _, q := range []string{
 			"DELETE FROM auth_codes WHERE user_id = $1 AND client_id = $2 AND used_at IS NULL",
 			"DELETE FROM device_codes WHERE user_id = $1 AND client_id = $2 AND status = '" + store.DeviceApproved + "'",
 		} {
-			if _, err := db.txExec(ctx, tx, q, userID, clientID); err != nil {
+			res, err := db.txExec(ctx, tx, q, userID, clientID)
+			if err != nil {
 				return fmt.Errorf("sqlstore: delete consent: %w", err)
 			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("sqlstore: delete consent: %w", err)
+			}
+			codes += n
 		}
 		revs, err := grantRevocations(ctx, tx, now, false, `UPDATE grants SET revoked_at = $3, revoke_reason = $4
 			WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL RETURNING id, api_id`,
@@ -440,7 +447,7 @@ func (db *DB) DeleteConsent(ctx context.Context, userID, clientID string, now ti
 		if err != nil {
 			return fmt.Errorf("sqlstore: delete consent: %w", err)
 		}
-		if grants == 0 && consents == 0 {
+		if grants == 0 && consents == 0 && codes == 0 {
 			return fmt.Errorf("sqlstore: delete consent of %s for %s: %w", userID, clientID, store.ErrNotFound)
 		}
 		if err := db.notifyHashes(ctx, tx, hashes); err != nil {

@@ -24,6 +24,7 @@ var userTests = []storeTest{
 	{"DeleteUser", testDeleteUser},
 	{"ConsentUpsert", testConsentUpsert},
 	{"DeleteConsent", testDeleteConsent},
+	{"DeleteConsentEndsADeviceApproval", testDeleteConsentEndsADeviceApproval},
 	{"UpdateUserRevokingGrants", testUpdateUserRevokingGrants},
 	{"RevocationRacesIssuance", testRevocationRacesIssuance},
 }
@@ -479,6 +480,39 @@ func testDeleteConsent(t *testing.T, s store.Store) {
 	}
 	if got := len(audit(t, s)); got != n+1 {
 		t.Errorf("second DeleteConsent appended %d audit events", got-n-1)
+	}
+}
+
+// testDeleteConsentEndsADeviceApproval: a device approval not yet redeemed
+// stores no grant; withdrawing what the user allowed the client must end it
+// all the same, and not answer ErrNotFound (which rolled the deletion back).
+func testDeleteConsentEndsADeviceApproval(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	c := mustCreateUserClient(t, s, "tv", a.ID)
+	u := mustCreateUser(t, s, "alice")
+	v, err := tokenfmt.Generate("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := store.DeviceCode{Hash: tokenfmt.HashOf(v), UserCode: "BCDFGHJK", ClientID: c.ID, APIID: a.ID, Scopes: []string{"repos:read"},
+		CreatedAt: base, ExpiresAt: base.Add(15 * time.Minute), Interval: 5 * time.Second, Status: store.DevicePending}
+	if err := s.CreateDeviceCode(ctx, d); err != nil {
+		t.Fatalf("CreateDeviceCode: %v", err)
+	}
+	if _, err := s.UpdateDeviceCode(ctx, tokenfmt.Hash{}, d.UserCode, func(x *store.DeviceCode) (*store.Grant, error) {
+		x.Status, x.UserID, x.AuthTime = store.DeviceApproved, u.ID, base
+		return nil, nil
+	}, ev("device.approve", c.ID)); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	if _, err := s.DeleteConsent(ctx, u.ID, c.ID, base.Add(time.Minute), ev("consent.revoke", u.ID)); err != nil {
+		t.Errorf("DeleteConsent with only an approval waiting = %v, want success", err)
+	}
+	if _, err := s.UpdateDeviceCode(ctx, d.Hash, "", func(x *store.DeviceCode) (*store.Grant, error) {
+		t.Errorf("device code still there, %s, after DeleteConsent", x.Status)
+		return nil, nil
+	}, store.AuditEvent{}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("device code after DeleteConsent: %v, want ErrNotFound", err)
 	}
 }
 
