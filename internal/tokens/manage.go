@@ -771,20 +771,43 @@ func (s *Service) RevokeToken(ctx context.Context, id, reason string, by Actor) 
 // store returned; on PostgreSQL the store also tells the other nodes.
 func (s *Service) Evict(hashes ...tokenfmt.Hash) { s.cache.invalidate(hashes...) }
 
-// RevokeSecret revokes the token that secret belongs to, if it belongs to
-// one of allowedAPIs (nil: any). It reports whether a token was found. It
-// is RFC 7009 revocation: an unknown or foreign token is not an error.
+// RevokeSecret ends the secret presented, if its token belongs to one of
+// allowedAPIs (nil: any), and reports whether a token was found. It is
+// RFC 7009 revocation: an unknown or foreign token is not an error.
+//
+// A token's current secret revokes the token. A secret a rotation replaced
+// ends only its own grace period, as a leak report of it does: the token,
+// and the secret the rotation was made for, keep working. One whose grace
+// has already ended is no longer a valid token, and revoking it changes
+// nothing (RFC 7009 §2.2); anyone who kept an old key could otherwise
+// revoke the new one.
 func (s *Service) RevokeSecret(ctx context.Context, secret string, allowedAPIs []string, reason string, by Actor) (bool, error) {
 	if _, err := tokenfmt.Parse(secret); err != nil {
 		return false, nil
 	}
 	h := tokenfmt.HashOf(secret)
-	rec, err := s.lookup(ctx, &h, s.cfg.Now())
+	now := s.cfg.Now()
+	rec, err := s.lookup(ctx, &h, now)
 	if err != nil || rec == nil {
 		return false, err
 	}
 	if allowedAPIs != nil && !contains(allowedAPIs, rec.tok.APIID) {
 		return false, nil
+	}
+	switch {
+	case !rec.secretExpires.IsZero() && !now.Before(rec.secretExpires):
+		return true, nil
+	case !rec.secretExpires.IsZero():
+		_, _, err := s.store.ExpireTokenSecret(ctx, h, now, s.event(by, "token.revoke", rec.tok.ID,
+			map[string]any{"reason": reason, "secret": "previous", "grace_ended": true}))
+		if errors.Is(err, store.ErrNotFound) {
+			return true, nil // rotated away meanwhile
+		}
+		if err != nil {
+			return true, err
+		}
+		s.cache.invalidate(h)
+		return true, nil
 	}
 	_, err = s.RevokeToken(ctx, rec.tok.ID, reason, by)
 	return err == nil, err

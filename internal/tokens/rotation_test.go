@@ -1,0 +1,121 @@
+package tokens
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/store/sqlstore"
+	"github.com/jetonhq/jeton/internal/store/storetest"
+)
+
+// onEachStore runs test on a fresh SQLite store and, when
+// JETON_TEST_POSTGRES_DSN is set, on a fresh PostgreSQL schema.
+func onEachStore(t *testing.T, test func(t *testing.T, dsn string)) {
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		test(t, filepath.Join(t.TempDir(), "jeton.db"))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		test(t, storetest.PostgresDSN(t))
+	})
+}
+
+// nodeOn opens the store at dsn and starts a service on it with clk, as a
+// node of a cluster does; both end with t.
+func nodeOn(t *testing.T, dsn string, clk *clock) *Service {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlstore.Open(ctx, dsn, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc, err := New(ctx, Config{Store: db, Now: clk.Now, UsageFlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close(ctx) })
+	return svc
+}
+
+func acmeAPI(t *testing.T, svc *Service) store.API {
+	t.Helper()
+	api, err := svc.CreateAPI(context.Background(), APIParams{Name: "acme", Identifier: "https://acme.test", Scopes: []string{"read"}}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api
+}
+
+// TestRevokeSecretOfARotatedKey: RFC 7009 revocation (RevokeSecret, behind
+// /oauth2/revoke) of a secret a rotation replaced ends only that secret's
+// grace, and past its grace changes nothing (it is no longer a valid
+// token, RFC 7009 §2.2): whoever kept an old key must not be able to
+// revoke the new one. The current secret revokes the token.
+func TestRevokeSecretOfARotatedKey(t *testing.T) {
+	t.Parallel()
+	onEachStore(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		clk := &clock{now: time.Date(2026, 5, 31, 12, 0, 0, 0, time.UTC)}
+		svc := nodeOn(t, dsn, clk)
+		api := acmeAPI(t, svc)
+		verify := func(secret string) Code {
+			t.Helper()
+			res, err := svc.Verify(ctx, &Request{Token: secret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.Code
+		}
+		revoke := func(secret string) {
+			t.Helper()
+			if found, err := svc.RevokeSecret(ctx, secret, nil, "oauth2_revoke", Actor{ID: "test"}); err != nil || !found {
+				t.Fatalf("RevokeSecret = %v, %v; want found", found, err)
+			}
+		}
+
+		// Past its grace.
+		old, err := svc.CreateToken(ctx, CreateParams{API: api.ID}, Actor{ID: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rot, err := svc.RotateToken(ctx, old.Token.ID, time.Hour, Actor{ID: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Add(2 * time.Hour)
+		if got := verify(old.Secret); got != Expired {
+			t.Fatalf("old secret after its grace: %v, want expired", got)
+		}
+		revoke(old.Secret)
+		if got := verify(rot.Secret); got != Valid {
+			t.Errorf("current secret after revoking the old one past its grace: %v, want valid", got)
+		}
+
+		// Within its grace (and cached as valid).
+		again, err := svc.RotateToken(ctx, old.Token.ID, time.Hour, Actor{ID: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := verify(rot.Secret); got != Valid {
+			t.Fatalf("replaced secret within its grace: %v, want valid", got)
+		}
+		revoke(rot.Secret)
+		if got := verify(rot.Secret); got != Expired {
+			t.Errorf("replaced secret revoked within its grace: %v, want expired", got)
+		}
+		if got := verify(again.Secret); got != Valid {
+			t.Errorf("current secret after revoking the replaced one: %v, want valid", got)
+		}
+
+		// The current secret revokes the token.
+		revoke(again.Secret)
+		if got := verify(again.Secret); got != Revoked {
+			t.Errorf("current secret revoked: %v, want revoked", got)
+		}
+	})
+}
