@@ -58,6 +58,9 @@ func publicError(err error) *Error {
 		return &Error{Status: http.StatusConflict, Code: "api_in_use", Message: "the api has live tokens; revoke them or delete with force=true"}
 	case errors.Is(err, store.ErrBuiltin):
 		return &Error{Status: http.StatusConflict, Code: "conflict", Message: "the built-in jeton api cannot be changed that way"}
+	case errors.Is(err, store.ErrTooManySecrets):
+		return &Error{Status: http.StatusConflict, Code: "too_many_secrets", Message: fmt.Sprintf(
+			"the token already has %d replaced secrets in their grace period; rotate with grace_period 0 (ending them all now) or wait until one ends", store.MaxSecretsInGrace)}
 	case errors.Is(err, store.ErrBusy):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "busy", Message: "the store is busy; nothing was changed, retry shortly", Err: err}
 	}

@@ -21,6 +21,7 @@ func TestPublicErrorStatus(t *testing.T) {
 		{fmt.Errorf("sqlstore: get token: %w", store.ErrNotFound), http.StatusNotFound, "not_found", ""},
 		{fmt.Errorf("sqlstore: create api: %w", store.ErrAlreadyExists), http.StatusConflict, "conflict", ""},
 		{fmt.Errorf("sqlstore: create token: lock timeout (%w)", store.ErrBusy), http.StatusServiceUnavailable, "busy", "1"},
+		{fmt.Errorf("sqlstore: rotate token: %w", store.ErrTooManySecrets), http.StatusConflict, "too_many_secrets", ""},
 		{errors.New("disk on fire"), http.StatusInternalServerError, "internal", ""},
 	}
 	for _, tt := range tests {

@@ -30,7 +30,15 @@ var (
 	// error: nothing of it was written. A write that failed otherwise (the
 	// connection broke) may have been committed.
 	ErrRefused = errors.New("store: write refused")
+	// ErrTooManySecrets is returned by RotateToken when the token already
+	// has MaxSecretsInGrace replaced secrets in their grace period.
+	ErrTooManySecrets = errors.New("store: too many secrets in their grace period")
 )
+
+// MaxSecretsInGrace bounds the secrets of one token that rotations replaced
+// and that still work, in their grace period: a rotation with a grace
+// period beyond it is refused rather than cutting an earlier promise short.
+const MaxSecretsInGrace = 5
 
 // API is a resource server that tokens are issued for.
 type API struct {
@@ -233,9 +241,12 @@ type Store interface {
 	// UpdateToken applies update to the stored token inside one transaction
 	// and returns the result and the token's secret hashes.
 	UpdateToken(ctx context.Context, id string, update func(*Token) error, ev AuditEvent) (Token, []tokenfmt.Hash, error)
-	// RotateToken makes next the token's current secret. The previous current
-	// secret stays valid until graceUntil (if after now); any older one is
-	// dropped. It returns the token and the hashes that changed.
+	// RotateToken makes next the token's current secret. With graceUntil
+	// after now the previous current secret stays valid until then, and
+	// secrets replaced earlier keep their own grace (those whose grace has
+	// ended are dropped; ErrTooManySecrets if MaxSecretsInGrace would be
+	// exceeded). Otherwise every earlier secret is dropped at once. It
+	// returns the token and the hashes that changed.
 	RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hint string, graceUntil, now time.Time, ev AuditEvent) (Token, []tokenfmt.Hash, error)
 	// RevokeToken marks a token revoked at now. Revoking a revoked token
 	// changes nothing and is not an error.

@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -116,6 +117,79 @@ func TestRevokeSecretOfARotatedKey(t *testing.T) {
 		revoke(again.Secret)
 		if got := verify(again.Secret); got != Revoked {
 			t.Errorf("current secret revoked: %v, want revoked", got)
+		}
+	})
+}
+
+// TestRotationKeepsEarlierGrace: a rotation keeps what the one before it
+// promised: the secret the first rotation replaced works until the
+// previous_expires_at it answered, whatever rotations come after, up to
+// store.MaxSecretsInGrace secrets in their grace; a rotation past that is
+// refused, and one without a grace period ends them all.
+func TestRotationKeepsEarlierGrace(t *testing.T) {
+	t.Parallel()
+	onEachStore(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		clk := &clock{now: time.Date(2026, 5, 31, 12, 0, 0, 0, time.UTC)}
+		svc := nodeOn(t, dsn, clk)
+		api := acmeAPI(t, svc)
+		orig, err := svc.CreateToken(ctx, CreateParams{API: api.ID}, Actor{ID: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		verify := func(secret string) Code {
+			t.Helper()
+			res, err := svc.Verify(ctx, &Request{Token: secret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.Code
+		}
+		secrets := []string{orig.Secret}
+		for i := range store.MaxSecretsInGrace {
+			clk.Add(time.Hour)
+			grace := 7 * 24 * time.Hour
+			if i == 1 {
+				grace = time.Hour // ends before the others
+			}
+			r, err := svc.RotateToken(ctx, orig.Token.ID, grace, Actor{ID: "test"})
+			if err != nil {
+				t.Fatalf("rotation %d: %v", i+1, err)
+			}
+			secrets = append(secrets, r.Secret)
+		}
+		for i, s := range secrets {
+			switch got := verify(s); {
+			case i == 1 && got == Valid: // its one-hour grace ended with the next rotations
+				t.Errorf("secret 1 after its grace: valid")
+			case i != 1 && got != Valid:
+				t.Errorf("secret %d after %d rotations: %v, want valid", i, len(secrets)-1, got)
+			}
+		}
+		// One secret's grace has ended, so one more rotation fits.
+		r, err := svc.RotateToken(ctx, orig.Token.ID, time.Hour, Actor{ID: "test"})
+		if err != nil {
+			t.Fatalf("rotation after a grace ended: %v", err)
+		}
+		secrets = append(secrets, r.Secret)
+		if _, err := svc.RotateToken(ctx, orig.Token.ID, time.Hour, Actor{ID: "test"}); !errors.Is(err, store.ErrTooManySecrets) {
+			t.Errorf("rotation beyond %d secrets in their grace = %v, want ErrTooManySecrets", store.MaxSecretsInGrace, err)
+		}
+		if got := verify(secrets[0]); got != Valid {
+			t.Errorf("first secret after a refused rotation: %v, want valid", got)
+		}
+		// Without a grace period every earlier secret ends at once.
+		last, err := svc.RotateToken(ctx, orig.Token.ID, 0, Actor{ID: "test"})
+		if err != nil {
+			t.Fatalf("rotation without grace: %v", err)
+		}
+		for i, s := range secrets {
+			if got := verify(s); got == Valid {
+				t.Errorf("secret %d after a rotation without grace: valid", i)
+			}
+		}
+		if got := verify(last.Secret); got != Valid {
+			t.Errorf("new secret: %v, want valid", got)
 		}
 	})
 }

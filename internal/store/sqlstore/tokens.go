@@ -234,12 +234,21 @@ func (db *DB) RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hi
 		if changed, err = tokenHashes(ctx, tx, id); err != nil {
 			return err
 		}
-		// Older rotated-out secrets go; the current one becomes the
-		// previous one, valid until graceUntil (or dropped if no grace).
-		if _, err := db.txExec(ctx, tx, "DELETE FROM token_secrets WHERE token_id = $1 AND expires_at IS NOT NULL", id); err != nil {
-			return fmt.Errorf("sqlstore: rotate token: %w", err)
-		}
+		// Rotated-out secrets whose grace has ended go; those still in
+		// their grace keep it (a rotation must not cut short what an earlier
+		// one promised). The current one becomes a previous one, valid until
+		// graceUntil; without a grace period every earlier secret goes now.
 		if graceUntil.After(now) {
+			if _, err := db.txExec(ctx, tx, "DELETE FROM token_secrets WHERE token_id = $1 AND expires_at IS NOT NULL AND expires_at <= $2", id, ms(now)); err != nil {
+				return fmt.Errorf("sqlstore: rotate token: %w", err)
+			}
+			var inGrace int
+			if err := db.txQueryRow(ctx, tx, "SELECT count(*) FROM token_secrets WHERE token_id = $1 AND expires_at IS NOT NULL", id).Scan(&inGrace); err != nil {
+				return fmt.Errorf("sqlstore: rotate token: %w", err)
+			}
+			if inGrace >= store.MaxSecretsInGrace {
+				return fmt.Errorf("sqlstore: rotate token %s: %d secrets in their grace period: %w", id, inGrace, store.ErrTooManySecrets)
+			}
 			_, err = db.txExec(ctx, tx, "UPDATE token_secrets SET expires_at = $2 WHERE token_id = $1 AND expires_at IS NULL", id, ms(graceUntil))
 		} else {
 			_, err = db.txExec(ctx, tx, "DELETE FROM token_secrets WHERE token_id = $1", id)
