@@ -17,6 +17,7 @@ import (
 	"github.com/jetonhq/jeton/internal/httpapi/apitest"
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/tokens"
 	"github.com/jetonhq/jeton/verify"
 )
 
@@ -244,4 +245,48 @@ func TestIntegrationRevocations(t *testing.T) {
 	if got := rec.get(); !slices.Equal(got, want) {
 		t.Errorf("applied seqs %v: want the feed's %v, each once, in order", got, want)
 	}
+}
+
+// TestSubscribedVerifierDropsEndedSecrets: a secret that stops working
+// before its time without its token being revoked (a replaced secret whose
+// grace a leak report ends, a rotation without grace) must reach a
+// subscribed Verifier that cached it as valid, which then asks again,
+// while the token's current secret keeps working.
+func TestSubscribedVerifierDropsEndedSecrets(t *testing.T) {
+	t.Parallel()
+	j := newJeton(t, apitest.Options{KeyPrePublish: -1})
+	ctx := context.Background()
+	v := j.verifier(func(c *verify.Config) { c.Revocations, c.CacheTTL = true, 5*time.Minute })
+	direct := j.verifier(func(c *verify.Config) { c.CacheTTL, c.NegativeCacheTTL = -1, -1 })
+	refused := func(secret string) bool { _, err := v.Verify(ctx, secret); return err != nil }
+
+	// Rotated with a grace period, then the old secret is reported leaked.
+	old, id := j.apiKey(j.API.ID, nil)
+	rot, err := j.Tokens.RotateToken(ctx, id, time.Hour, actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, old); err != nil {
+		t.Fatalf("old secret in its grace period: %v", err)
+	}
+	if res, err := j.Tokens.ReportLeak(ctx, old, "test", actor); err != nil || res.Outcome != tokens.LeakGraceEnded {
+		t.Fatalf("ReportLeak: %+v %v", res, err)
+	}
+	if _, err := direct.Verify(ctx, old); err == nil {
+		t.Fatal("Jeton still accepts the leaked secret")
+	}
+	waitFor(t, "the subscribed verifier to refuse the leaked secret", func() bool { return refused(old) })
+	if _, err := v.Verify(ctx, rot.Secret); err != nil {
+		t.Errorf("current secret after the old one's grace ended: %v", err)
+	}
+
+	// Rotated without grace: the old secret ends at once.
+	old2, id2 := j.apiKey(j.API.ID, nil)
+	if _, err := v.Verify(ctx, old2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Tokens.RotateToken(ctx, id2, 0, actor); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the subscribed verifier to refuse the replaced secret", func() bool { return refused(old2) })
 }

@@ -31,7 +31,7 @@ const (
 // revocation is one event of Jeton's revocation feed.
 type revocation struct {
 	Seq       int64     `json:"seq"`
-	Kind      string    `json:"kind"` // "token", "grant" or "client"
+	Kind      string    `json:"kind"` // "token", "grant", "client" or "secret"
 	ID        string    `json:"id"`
 	API       string    `json:"api"`
 	RevokedAt time.Time `json:"revoked_at"`
@@ -230,6 +230,12 @@ func (f *feed) apply(ev *revocation) {
 		// client's client-credentials tokens belong to no grant. Its opaque
 		// tokens arrive as token events, as a grant's do.
 		v.deny.add(denyClient, ev.ID, until, v.cfg.Now())
+	case "secret":
+		// One of the token's secrets stopped working before its time (a
+		// rotation without grace, a replaced secret's grace ended by a leak
+		// report): the answers cached for the token go, and nothing is
+		// denied, since its current secret still works.
+		v.cache.evictToken(ev.ID)
 	default:
 		v.cfg.Logger.Debug("verify: revocation of an unknown kind ignored", "seq", ev.Seq, "kind", ev.Kind)
 	}

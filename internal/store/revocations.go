@@ -18,6 +18,12 @@ const (
 	// one per API of the client, for the JWT access tokens it got by
 	// client credentials, which no grant or stored token stands for.
 	RevocationClient = "client"
+	// RevocationSecret names a token id one of whose secrets stopped
+	// working before its time: a rotation without a grace period, or a
+	// replaced secret whose grace a leak report or RFC 7009 revocation
+	// ended. The token itself is not revoked: verifiers drop the answers
+	// they cached for it, and deny nothing (its current secret works).
+	RevocationSecret = "secret"
 )
 
 // RevocationTTL bounds how long a revocation of a stored token or of a

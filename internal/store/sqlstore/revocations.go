@@ -58,6 +58,15 @@ func tokenRevocation(id, apiID string, expires, now time.Time) (r store.Revocati
 	return store.Revocation{Kind: store.RevocationToken, Ref: id, APIID: apiID, RevokedAt: now, ExpiresAt: end}, true
 }
 
+// secretRevocation is the entry for a secret of token id that stopped
+// working at now, before its time. Verifiers cache a positive answer for
+// far less than RevocationTTL; ok is false when the token has expired.
+func secretRevocation(id, apiID string, expires, now time.Time) (r store.Revocation, ok bool) {
+	r, ok = tokenRevocation(id, apiID, expires, now)
+	r.Kind = store.RevocationSecret
+	return r, ok
+}
+
 // grantRevocation is the entry for a grant revoked at now.
 func grantRevocation(id, apiID string, now time.Time) store.Revocation {
 	return store.Revocation{Kind: store.RevocationGrant, Ref: id, APIID: apiID, RevokedAt: now, ExpiresAt: now.Add(store.RevocationTTL)}
@@ -280,7 +289,7 @@ func (db *DB) IsRevoked(ctx context.Context, ids ...string) (bool, error) {
 		return false, nil
 	}
 	in := "(" + placeholders(1, len(ids)) + ")"
-	q := "SELECT CASE WHEN EXISTS (SELECT 1 FROM revocations WHERE ref IN " + in +
+	q := "SELECT CASE WHEN EXISTS (SELECT 1 FROM revocations WHERE ref IN " + in + " AND kind <> '" + store.RevocationSecret + "'" +
 		") OR EXISTS (SELECT 1 FROM grants WHERE id IN " + in + " AND revoked_at IS NOT NULL) THEN 1 ELSE 0 END"
 	args := make([]any, len(ids))
 	for i, id := range ids {

@@ -226,7 +226,9 @@ func (db *DB) UpdateToken(ctx context.Context, id string, update func(*store.Tok
 func (db *DB) RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hint string, graceUntil, now time.Time, ev store.AuditEvent) (store.Token, []tokenfmt.Hash, error) {
 	var out store.Token
 	var changed []tokenfmt.Hash
+	var recorded bool
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		recorded = false
 		t, err := db.lockToken(ctx, tx, id)
 		if err != nil {
 			return err
@@ -251,7 +253,17 @@ func (db *DB) RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hi
 			}
 			_, err = db.txExec(ctx, tx, "UPDATE token_secrets SET expires_at = $2 WHERE token_id = $1 AND expires_at IS NULL", id, ms(graceUntil))
 		} else {
-			_, err = db.txExec(ctx, tx, "DELETE FROM token_secrets WHERE token_id = $1", id)
+			// The earlier secrets end now: verifiers that cached an answer
+			// for one of them hear of it.
+			if _, err := db.txExec(ctx, tx, "DELETE FROM token_secrets WHERE token_id = $1", id); err != nil {
+				return fmt.Errorf("sqlstore: rotate token: %w", err)
+			}
+			if r, ok := secretRevocation(t.ID, t.APIID, t.ExpiresAt, fromMS(ms(now))); ok {
+				if err := db.recordRevocations(ctx, tx, []store.Revocation{r}); err != nil {
+					return err
+				}
+				recorded = true
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("sqlstore: rotate token: %w", err)
@@ -270,6 +282,9 @@ func (db *DB) RotateToken(ctx context.Context, id string, next tokenfmt.Hash, hi
 		}
 		return db.appendAudit(ctx, tx, ev)
 	})
+	if err == nil && recorded {
+		db.revocationsRecorded()
+	}
 	return out, changed, err
 }
 
@@ -316,10 +331,10 @@ func (db *DB) RevokeToken(ctx context.Context, id, reason string, now time.Time,
 // ExpireTokenSecret implements store.Store.
 func (db *DB) ExpireTokenSecret(ctx context.Context, h tokenfmt.Hash, now time.Time, ev store.AuditEvent) (store.Token, bool, error) {
 	var out store.Token
-	var changed bool
+	var changed, recorded bool
 	now = fromMS(ms(now))
 	err := db.update(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		changed = false
+		changed, recorded = false, false
 		var id string
 		err := db.txQueryRow(ctx, tx, "SELECT token_id FROM token_secrets WHERE hash = $1 AND expires_at IS NOT NULL", h[:]).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -344,8 +359,17 @@ func (db *DB) ExpireTokenSecret(ctx context.Context, h tokenfmt.Hash, now time.T
 		if err := db.notifyHashes(ctx, tx, []tokenfmt.Hash{h}); err != nil {
 			return err
 		}
+		if r, ok := secretRevocation(out.ID, out.APIID, out.ExpiresAt, now); ok {
+			if err := db.recordRevocations(ctx, tx, []store.Revocation{r}); err != nil {
+				return err
+			}
+			recorded = true
+		}
 		return db.appendAudit(ctx, tx, ev)
 	})
+	if err == nil && recorded {
+		db.revocationsRecorded()
+	}
 	return out, changed, err
 }
 

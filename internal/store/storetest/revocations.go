@@ -22,6 +22,7 @@ var revocationTests = []storeTest{
 	{"RevocationsOfDeleteConsent", testRevocationsOfDeleteConsent},
 	{"RevocationsOfDeleteAPI", testRevocationsOfDeleteAPI},
 	{"NoRevocationForRotationOrUpdate", testNoRevocationForRotation},
+	{"SecretRevocations", testSecretRevocations},
 	{"RevokeAccessJWT", testRevokeAccessJWT},
 	{"IsRevoked", testIsRevoked},
 	{"RevocationsExpireAndPurge", testRevocationsExpireAndPurge},
@@ -317,6 +318,51 @@ func testNoRevocationForRotation(t *testing.T, s store.Store) {
 	}
 	if got := revocations(t, s, 0, base); len(got) != 0 {
 		t.Errorf("rotation and update recorded %+v", got)
+	}
+}
+
+// testSecretRevocations: a secret that stops working before its time, its
+// token staying live, is published as a "secret" entry naming the token
+// (verifiers drop what they cached for it), and does not make IsRevoked
+// true for the token.
+func testSecretRevocations(t *testing.T, s store.Store) {
+	a := mustCreateAPI(t, s, "acme")
+	tok, _ := mustCreateToken(t, s, a.ID, nil)
+	now := base.Add(time.Minute)
+	// A replaced secret whose grace a leak report ends.
+	_, next := newToken(a.ID)
+	if _, _, err := s.RotateToken(ctx, tok.ID, next, "h", now.Add(time.Hour), now, ev("token.rotate", tok.ID)); err != nil {
+		t.Fatalf("RotateToken: %v", err)
+	}
+	var replaced tokenfmt.Hash
+	if _, hashes, err := s.UpdateToken(ctx, tok.ID, func(*store.Token) error { return nil }, ev("token.update", tok.ID)); err != nil {
+		t.Fatalf("UpdateToken: %v", err)
+	} else {
+		for _, h := range hashes {
+			if h != next {
+				replaced = h
+			}
+		}
+	}
+	if _, changed, err := s.ExpireTokenSecret(ctx, replaced, now, ev("leak.report", tok.ID)); err != nil || !changed {
+		t.Fatalf("ExpireTokenSecret = %v, %v; want changed", changed, err)
+	}
+	want := []store.Revocation{{Kind: store.RevocationSecret, Ref: tok.ID, APIID: a.ID, RevokedAt: now, ExpiresAt: now.Add(store.RevocationTTL)}}
+	if diff := cmp.Diff(revocations(t, s, 0, now), want, ignoreSeq); diff != "" {
+		t.Errorf("entries after a replaced secret's grace ended (-got +want):\n%s", diff)
+	}
+	// A rotation without grace.
+	later := now.Add(time.Minute)
+	_, third := newToken(a.ID)
+	if _, _, err := s.RotateToken(ctx, tok.ID, third, "h", later, later, ev("token.rotate", tok.ID)); err != nil {
+		t.Fatalf("RotateToken without grace: %v", err)
+	}
+	want = append(want, store.Revocation{Kind: store.RevocationSecret, Ref: tok.ID, APIID: a.ID, RevokedAt: later, ExpiresAt: later.Add(store.RevocationTTL)})
+	if diff := cmp.Diff(revocations(t, s, 0, later), want, ignoreSeq); diff != "" {
+		t.Errorf("entries after a rotation without grace (-got +want):\n%s", diff)
+	}
+	if revoked, err := s.IsRevoked(ctx, tok.ID); err != nil || revoked {
+		t.Errorf("IsRevoked(%s) after its secrets ended = %v, %v; want false: the token lives", tok.ID, revoked, err)
 	}
 }
 
