@@ -162,3 +162,33 @@ func TestAnonymousLeakReportsAreThrottled(t *testing.T) {
 		t.Errorf("admin report: %+v", res.Results)
 	}
 }
+
+// TestLeakSourceKeepsSecretsOutOfTheAudit: a report's source goes to the
+// audit log, where no secret may go; whoever pastes where a key was found
+// may paste the key, and other live keys, with it.
+func TestLeakSourceKeepsSecretsOutOfTheAudit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	var other tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme","name":"other","scopes":["repos:read"]}`, 201, &other)
+	const jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+	body, _ := json.Marshal(leakRequest{Tokens: []string{e.key},
+		Source: "https://paste.example/x: API_KEY=" + e.key + " BACKUP_KEY=" + other.Token + " AT=" + jwt})
+	if resp, b := e.do(t, "POST", "/v1/leaks", "", string(body)); resp.StatusCode != 202 {
+		t.Fatalf("report: %d %s", resp.StatusCode, b)
+	}
+	var v struct{ Code string }
+	e.mustDo(t, "POST", "/v1/verify", e.admin, `{"token":"`+other.Token+`"}`, 200, &v)
+	if v.Code != "valid" {
+		t.Fatalf("the token the report did not list verifies %s", v.Code)
+	}
+	_, b := e.do(t, "GET", "/v1/audit?action=leak.report", e.admin, ``)
+	for name, secret := range map[string]string{"the reported token": e.key, "a live token": other.Token, "a JWT": jwt} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("GET /v1/audit shows %s from the report's source: %s", name, b)
+		}
+	}
+	if !strings.Contains(string(b), tokenfmt.Hint(other.Token)) || !strings.Contains(string(b), "https://paste.example/x") {
+		t.Errorf("the source lost more than its secrets: %s", b)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
@@ -54,9 +56,33 @@ type LeakResult struct {
 func LeakDetails(kind, outcome, secret, source string) map[string]string {
 	d := map[string]string{"kind": kind, "outcome": outcome, "hint": tokenfmt.Hint(secret)}
 	if source != "" {
-		d["source"] = source
+		d["source"] = RedactSecrets(source)
 	}
 	return d
+}
+
+// jwtPattern matches what looks like a JWT or JWS in compact form: a
+// base64url JSON header ("eyJ…"), a payload and a signature.
+var jwtPattern = regexp.MustCompile(`eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*`)
+
+// RedactSecrets replaces every Jeton token in text with its hint, and
+// every JWT with "[jwt]": a leak report's source is written to the audit
+// log, where no secret may go, and whoever pastes a leaked key's
+// surroundings there may paste other keys with it.
+func RedactSecrets(text string) string {
+	found := tokenfmt.ScanIndex([]byte(text))
+	if len(found) > 0 {
+		var b strings.Builder
+		last := 0
+		for _, m := range found {
+			b.WriteString(text[last:m[0]])
+			b.WriteString(tokenfmt.Hint(text[m[0]:m[1]]))
+			last = m[1]
+		}
+		b.WriteString(text[last:])
+		text = b.String()
+	}
+	return jwtPattern.ReplaceAllLiteralString(text, "[jwt]")
 }
 
 // ReportLeak makes an API key or an opaque access token that was found
