@@ -20,6 +20,7 @@ import (
 
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/tokenfmt"
+	"github.com/jetonhq/jeton/internal/tokens"
 )
 
 // clientAssertionType is the only assertion type accepted (RFC 7523 §2.2).
@@ -46,11 +47,29 @@ const assertionLeeway = 30 * time.Second
 // keeping it longer changes nothing else.
 const assertionPurgeDelay = time.Hour
 
+// Failed client authentications are audited (client.auth_failure) at
+// most clientAuthFailuresPerMinute times per address (IPv6: per /64) and
+// clientAuthFailuresPerMinuteInAll times in all a minute; each entry says
+// how many were not audited before it. They are the one record of someone
+// trying a client's old, leaked or guessed credentials.
+const (
+	clientAuthFailuresPerMinute      = 10
+	clientAuthFailuresPerMinuteInAll = 600
+	maxAuditedClientID               = 64 // bytes of a presented client_id kept
+)
+
 // authenticateClient authenticates the client of a token, device
 // authorization or revocation request (RFC 6749 §2.3). Exactly one method
-// may be used; it must be the one the client registered.
-func (s *Server) authenticateClient(ctx context.Context, r *http.Request, f form) (*cachedClient, error) {
+// may be used; it must be the one the client registered. Every
+// invalid_client answer is audited, within a budget (auditClientAuthFailure).
+func (s *Server) authenticateClient(ctx context.Context, r *http.Request, f form) (_ *cachedClient, err error) {
 	var id, secret, method string
+	defer func() {
+		var e *Error
+		if errors.As(err, &e) && e.Code == errInvalidClient {
+			s.auditClientAuthFailure(ctx, r, id, method, e.Description)
+		}
+	}()
 	basic := false
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, rest, _ := strings.Cut(h, " ")
@@ -120,6 +139,31 @@ func (s *Server) authenticateClient(ctx context.Context, r *http.Request, f form
 		}
 	}
 	return e, nil
+}
+
+// auditClientAuthFailure records a failed authentication of client id
+// (as presented: it may name no client) by method, for the reason the
+// answer gave, unless the address or everyone used up the audit budget.
+// A failure to record it is logged: the answer does not depend on it.
+func (s *Server) auditClientAuthFailure(ctx context.Context, r *http.Request, id, method, reason string) {
+	ip := s.cfg.ClientIP(r)
+	suppressed, ok := s.authLog.Take(ip, s.cfg.Now())
+	if !ok {
+		return
+	}
+	id = tokens.TruncateUTF8(id, maxAuditedClientID)
+	details := map[string]any{"reason": reason}
+	if method != "" {
+		details["method"] = method
+	}
+	if suppressed > 0 {
+		details["suppressed"] = suppressed // failures not audited before this one
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.store.AppendAudit(ctx, s.event(tokens.Actor{ID: "anonymous", RemoteAddr: ip.String()}, "client.auth_failure", id, details)); err != nil {
+		s.log.Error("oauth: audit failed client authentication", "err", err)
+	}
 }
 
 // parseBasic decodes RFC 7617 credentials whose parts are form-URL-encoded

@@ -29,6 +29,7 @@ import (
 	"github.com/jetonhq/jeton/internal/oauth"
 	"github.com/jetonhq/jeton/internal/store"
 	"github.com/jetonhq/jeton/internal/store/storetest"
+	"github.com/jetonhq/jeton/internal/tokenfmt"
 	"github.com/jetonhq/jeton/internal/tokens"
 	"github.com/jetonhq/jeton/internal/users"
 )
@@ -715,4 +716,38 @@ func TestSignInWithALongAuthorizationRequest(t *testing.T) {
 	state, nonce := strings.Repeat("s", 3000), strings.Repeat("n", 1200)
 	q := e.authorize(e.browser(), conf.AuthCodeURL(state, oauth2.SetAuthURLParam("nonce", nonce)), true)
 	mustf(t, q.Get("state") == state && q.Get("code") != "", "the long request did not complete: %v", q)
+}
+
+// TestFailedClientAuthenticationIsAudited: a wrong client secret, well
+// formed or not, is audited as client.auth_failure (the one record of
+// someone trying an old or leaked secret), without the secret, and within
+// a budget per address.
+func TestFailedClientAuthenticationIsAudited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	c, _ := e.client(func(p *oauth.ClientParams) { p.AuthMethod = oauth.AuthSecretPost })
+	wrong, err := tokenfmt.Generate(tokenfmt.PrefixClientSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{wrong, "not-even-a-token"}
+	for range 12 {
+		secrets = append(secrets, wrong)
+	}
+	for _, secret := range secrets {
+		status, _, _ := e.postForm("/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ID}, "client_secret": {secret}}, "", "")
+		mustf(t, status == http.StatusUnauthorized, "wrong client secret: %d", status)
+	}
+	evs, _, err := e.db.ListAudit(context.Background(), store.AuditFilter{Action: "client.auth_failure", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 10 {
+		t.Errorf("%d failed client authentications from one address audited %d times, want the budget of 10", len(secrets), len(evs))
+	}
+	for _, ev := range evs {
+		if ev.Target != c.ID || !strings.Contains(string(ev.Details), "client_secret_post") || strings.Contains(string(ev.Details), wrong) {
+			t.Errorf("audit entry %s target %s details %s: want the client, the method, no secret", ev.Action, ev.Target, ev.Details)
+		}
+	}
 }

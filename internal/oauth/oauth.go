@@ -167,7 +167,8 @@ type Server struct {
 	clients     clientCache
 	jwks        jwksCache // fetched jwks_uri documents of private_key_jwt clients
 	endpoints   endpoints
-	codeGuesses *throttle.Throttle // wrong user codes on the device page
+	codeGuesses *throttle.Throttle    // wrong user codes on the device page
+	authLog     *throttle.AuditBudget // which failed client authentications are audited
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -195,6 +196,7 @@ func New(cfg Config) (*Server, error) {
 		clients:     clientCache{ttl: cfg.ClientCacheTTL, m: map[string]*cachedClient{}},
 		jwks:        jwksCache{m: map[string]*fetchedJWKS{}},
 		codeGuesses: newCodeGuesses(),
+		authLog:     throttle.NewAuditBudget(clientAuthFailuresPerMinute, clientAuthFailuresPerMinuteInAll, time.Minute),
 		endpoints: endpoints{
 			authorize: iss + "/oauth2/authorize", token: iss + "/oauth2/token", device: iss + "/device",
 			deviceAuth: iss + "/oauth2/device_authorization", userinfo: iss + "/oauth2/userinfo",
