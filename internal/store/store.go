@@ -278,6 +278,12 @@ type Store interface {
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, int64, error)
 	// ScanAudit returns up to limit events with Seq > after, oldest first.
 	ScanAudit(ctx context.Context, after int64, limit int) ([]AuditEvent, error)
+	// AuditHead returns the sequence number and hash of the newest event
+	// of the log as the store records them apart from the events (0 and ""
+	// while the log is empty). The head covers every event appended before
+	// the call, and a ScanAudit after it returns every event up to it: an
+	// intact log ends exactly at its head.
+	AuditHead(ctx context.Context) (seq int64, hash string, err error)
 
 	// PurgeTokens deletes up to limit tokens that expired or were revoked
 	// before cutoff, OAuth access tokens (ClientID set) that expired or were

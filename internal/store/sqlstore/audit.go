@@ -16,7 +16,8 @@ const (
 	insertAuditSQL = `INSERT INTO audit_events (seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
 
-	// SQLite's writer keeps its own copy of the head (see auditHead).
+	// SQLite's writer keeps its own copy of the head (see auditHead);
+	// AuditHead reads the row.
 	readAuditHeadSQL = "SELECT seq, hash FROM audit_head WHERE id = 1"
 	moveAuditHeadSQL = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 AND hash = $4"
 )
@@ -198,6 +199,23 @@ func (db *DB) ScanAudit(ctx context.Context, after int64, limit int) ([]store.Au
 		return nil, fmt.Errorf("sqlstore: scan audit: %w", err)
 	}
 	return evs, nil
+}
+
+// AuditHead implements store.Store. On PostgreSQL it chains the pending
+// events first, as every read of the log does: the head then covers every
+// event committed before the call. The head and the events it covers are
+// written in one transaction on both engines, so a ScanAudit after it finds
+// every event up to the head.
+func (db *DB) AuditHead(ctx context.Context) (int64, string, error) {
+	if err := db.chainAudit(ctx); err != nil {
+		return 0, "", fmt.Errorf("sqlstore: audit head: %w", err)
+	}
+	var seq int64
+	var hash string
+	if err := db.read.QueryRowContext(ctx, readAuditHeadSQL).Scan(&seq, &hash); err != nil {
+		return 0, "", fmt.Errorf("sqlstore: audit head: %w", err)
+	}
+	return seq, hash, nil
 }
 
 // MaxPage is the largest page any list returns.

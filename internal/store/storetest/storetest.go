@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AuditChain", testAuditChain},
 		{"ListAudit", testListAudit},
 		{"ConcurrentAudit", testConcurrentAudit},
+		{"AuditHead", testAuditHead},
 		{"CancelledWrites", testCancelledWrites},
 		{"PurgeTokens", testPurgeTokens},
 	}
@@ -987,6 +988,59 @@ func testConcurrentAudit(t *testing.T, s store.Store) {
 			t.Fatalf("chain forked at event %d", i)
 		}
 		prev = e.Hash
+	}
+}
+
+// testAuditHead proves that the head is the newest event of the log: on an
+// empty log, after appends of their own and inside other writes, and after
+// concurrent appends.
+func testAuditHead(t *testing.T, s store.Store) {
+	head := func(when string) (int64, string) {
+		t.Helper()
+		seq, hash, err := s.AuditHead(ctx)
+		if err != nil {
+			t.Fatalf("AuditHead %s: %v", when, err)
+		}
+		return seq, hash
+	}
+	wantNewest := func(when string) {
+		t.Helper()
+		seq, hash := head(when)
+		evs := audit(t, s)
+		if len(evs) == 0 {
+			t.Fatalf("%s: no events", when)
+		}
+		last := evs[len(evs)-1]
+		if diff := cmp.Diff([]any{seq, hash}, []any{last.Seq, last.Hash}); diff != "" {
+			t.Errorf("AuditHead %s: (-got +want)\n%s", when, diff)
+		}
+	}
+	if seq, hash := head("of an empty log"); seq != 0 || hash != "" {
+		t.Errorf("AuditHead of an empty log = %d, %q; want 0, \"\"", seq, hash)
+	}
+	for i := range 3 {
+		if err := s.AppendAudit(ctx, ev("token.revoke", fmt.Sprintf("tok_%d", i))); err != nil {
+			t.Fatalf("AppendAudit: %v", err)
+		}
+	}
+	wantNewest("after three appends")
+	mustCreateAPI(t, s, "acme")
+	wantNewest("after a create")
+	if seq, _ := head("after a create"); seq != 4 {
+		t.Errorf("AuditHead after four events: seq %d, want 4", seq)
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if err := s.AppendAudit(ctx, ev("token.create", "tok_x")); err != nil {
+				t.Errorf("AppendAudit: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	wantNewest("after concurrent appends")
+	if seq, _ := head("after concurrent appends"); seq != 24 {
+		t.Errorf("AuditHead after 24 events: seq %d, want 24", seq)
 	}
 }
 
