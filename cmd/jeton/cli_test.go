@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +17,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/jetonhq/jeton/internal/store"
+	"github.com/jetonhq/jeton/internal/store/sqlstore"
 )
 
 // cliRequest is a request the fake admin API received.
@@ -571,5 +575,60 @@ func TestAuditVerifyNeedsADatabase(t *testing.T) {
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 			t.Errorf("audit verify --db %s created %d files", db, len(entries))
 		}
+	}
+}
+
+// TestAuditVerify proves that "jeton audit verify" says how many entries an
+// intact log has, and what is wrong with a log tampered with.
+func TestAuditVerify(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		tamper     string // SQL run directly against the database file
+		wantStdout string
+		wantErr    string
+	}{
+		{"intact", "", "audit log intact: 3 entries verified\n", ""},
+		{"deleted entry", `DELETE FROM audit_events WHERE seq = 2`, "", "chain broken at entry 3 (evt_"},
+		{"deleted tail", `DELETE FROM audit_events WHERE seq >= 2`, "", "chain broken at entry 2: entries 2 to 3 are missing: the log's head says it ends at entry 3"},
+		{"deleted everything", `DELETE FROM audit_events`, "", "chain broken at entry 1: entries 1 to 3 are missing"},
+		{"entry numbered 0", `INSERT INTO audit_events (seq, id, time, actor, action, target, remote_addr, details, prev_hash, hash)
+			VALUES (0, 'evt_forged', 0, 'tok_admin', 'token.create', 'tok_forged', '10.0.0.1', '{}', '', 'x')`,
+			"", "chain broken at entry 0 (evt_forged): is numbered outside the log, which starts at entry 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "jeton.db")
+			db, err := sqlstore.Open(ctx, path, sqlstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if err := db.AppendAudit(ctx, store.AuditEvent{Actor: "cli", Action: "token.create"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db.Close()
+			if tt.tamper != "" {
+				raw, err := sql.Open("sqlite", path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := raw.Exec(tt.tamper); err != nil {
+					t.Fatal(err)
+				}
+				raw.Close()
+			}
+			var stdout, stderr bytes.Buffer
+			err = run(ctx, []string{"audit", "verify", "--db", path}, &stdout, &stderr)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("audit verify = %v, want an error containing %q", err, tt.wantErr)
+			}
+			if got := stdout.String(); got != tt.wantStdout {
+				t.Errorf("audit verify printed %q, want %q", got, tt.wantStdout)
+			}
+		})
 	}
 }
