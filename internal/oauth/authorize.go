@@ -504,6 +504,7 @@ func (s *Server) showError(w http.ResponseWriter, err error) {
 		s.message(w, oe.Status, "Invalid request", oe.Description)
 	default:
 		s.log.Error("oauth page", "err", err)
+		s.failed()
 		s.message(w, http.StatusInternalServerError, "Something went wrong", "Jeton could not complete the request. Try again later.")
 	}
 }

@@ -52,6 +52,7 @@ type envOptions struct {
 	dsn         string // a shared store: servers on one DSN are a cluster
 	tls         bool   // serve https (e.Client trusts its certificate)
 	clientTTL   time.Duration
+	onError     func(op string) // oauth.Config.OnError
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
@@ -60,7 +61,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if pre == 0 {
 		pre = -1 // no delay unless a test asks for one
 	}
-	srv := apitest.NewWith(t, apitest.Options{KeyPrePublish: pre, RefreshRetryWindow: opts.retryWindow, DeviceInterval: time.Second, DSN: opts.dsn, TLS: opts.tls, ClientCacheTTL: opts.clientTTL})
+	srv := apitest.NewWith(t, apitest.Options{KeyPrePublish: pre, RefreshRetryWindow: opts.retryWindow, DeviceInterval: time.Second, DSN: opts.dsn, TLS: opts.tls, ClientCacheTTL: opts.clientTTL, OnOAuthError: opts.onError})
 	e := &env{Server: srv, t: t, url: srv.URL, clock: srv.Clock, db: srv.DB, tokens: srv.Tokens, users: srv.Users,
 		keys: srv.Keys, oauth: srv.OAuth, admin: srv.Admin, api: srv.API, password: "correct horse battery"}
 	var err error

@@ -107,7 +107,15 @@ func (s *Server) public(err error) *Error {
 		return oe
 	}
 	s.log.Error("oauth request failed", "err", err)
+	s.failed()
 	return &Error{Code: errServerError, Description: "internal error", Status: http.StatusInternalServerError}
+}
+
+// failed counts a request that failed for a reason of the server's.
+func (s *Server) failed() {
+	if s.cfg.OnError != nil {
+		s.cfg.OnError("oauth")
+	}
 }
 
 func writeError(w http.ResponseWriter, e *Error) {

@@ -751,3 +751,23 @@ func TestFailedClientAuthenticationIsAudited(t *testing.T) {
 		}
 	}
 }
+
+// TestServerErrorsAreCounted: a request that fails for a reason of the
+// server's (here the store is gone) answers server_error, or an error
+// page, and is counted for the store-errors metric.
+func TestServerErrorsAreCounted(t *testing.T) {
+	t.Parallel()
+	var failed atomic.Int64
+	e := newEnv(t, envOptions{onError: func(op string) {
+		if op == "oauth" {
+			failed.Add(1)
+		}
+	}})
+	c, secret := e.client(nil)
+	e.db.Close()
+	status, m, _ := e.postForm("/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"repos:read"}}, c.ID, secret)
+	mustf(t, status == http.StatusInternalServerError && m["error"] == "server_error", "token request with the store closed: %d %v", status, m)
+	if failed.Load() == 0 {
+		t.Error("a server_error was not counted")
+	}
+}

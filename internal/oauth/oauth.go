@@ -95,6 +95,10 @@ type Config struct {
 	// ClientIP returns the address of the client of a request (the
 	// connection's, or a trusted proxy's header); default the connection's.
 	ClientIP func(*http.Request) netip.Addr
+	// OnError, if set, is called with "oauth" whenever a request fails
+	// for a reason of the server's (the store, most often), and is
+	// answered server_error or an error page: for the store-errors metric.
+	OnError func(op string)
 
 	CodeTTL         time.Duration // authorization code lifetime; default 1m
 	DeviceCodeTTL   time.Duration // default 10m

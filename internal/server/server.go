@@ -182,7 +182,8 @@ func Run(ctx context.Context, cfg Config) error {
 	var api *httpapi.API
 	clientIP := func(r *http.Request) netip.Addr { return api.ClientIP(r) }
 	authz, err := oauth.New(oauth.Config{Issuer: issuer, Store: db, Tokens: svc, Users: userSvc, Keys: ring, Pages: pages,
-		MasterKey: master, Logger: log, Now: cfg.Now, ClientIP: clientIP, RefreshRetryWindow: cfg.RefreshRetryWindow})
+		MasterKey: master, Logger: log, Now: cfg.Now, ClientIP: clientIP, RefreshRetryWindow: cfg.RefreshRetryWindow,
+		OnError: metrics.OnStoreError})
 	if err != nil {
 		return err
 	}

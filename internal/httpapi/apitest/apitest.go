@@ -86,6 +86,8 @@ type Options struct {
 	// prefixed, as `jeton serve` makes them for an https issuer.
 	// Server.Client trusts the certificate.
 	TLS bool
+	// OnOAuthError is the OAuth server's Config.OnError.
+	OnOAuthError func(op string)
 }
 
 // New starts a server on a fresh store in t.TempDir(); t's cleanup stops
@@ -140,7 +142,8 @@ func NewWith(t testing.TB, opts Options) *Server {
 	}
 	s.OAuth, err = oauth.New(oauth.Config{Issuer: s.URL, Store: db, Tokens: s.Tokens, Users: s.Users, Keys: s.Keys,
 		Pages: pages, MasterKey: master, Logger: log, Now: s.Clock.Now,
-		RefreshRetryWindow: opts.RefreshRetryWindow, DeviceInterval: opts.DeviceInterval, ClientCacheTTL: opts.ClientCacheTTL})
+		RefreshRetryWindow: opts.RefreshRetryWindow, DeviceInterval: opts.DeviceInterval, ClientCacheTTL: opts.ClientCacheTTL,
+		OnError: opts.OnOAuthError})
 	fatal(err)
 	t.Cleanup(s.OAuth.Close)
 	api, err := httpapi.New(ctx, httpapi.Config{Tokens: s.Tokens, Store: db, Logger: log, OAuth: s.OAuth, Users: s.Users,
