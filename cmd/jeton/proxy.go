@@ -122,10 +122,7 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer, opts proxyOp
 	for {
 		select {
 		case <-opts.reload:
-			next, err := proxy.LoadRules(*config)
-			if err == nil {
-				err = p.Reload(ctx, next)
-			}
+			next, err := p.ReloadFile(ctx, *config)
 			if err != nil {
 				log.Error("route file refused; the previous rules stay in force", "err", err)
 				continue

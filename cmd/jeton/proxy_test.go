@@ -37,8 +37,8 @@ func (s *syncBuffer) String() string {
 
 // TestProxyCommand runs `jeton proxy` against a real Jeton server and a
 // real upstream: it forwards with identity, refuses without a token,
-// keeps its rules when a reload brings a bad file, takes a good one, and
-// stops cleanly.
+// keeps its rules when a reload brings a bad file (and counts it as a
+// failed reload), takes a good one, and stops cleanly.
 func TestProxyCommand(t *testing.T) {
 	t.Parallel()
 	s := apitest.New(t)
@@ -78,17 +78,18 @@ func TestProxyCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reload := make(chan os.Signal, 1)
-	ready := make(chan string, 1)
+	ready := make(chan [2]string, 1)
 	var log syncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- runProxy(ctx, []string{"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--upstream", up.URL,
 			"--config", routes, "--issuer", s.URL, "--token-file", tokenFile}, &log,
-			proxyOptions{reload: reload, ready: func(addr, _ string) { ready <- addr }})
+			proxyOptions{reload: reload, ready: func(addr, admin string) { ready <- [2]string{addr, admin} }})
 	}()
-	var addr string
+	var addr, admin string
 	select {
-	case addr = <-ready:
+	case a := <-ready:
+		addr, admin = a[0], a[1]
 	case err := <-done:
 		t.Fatalf("proxy exited: %v\n%s", err, log.String())
 	case <-time.After(30 * time.Second):
@@ -136,12 +137,20 @@ func TestProxyCommand(t *testing.T) {
 	if code, _ := get(key.Secret); code != 200 {
 		t.Fatalf("after a refused reload: %d, want the old rules (200)", code)
 	}
+	// docs/proxy.md: operators alert on failed reloads, and a file that
+	// does not parse is the usual one.
+	if m := reloadMetrics(t, admin); !strings.Contains(m, `jeton_proxy_rule_reloads_total{result="error"} 1`) {
+		t.Errorf("a refused route file is not counted as a failed reload; metrics say:\n%s", m)
+	}
 
 	write("api: https://api.acme.test\nroutes:\n  - path: /**\n    scopes: [repos:write]\n")
 	reload <- os.Interrupt
 	waitLog("route file reloaded")
 	if code, _ := get(key.Secret); code != 403 {
 		t.Fatalf("after a good reload: %d, want 403 (repos:write now required)", code)
+	}
+	if m := reloadMetrics(t, admin); !strings.Contains(m, `jeton_proxy_rule_reloads_total{result="ok"} 1`) {
+		t.Errorf("a good reload is not counted; metrics say:\n%s", m)
 	}
 	if strings.Contains(log.String(), key.Secret) || strings.Contains(log.String(), s.Verify) {
 		t.Error("a token appears in the proxy's log")
@@ -173,6 +182,25 @@ func TestProxyCommand(t *testing.T) {
 	if code := <-inflight; code != 200 {
 		t.Errorf("the request in flight at shutdown got %d, want 200", code)
 	}
+}
+
+// reloadMetrics returns the jeton_proxy_rule_reloads_total lines of the
+// proxy admin listener at admin.
+func reloadMetrics(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var lines []string
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(l, "jeton_proxy_rule_reloads_total") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 func TestProxyCommandErrors(t *testing.T) {

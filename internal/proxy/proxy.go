@@ -190,6 +190,22 @@ func (p *Proxy) Reload(ctx context.Context, rules *Rules) error {
 	return nil
 }
 
+// ReloadFile reads the route file at path and puts its rules in force, as
+// Reload does. A file that cannot be read or does not parse is refused
+// like a verifier that cannot start: the rules in force stay, and the
+// failure is counted as a reload with result "error".
+func (p *Proxy) ReloadFile(ctx context.Context, path string) (*Rules, error) {
+	rules, err := LoadRules(path)
+	if err != nil {
+		p.metrics.reloads.WithLabelValues("error").Inc()
+		return nil, err
+	}
+	if err := p.Reload(ctx, rules); err != nil {
+		return nil, err
+	}
+	return rules, nil
+}
+
 // Close closes every verifier (and so their revocation subscriptions).
 func (p *Proxy) Close() error {
 	p.mu.Lock()

@@ -13,12 +13,15 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/jetonhq/jeton/verify"
 )
@@ -574,6 +577,45 @@ func TestReload(t *testing.T) {
 	}
 	if f.proxy.Rules() != next {
 		t.Error("a failed reload replaced the rules")
+	}
+}
+
+// TestReloadFile: a route file that does not parse is refused, the rules
+// in force stay, and the failure is counted like any failed reload, so
+// that operators can alert on it.
+func TestReloadFile(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, nil, nil)
+	before := f.proxy.Rules()
+	path := filepath.Join(t.TempDir(), "proxy.yaml")
+	if err := os.WriteFile(path, []byte("api: https://api.example.com\nroutes:\n  - path: /**\n    methods: [get]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.proxy.ReloadFile(context.Background(), path); err == nil || !strings.Contains(err.Error(), "proxy.yaml:4:") {
+		t.Fatalf("err = %v, want the line of the bad method", err)
+	}
+	if _, err := f.proxy.ReloadFile(context.Background(), filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Fatal("a missing route file was taken")
+	}
+	if f.proxy.Rules() != before {
+		t.Error("a refused file replaced the rules")
+	}
+	if got := testutil.ToFloat64(f.proxy.metrics.reloads.WithLabelValues("error")); got != 2 {
+		t.Errorf("failed reloads = %v, want 2", got)
+	}
+
+	if err := os.WriteFile(path, []byte("api: https://api.example.com\nroutes:\n  - path: /**\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rules, err := f.proxy.ReloadFile(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.proxy.Rules() != rules || len(rules.Routes) != 1 {
+		t.Errorf("the good file was not put in force: %+v", f.proxy.Rules())
+	}
+	if got := testutil.ToFloat64(f.proxy.metrics.reloads.WithLabelValues("ok")); got != 1 {
+		t.Errorf("good reloads = %v, want 1", got)
 	}
 }
 
