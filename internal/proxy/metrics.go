@@ -30,7 +30,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route"}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jeton_proxy_denied_total", Help: "Requests answered by the proxy itself, by reason (invalid_token, insufficient_scope, rate_limited, no_route, ...).",
+			Name: "jeton_proxy_denied_total", Help: "Requests answered by the proxy itself, by reason (no_token, invalid_token, insufficient_scope, rate_limited, quota_exceeded, no_route, ...).",
 		}, []string{"reason"}),
 		upstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jeton_proxy_upstream_errors_total", Help: "Requests the upstream did not answer (connection refused, timeout).",

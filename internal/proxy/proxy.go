@@ -7,6 +7,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -258,11 +259,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrAmbiguousRoute):
 		// Refused whatever the default: either route may be the one the
 		// upstream serves.
-		p.deny(sw, "ambiguous_route", &verify.Error{Code: "access_denied",
-			Description: "the path with and without its trailing slash match different routes", Status: http.StatusForbidden})
+		p.refuse(sw, "ambiguous_route", http.StatusForbidden, "access_denied",
+			"the path with and without its trailing slash match different routes")
 		return
 	case err != nil && st.rules.Default == Deny:
-		p.deny(sw, "no_route", &verify.Error{Code: "access_denied", Description: "no route allows this request", Status: http.StatusForbidden})
+		p.refuse(sw, "no_route", http.StatusForbidden, "access_denied", "no route allows this request")
 		return
 	case err == nil:
 		routeName = route.Name
@@ -286,17 +287,50 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(sw, r.WithContext(ctx))
 }
 
+// deny answers a request the token check (or the request's form)
+// refused, as RFC 6750 §3 says, and counts it under reason.
 func (p *Proxy) deny(w http.ResponseWriter, reason string, err error) {
 	p.metrics.denied.WithLabelValues(reason).Inc()
 	verify.WriteError(w, err)
 }
 
+// refuse answers a request the routes do not allow, whatever its token,
+// and counts it under reason. It sends no WWW-Authenticate challenge:
+// another token would not help, and code is not one of the RFC 6750 §3.1
+// codes a Bearer challenge may carry.
+func (p *Proxy) refuse(w http.ResponseWriter, reason string, status int, code, desc string) {
+	p.metrics.denied.WithLabelValues(reason).Inc()
+	writeError(w, status, code, desc)
+}
+
+// denyReason is the jeton_proxy_denied_total reason for a verifier error:
+// no_token for a request without a bearer token (which has no RFC 6750
+// error code), the error code otherwise, and "error" for an error that
+// has none.
 func denyReason(err error) string {
+	if errors.Is(err, verify.ErrNoToken) {
+		return "no_token"
+	}
 	var ve *verify.Error
 	if errors.As(err, &ve) && ve.Code != "" {
 		return ve.Code
 	}
 	return "error"
+}
+
+// writeError writes one of the proxy's own error answers, with the body
+// verify.WriteError writes: {"error": code, "error_description": desc}.
+func writeError(w http.ResponseWriter, status int, code, desc string) {
+	body, _ := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+	}{code, desc})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
 }
 
 // pathProblem says why a request path cannot be forwarded safely, or "".
@@ -554,16 +588,13 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		return
 	}
 	p.metrics.upstreamErrors.Inc()
-	status, msg := http.StatusBadGateway, "the upstream could not be reached"
+	status, code, msg := http.StatusBadGateway, "bad_gateway", "the upstream could not be reached"
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		status, msg = http.StatusGatewayTimeout, "the upstream did not answer in time"
+		status, code, msg = http.StatusGatewayTimeout, "gateway_timeout", "the upstream did not answer in time"
 	}
 	p.cfg.Logger.Warn("upstream request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"error":"bad_gateway","error_description":%q}`+"\n", msg)
+	writeError(w, status, code, msg)
 }
 
 // copyBuffers reuses the buffers that copy bodies; without it every

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -352,31 +353,38 @@ func TestIdentityHeaderNames(t *testing.T) {
 	}
 }
 
+// TestDenials checks the answers the proxy gives itself, as docs/proxy.md
+// lists them: the status, the body's error code and the RFC 6750 §3
+// challenge, which a request without a token gets bare and which a
+// refusal by the routes does not get at all (access_denied is no RFC 6750
+// error code, and no other token would help).
 func TestDenials(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, testRules, nil, nil)
+	const none = "(none)"
 	tests := []struct {
 		name, method, path, token string
 		status                    int
-		wwwAuth                   string // substring of WWW-Authenticate
+		code                      string // the body's "error"
+		wwwAuth                   string // prefix of WWW-Authenticate; none: absent
 	}{
-		{"no token", "GET", "/repos/a", "", 401, "Bearer"},
-		{"unknown token", "GET", "/repos/a", "nope", 401, `error="invalid_token"`},
-		{"missing scope", "POST", "/repos/a", "reader", 403, `error="insufficient_scope"`},
-		{"no route", "GET", "/nowhere", "reader", 403, ""},
-		{"method without route", "DELETE", "/repos/a", "writer", 403, ""},
-		{"dot segments", "GET", "/public/../repos/a", "", 400, ""},
-		{"encoded dot segments", "GET", "/public/%2e%2e/repos/a", "", 400, ""},
-		{"encoded slash", "GET", "/public/a%2Fb", "", 400, ""},
-		{"double slash", "GET", "/public//a", "", 400, ""},
-		{"backslash", "GET", "/public/a%5C..%5Crepos", "", 400, ""},
-		{"dot segment with a path parameter", "GET", "/public/..;/repos/a", "", 400, ""},
-		{"dot segment with a parameter value", "GET", "/public/..;x=1/repos/a", "", 400, ""},
-		{"path parameter", "GET", "/public/a;jsessionid=1", "", 400, ""},
-		{"encoded semicolon", "GET", "/public/..%3B/repos/a", "", 400, ""},
-		{"lower-case method", "get", "/public/a", "", 400, ""},
-		{"mixed-case method", "Delete", "/repos/a", "writer", 400, ""},
-		{"method with a digit", "GET2", "/public/a", "", 400, ""},
+		{"no token", "GET", "/repos/a", "", 401, "unauthorized", "Bearer"},
+		{"unknown token", "GET", "/repos/a", "nope", 401, "invalid_token", `Bearer error="invalid_token"`},
+		{"missing scope", "POST", "/repos/a", "reader", 403, "insufficient_scope", `Bearer error="insufficient_scope"`},
+		{"no route", "GET", "/nowhere", "reader", 403, "access_denied", none},
+		{"method without route", "DELETE", "/repos/a", "writer", 403, "access_denied", none},
+		{"dot segments", "GET", "/public/../repos/a", "", 400, "invalid_request", ""},
+		{"encoded dot segments", "GET", "/public/%2e%2e/repos/a", "", 400, "invalid_request", ""},
+		{"encoded slash", "GET", "/public/a%2Fb", "", 400, "invalid_request", ""},
+		{"double slash", "GET", "/public//a", "", 400, "invalid_request", ""},
+		{"backslash", "GET", "/public/a%5C..%5Crepos", "", 400, "invalid_request", ""},
+		{"dot segment with a path parameter", "GET", "/public/..;/repos/a", "", 400, "invalid_request", ""},
+		{"dot segment with a parameter value", "GET", "/public/..;x=1/repos/a", "", 400, "invalid_request", ""},
+		{"path parameter", "GET", "/public/a;jsessionid=1", "", 400, "invalid_request", ""},
+		{"encoded semicolon", "GET", "/public/..%3B/repos/a", "", 400, "invalid_request", ""},
+		{"lower-case method", "get", "/public/a", "", 400, "invalid_request", ""},
+		{"mixed-case method", "Delete", "/repos/a", "writer", 400, "invalid_request", ""},
+		{"method with a digit", "GET2", "/public/a", "", 400, "invalid_request", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -385,8 +393,20 @@ func TestDenials(t *testing.T) {
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.status)
 			}
-			if tt.wwwAuth != "" && !strings.Contains(resp.Header.Get("WWW-Authenticate"), tt.wwwAuth) {
-				t.Errorf("WWW-Authenticate %q, want it to contain %q", resp.Header.Get("WWW-Authenticate"), tt.wwwAuth)
+			var got struct {
+				Error string `json:"error"`
+			}
+			if err := json.Unmarshal(body, &got); err != nil || got.Error != tt.code {
+				t.Errorf("body %s (%v), want error %q", body, err, tt.code)
+			}
+			switch h, ok := resp.Header["Www-Authenticate"]; {
+			case tt.wwwAuth == none && ok:
+				t.Errorf("WWW-Authenticate %q, want none", h)
+			case tt.wwwAuth != none && tt.wwwAuth != "" && (len(h) != 1 || !strings.HasPrefix(h[0], tt.wwwAuth)):
+				t.Errorf("WWW-Authenticate %q, want it to start with %q", h, tt.wwwAuth)
+			}
+			if tt.wwwAuth == "Bearer" && resp.Header.Get("WWW-Authenticate") != "Bearer" {
+				t.Errorf("WWW-Authenticate %q, want a bare Bearer challenge (RFC 6750 §3.1)", resp.Header.Get("WWW-Authenticate"))
 			}
 			if f.up.count() != before {
 				t.Error("a denied request reached the upstream")
@@ -636,6 +656,24 @@ func TestUpstreamDown(t *testing.T) {
 	}
 }
 
+// TestUpstreamTimeout: an upstream that does not send its response
+// headers within ResponseHeaderTimeout gets the client a 504 that says
+// so, not the 502 of an upstream that cannot be reached.
+func TestUpstreamTimeout(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, testRules, func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // until the proxy gives up
+	}, func(c *Config) { c.ResponseHeaderTimeout = 50 * time.Millisecond })
+	resp, body := f.do(t, "GET", "/public/x", "", nil)
+	want := `{"error":"gateway_timeout","error_description":"the upstream did not answer in time"}` + "\n"
+	if resp.StatusCode != http.StatusGatewayTimeout || body != want {
+		t.Fatalf("got %d %s, want 504 %s", resp.StatusCode, body, want)
+	}
+	if got := testutil.ToFloat64(f.proxy.metrics.upstreamErrors); got != 1 {
+		t.Errorf("upstream errors = %v, want 1", got)
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for a logger and a test to share.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -833,11 +871,16 @@ func TestMetricsAndHealth(t *testing.T) {
 	for _, want := range []string{
 		`jeton_proxy_requests_total{code="200",route="read"} 1`,
 		`jeton_proxy_requests_total{code="401",route="read"} 1`,
-		`jeton_proxy_denied_total{reason="`,
+		// Clients that forgot their token are told apart from a broken
+		// verifier (reason "error").
+		`jeton_proxy_denied_total{reason="no_token"} 1`,
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	if strings.Contains(string(b), `jeton_proxy_denied_total{reason="error"}`) {
+		t.Error(`a request without a token is counted as reason="error"`)
 	}
 	if strings.Contains(string(b), "reader") {
 		t.Error("a token appears in the metrics")
