@@ -44,14 +44,14 @@ func runProxy(ctx context.Context, args []string, stderr io.Writer, opts proxyOp
 	upstream := fs.String("upstream", os.Getenv("JETON_PROXY_UPSTREAM"), "base URL of the API to guard, e.g. http://127.0.0.1:3000 (env JETON_PROXY_UPSTREAM)")
 	config := fs.String("config", os.Getenv("JETON_PROXY_CONFIG"), "route file (YAML); re-read on SIGHUP (env JETON_PROXY_CONFIG)")
 	issuer := fs.String("issuer", envOr("JETON_ISSUER", "http://127.0.0.1:8080"), "the Jeton server's issuer URL (env JETON_ISSUER)")
-	tokenFile := fs.String("token-file", os.Getenv("JETON_PROXY_TOKEN_FILE"), "file holding the proxy's own Jeton token (verify scope); or set JETON_PROXY_TOKEN")
+	tokenFile := fs.String("token-file", os.Getenv("JETON_PROXY_TOKEN_FILE"), "file holding the proxy's own Jeton token (verify scope) (env JETON_PROXY_TOKEN_FILE); or set JETON_PROXY_TOKEN to the token")
 	adminListen := fs.String("admin-listen", envOr("JETON_PROXY_ADMIN_LISTEN", "127.0.0.1:9001"), "address for /healthz, /readyz and /metrics; empty: none (env JETON_PROXY_ADMIN_LISTEN)")
-	proxies := fs.String("trusted-proxies", os.Getenv("JETON_TRUSTED_PROXIES"), "comma-separated CIDRs of proxies in front of this one whose X-Forwarded-* headers are trusted")
+	proxies := fs.String("trusted-proxies", os.Getenv("JETON_TRUSTED_PROXIES"), "comma-separated CIDRs of proxies in front of this one whose X-Forwarded-* headers are trusted (env JETON_TRUSTED_PROXIES, shared with jeton serve)")
 	revocations := fs.Bool("revocations", true, "subscribe to Jeton's revocation stream (needs a token)")
 	cacheTTL := fs.Duration("cache-ttl", 10*time.Second, "how long a valid opaque token or API key is remembered (at most 5m; keys with a rate limit or quota are checked every time)")
 	headerTimeout := fs.Duration("upstream-timeout", 60*time.Second, "how long to wait for the upstream's response headers")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish on shutdown")
-	logLevel := fs.String("log-level", envOr("JETON_LOG_LEVEL", "info"), "debug, info, warn or error")
+	logLevel := fs.String("log-level", envOr("JETON_LOG_LEVEL", "info"), "debug, info, warn or error (env JETON_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

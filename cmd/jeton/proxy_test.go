@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -232,5 +234,21 @@ func TestProxyCommandErrors(t *testing.T) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestProxyHelpNamesEnvironment: every environment variable `jeton proxy`
+// reads is named in its -h text, as docs/proxy.md lists them.
+func TestProxyHelpNamesEnvironment(t *testing.T) {
+	t.Parallel()
+	var stderr bytes.Buffer
+	if err := runProxy(context.Background(), []string{"-h"}, &stderr, proxyOptions{}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+	for _, env := range []string{"JETON_PROXY_LISTEN", "JETON_PROXY_UPSTREAM", "JETON_PROXY_CONFIG", "JETON_ISSUER",
+		"JETON_PROXY_TOKEN_FILE", "JETON_PROXY_TOKEN", "JETON_PROXY_ADMIN_LISTEN", "JETON_TRUSTED_PROXIES", "JETON_LOG_LEVEL"} {
+		if !strings.Contains(stderr.String(), env) {
+			t.Errorf("-h does not name %s:\n%s", env, stderr.String())
+		}
 	}
 }
