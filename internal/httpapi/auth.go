@@ -77,7 +77,12 @@ func (a *API) authorize(r *http.Request, n need) (*caller, error) {
 	switch res.Code {
 	case tokens.Valid, tokens.InsufficientScope:
 	case tokens.RateLimited, tokens.QuotaExceeded:
-		return nil, errorf(http.StatusTooManyRequests, "rate_limited", "this admin token is over its rate limit or quota")
+		e := errorf(http.StatusTooManyRequests, "rate_limited", "this admin token is over its rate limit or quota")
+		if d := res.RateLimit; d != nil && !d.Allowed {
+			// A spent quota waits for its refill, which is not known here.
+			e.RetryAfter = d.RetryAfter
+		}
+		return nil, e
 	default:
 		var id string
 		if res.Token != nil {

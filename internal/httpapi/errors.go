@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jetonhq/jeton/internal/store"
@@ -24,7 +26,10 @@ type Error struct {
 	Status  int
 	Code    string
 	Message string
-	Err     error
+	// RetryAfter, when positive, is sent as Retry-After (whole seconds,
+	// rounded up): when a refused request may succeed.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string {
@@ -131,6 +136,9 @@ func badURLText(r *http.Request) error {
 }
 
 func writeError(w http.ResponseWriter, e *Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(e.RetryAfter), 10))
+	}
 	switch e.Status {
 	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="jeton"`)

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -547,6 +548,25 @@ func TestTokenLifecycle(t *testing.T) {
 // authentications are audited, in a bounded number of entries each of a
 // bounded size: the path is the client's to choose, up to the header
 // limit.
+// TestAdminTokenRateLimit: a Jeton token over its own rate limit gets 429
+// rate_limited with the Retry-After its limiter knows, so a resource
+// server's verify key can back off for as long as it must.
+func TestAdminTokenRateLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	var k tokenJSON
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"jeton","name":"rs","scopes":["verify"],"rate_limit":{"limit":1,"window":60}}`, 201, &k)
+	body := `{"token":"` + e.key + `","api":"acme"}`
+	e.mustDo(t, "POST", "/v1/verify", k.Token, body, 200, nil)
+	resp, b := e.do(t, "POST", "/v1/verify", k.Token, body)
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), `"rate_limited"`) {
+		t.Fatalf("over the limit: %d %s", resp.StatusCode, b)
+	}
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+		t.Errorf("Retry-After %q, want 1 to 60 seconds", resp.Header.Get("Retry-After"))
+	}
+}
+
 func TestAuthFailuresAreAuditedAndBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
