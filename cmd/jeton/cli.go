@@ -39,11 +39,11 @@ commands:
   list
   get ID
   update ID [--name N] [--add-scopes a,b] [--scope-description SCOPE=TEXT]... [--default-ttl D] [--max-ttl D]
+  delete ID [--force]
 
 --scope-description says in words what a scope allows, for the consent
 pages: --scope-description 'repos:read=Read your repositories'. On update, an
 empty TEXT removes the description.
-  delete ID [--force]
 
 every command accepts --server URL, --token T and --json`
 	return dispatch(ctx, "api", usage, map[string]cliFunc{

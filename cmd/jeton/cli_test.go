@@ -424,6 +424,44 @@ func TestCLIHelpDoesNotPrintToken(t *testing.T) {
 	}
 }
 
+// TestCLIGroupHelpListsCommandsTogether: the -h text of each command
+// group lists all its commands in one block under "commands:", notes
+// about flags after it, not between two commands.
+func TestCLIGroupHelpListsCommandsTogether(t *testing.T) {
+	t.Parallel()
+	groups := []struct {
+		run  cliFunc
+		cmds []string
+	}{
+		{runAPI, []string{"create", "list", "get", "update", "delete"}},
+		{runToken, []string{"create", "list", "get", "update", "revoke", "rotate", "usage", "verify"}},
+		{runClient, nil},
+		{runUser, nil},
+		{runKey, nil},
+	}
+	for _, g := range groups {
+		_, stderr, err := runCLIForTest(t, g.run, "-h")
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("err = %v, want flag.ErrHelp", err)
+		}
+		_, rest, ok := strings.Cut(stderr, "\ncommands:\n")
+		if !ok {
+			t.Fatalf("no commands: block in\n%s", stderr)
+		}
+		block, _, _ := strings.Cut(rest, "\n\n")
+		for line := range strings.SplitSeq(block, "\n") {
+			if !strings.HasPrefix(line, "  ") {
+				t.Errorf("line %q in the commands block is not a command:\n%s", line, stderr)
+			}
+		}
+		for _, c := range g.cmds {
+			if !strings.Contains("\n"+block, "\n  "+c) {
+				t.Errorf("command %q is not in the commands block:\n%s", c, stderr)
+			}
+		}
+	}
+}
+
 func TestCLIVerify(t *testing.T) {
 	cleanCLIEnv(t)
 	srv := newFakeAdminAPI(t, map[string]cliAnswer{
