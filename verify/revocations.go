@@ -21,8 +21,9 @@ const (
 	// feedIdleTimeout drops a stream that sent nothing (not even the 15 s
 	// keepalive comment) for this long.
 	feedIdleTimeout = 45 * time.Second
-	// feedHealthy is how long a stream must have been up for the next
-	// reconnection to start from the shortest backoff again.
+	// feedHealthy is how long a stream that delivered something must have
+	// been up for the next reconnection to start from the shortest backoff
+	// again. A stream that delivered nothing never resets it.
 	feedHealthy = 10 * time.Second
 	// feedPageSize is the limit of each poll.
 	feedPageSize = 1000
@@ -163,9 +164,12 @@ func (h *denyHeap) Pop() any {
 // (server-sent events), resumed after the last applied seq with
 // Last-Event-ID and reconnected with backoff (100 ms doubling to 5 s);
 // while the stream is down, GET /v1/revocations?after= is polled every
-// PollInterval. Each event is applied once: both sources deliver events in
-// seq order with no gaps, so an event at or below the last applied seq is
-// a duplicate.
+// PollInterval. A stream counts as up only once it has delivered a line
+// (an event or a keepalive comment): one that answers 200 and then stays
+// silent, as a buffering intermediary or a stalled server does, must not
+// hold the poller off. Each event is applied once: both sources deliver
+// events in seq order with no gaps, so an event at or below the last
+// applied seq is a duplicate.
 type feed struct {
 	v       *Verifier
 	onEvent func(seq int64)
@@ -173,6 +177,8 @@ type feed struct {
 	mu      sync.Mutex // serialises apply
 	lastSeq int64
 
+	// connected reports whether the current stream has delivered
+	// something; the poller skips its ticks while it is set.
 	connected atomic.Bool
 }
 
@@ -320,18 +326,22 @@ func (f *feed) streamLoop(ctx context.Context) {
 	failing := false
 	for {
 		began := time.Now()
-		up, err := f.stream(ctx)
+		st, err := f.stream(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		switch {
-		case up:
+		case st == streamDelivered:
 			log.Warn("verify: revocation stream dropped; reconnecting, polling meanwhile", "err", err)
 			failing = false
 			if time.Since(began) >= feedHealthy {
 				backoff = feedBackoffMin
 			}
-		case !failing:
+		case failing:
+		case st == streamSilent:
+			log.Warn("verify: the revocation stream opened but delivered nothing; polling until it works", "err", err)
+			failing = true
+		default:
 			log.Warn("verify: cannot connect to the revocation stream; polling until it is back", "err", err)
 			failing = true
 		}
@@ -349,14 +359,23 @@ func (f *feed) streamLoop(ctx context.Context) {
 // errStreamIdle reports a stream that went silent.
 var errStreamIdle = errors.New("revocation stream idle")
 
+// streamState is how far one connection of the stream got.
+type streamState int
+
+const (
+	streamRefused   streamState = iota // no event stream: a network error, a status, a content type
+	streamSilent                       // an event stream that delivered nothing before it ended
+	streamDelivered                    // an event stream that delivered at least one line
+)
+
 // stream reads one connection of the event stream until it ends, and
-// reports whether it connected.
-func (f *feed) stream(ctx context.Context) (bool, error) {
+// reports how far it got.
+func (f *feed) stream(ctx context.Context) (streamState, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.v.base+"/v1/revocations/stream", nil)
 	if err != nil {
-		return false, err
+		return streamRefused, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Cache-Control", "no-cache")
@@ -371,35 +390,44 @@ func (f *feed) stream(ctx context.Context) (bool, error) {
 	client.Timeout = 0 // the stream is long-lived; idle bounds it instead
 	resp, err := client.Do(req)
 	if err != nil {
-		return false, streamErr(ctx, err)
+		return streamRefused, streamErr(ctx, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, statusError(req, resp)
+		return streamRefused, statusError(req, resp)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
-		return false, fmt.Errorf("GET /v1/revocations/stream: content type %q, want text/event-stream", mt)
+		return streamRefused, fmt.Errorf("GET /v1/revocations/stream: content type %q, want text/event-stream", mt)
 	}
 	idle.Reset(feedIdleTimeout)
-	f.v.cfg.Logger.Debug("verify: revocation stream connected", "after", req.Header.Get("Last-Event-ID"))
-	f.connected.Store(true)
+	f.v.cfg.Logger.Debug("verify: revocation stream opened", "after", req.Header.Get("Last-Event-ID"))
+	// Headers prove nothing (an intermediary may answer them and buffer
+	// the rest): the stream is up from its first line on.
+	st := streamSilent
 	defer f.connected.Store(false)
 	p := newSSEReader(resp.Body)
-	p.onLine = func() { idle.Reset(feedIdleTimeout) }
+	p.onLine = func() {
+		idle.Reset(feedIdleTimeout)
+		if st == streamSilent {
+			st = streamDelivered
+			f.connected.Store(true)
+			f.v.cfg.Logger.Debug("verify: revocation stream connected")
+		}
+	}
 	for {
 		ev, err := p.next()
 		if err != nil {
-			return true, streamErr(ctx, err)
+			return st, streamErr(ctx, err)
 		}
 		if ev.Type != "revocation" {
 			continue
 		}
 		var r revocation
 		if err := json.Unmarshal(ev.Data, &r); err != nil {
-			return true, fmt.Errorf("revocation stream: bad event data: %w", err)
+			return st, fmt.Errorf("revocation stream: bad event data: %w", err)
 		}
 		if err := r.validate(); err != nil {
-			return true, fmt.Errorf("revocation stream: %w", err)
+			return st, fmt.Errorf("revocation stream: %w", err)
 		}
 		f.apply(&r)
 	}

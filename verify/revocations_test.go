@@ -3,10 +3,13 @@ package verify_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jetonhq/jeton/internal/store"
@@ -292,4 +295,104 @@ func TestCloseStopsFeed(t *testing.T) {
 	if _, err := v.Verify(context.Background(), f.mint(t, es, nil, nil)); err != nil {
 		t.Errorf("Verify after Close: %v", err)
 	}
+}
+
+// stalledStream answers GET /v1/revocations/stream with 200 and the event
+// stream content type, sends greeting (possibly nothing), then nothing
+// more, as a buffering intermediary or a stalled server does; every other
+// request goes to the fake, in memory (handlerTransport). It records when
+// each stream request arrived.
+type stalledStream struct {
+	h        http.Handler
+	greeting string
+
+	mu     sync.Mutex
+	starts []time.Time
+}
+
+// stalledBody returns its greeting, then blocks until its request ends.
+type stalledBody struct {
+	ctx      context.Context
+	greeting *strings.Reader
+}
+
+func (b stalledBody) Read(p []byte) (int, error) {
+	if b.greeting.Len() > 0 {
+		return b.greeting.Read(p)
+	}
+	<-b.ctx.Done()
+	return 0, b.ctx.Err()
+}
+
+func (b stalledBody) Close() error { return nil }
+
+func (s *stalledStream) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path != "/v1/revocations/stream" {
+		return handlerTransport{s.h}.RoundTrip(r)
+	}
+	s.mu.Lock()
+	s.starts = append(s.starts, time.Now())
+	s.mu.Unlock()
+	h := http.Header{}
+	h.Set("Content-Type", "text/event-stream")
+	return &http.Response{StatusCode: 200, Header: h, Request: r,
+		Body: stalledBody{ctx: r.Context(), greeting: strings.NewReader(s.greeting)}}, nil
+}
+
+// gaps returns the time between consecutive stream requests.
+func (s *stalledStream) gaps() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []time.Duration
+	for i := 1; i < len(s.starts); i++ {
+		out = append(out, s.starts[i].Sub(s.starts[i-1]))
+	}
+	return out
+}
+
+// TestRevocationSilentStream: a stream that opens (200, headers) but
+// never delivers a line, not even Jeton's 15 s keepalive, is not up: the
+// poller keeps polling every PollInterval, so a revocation is learnt at
+// the next tick; and each idle drop of such a stream backs off further
+// instead of counting as a healthy connection.
+func TestRevocationSilentStream(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f, s := newFakeHandler(t, "https://jeton.test")
+		tr := &stalledStream{h: f}
+		v, err := verify.New(context.Background(), verify.Config{Issuer: f.URL, Audience: testAudience,
+			Credential: testCredential, Revocations: true, PollInterval: 7 * time.Second, Now: f.clock.Now,
+			HTTPClient: &http.Client{Transport: tr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		ctx := context.Background()
+		jwt := f.mint(t, s, nil, nil)
+		if _, err := v.Verify(ctx, jwt); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		f.publish("token", "tok_1", f.clock.Now().Add(time.Hour))
+		time.Sleep(7 * time.Second) // past the first tick
+		synctest.Wait()
+		if _, err := v.Verify(ctx, jwt); !errors.Is(err, verify.ErrRevoked) {
+			t.Errorf("a poll tick after the revocation, with the stream open but silent: %v, want ErrRevoked (polls made: %d)",
+				err, f.pollCalls.Load())
+		}
+		// Each silent stream ends at the idle timeout (45 s); the time to
+		// the next attempt grows with the backoff (100 ms doubling).
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		gaps := tr.gaps()
+		if len(gaps) < 5 {
+			t.Fatalf("%d reconnections in 5 minutes, want at least 5", len(gaps))
+		}
+		for i := 1; i < len(gaps); i++ {
+			if gaps[i] <= gaps[i-1] {
+				t.Errorf("times between stream requests %v: the backoff was reset by a stream that delivered nothing", gaps)
+				break
+			}
+		}
+	})
 }
