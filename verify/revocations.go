@@ -180,10 +180,13 @@ type feed struct {
 	// connected reports whether the current stream has delivered
 	// something; the poller skips its ticks while it is set.
 	connected atomic.Bool
+	// dropped asks the poller for a catch-up poll at once (an open stream
+	// ended); it holds at most one request.
+	dropped chan struct{}
 }
 
 func newFeed(v *Verifier, onEvent func(int64)) *feed {
-	return &feed{v: v, onEvent: onEvent}
+	return &feed{v: v, onEvent: onEvent, dropped: make(chan struct{}, 1)}
 }
 
 // start runs the stream and the fallback poller until ctx ends.
@@ -293,7 +296,10 @@ func (ev *revocation) validate() error {
 	return nil
 }
 
-// pollLoop polls every PollInterval while the stream is down.
+// pollLoop polls every PollInterval while the stream is down, and at once
+// whenever an open stream ends (streamDropped): whatever was revoked
+// between the stream's last delivery and its drop is learnt without
+// waiting for a tick, however long the stream looked alive.
 func (f *feed) pollLoop(ctx context.Context) {
 	t := time.NewTicker(f.v.cfg.PollInterval)
 	defer t.Stop()
@@ -302,10 +308,11 @@ func (f *feed) pollLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-f.dropped:
 		case <-t.C:
-		}
-		if f.connected.Load() {
-			continue
+			if f.connected.Load() {
+				continue
+			}
 		}
 		err := f.catchUp(ctx)
 		switch {
@@ -319,6 +326,15 @@ func (f *feed) pollLoop(ctx context.Context) {
 	}
 }
 
+// streamDropped asks the poller for a catch-up poll; a request already
+// pending covers this one.
+func (f *feed) streamDropped() {
+	select {
+	case f.dropped <- struct{}{}:
+	default:
+	}
+}
+
 // streamLoop keeps the stream connected until ctx ends.
 func (f *feed) streamLoop(ctx context.Context) {
 	log := f.v.cfg.Logger
@@ -329,6 +345,9 @@ func (f *feed) streamLoop(ctx context.Context) {
 		st, err := f.stream(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if st != streamRefused {
+			f.streamDropped()
 		}
 		switch {
 		case st == streamDelivered:

@@ -396,3 +396,39 @@ func TestRevocationSilentStream(t *testing.T) {
 		}
 	})
 }
+
+// TestRevocationPollAfterDrop: while a stream that delivered something is
+// up the poller skips its ticks; when the stream drops (here at the idle
+// timeout, 45 s after it fell silent) a catch-up poll runs at once, so
+// what the stream failed to deliver is learnt before it reconnects.
+func TestRevocationPollAfterDrop(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f, s := newFakeHandler(t, "https://jeton.test")
+		tr := &stalledStream{h: f, greeting: ": hello\n\n"}
+		v, err := verify.New(context.Background(), verify.Config{Issuer: f.URL, Audience: testAudience,
+			Credential: testCredential, Revocations: true, PollInterval: 7 * time.Second, Now: f.clock.Now,
+			HTTPClient: &http.Client{Transport: tr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		ctx := context.Background()
+		jwt := f.mint(t, s, nil, nil)
+		if _, err := v.Verify(ctx, jwt); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		f.publish("token", "tok_1", f.clock.Now().Add(time.Hour))
+		time.Sleep(43 * time.Second)
+		synctest.Wait()
+		if n := f.pollCalls.Load(); n != 1 {
+			t.Errorf("%d polls while the stream was up, want only the one at start-up", n)
+		}
+		time.Sleep(time.Second + time.Millisecond) // the idle drop, not yet the reconnection
+		synctest.Wait()
+		if _, err := v.Verify(ctx, jwt); !errors.Is(err, verify.ErrRevoked) {
+			t.Errorf("just after the stream dropped: %v, want ErrRevoked (polls made: %d)", err, f.pollCalls.Load())
+		}
+	})
+}
