@@ -381,3 +381,33 @@ func kidOf(t testing.TB, tok string) string {
 	}
 	return hdr.Kid
 }
+
+// TestIntegrationClientAddress: a key allowed only from the resource
+// server's own network is refused from a client outside it, whether or not
+// the client's IPv6 address carries a zone: the zone is dropped, not the
+// address (which would make Jeton check the resource server's address).
+func TestIntegrationClientAddress(t *testing.T) {
+	t.Parallel()
+	j := newJeton(t, apitest.Options{KeyPrePublish: -1})
+	v := j.verifier(func(c *verify.Config) { c.CacheTTL, c.NegativeCacheTTL = -1, -1 })
+	key, _ := j.apiKey(j.API.ID, func(p *tokens.CreateParams) {
+		p.Settings.AllowedCIDRs = []string{"127.0.0.0/8", "fe80::1/128"} // where the resource server runs, one link-local client
+	})
+	tests := []struct {
+		remote string
+		want   error
+	}{
+		{"[fe80::2]:1234", verify.ErrForbiddenIP},
+		{"[fe80::2%eth0]:1234", verify.ErrForbiddenIP},
+		{"[fe80::1%eth0]:1234", nil},
+		{"192.0.2.1:1234", verify.ErrForbiddenIP},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest("GET", "/repos", nil)
+		r.RemoteAddr = tt.remote
+		r.Header.Set("Authorization", "Bearer "+key)
+		if _, err := v.VerifyRequest(r); !errors.Is(err, tt.want) {
+			t.Errorf("client %s, key allowed from 127.0.0.0/8 and fe80::1: %v, want %v", tt.remote, err, tt.want)
+		}
+	}
+}

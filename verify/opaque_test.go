@@ -130,6 +130,50 @@ func TestVerifyOpaqueRequestShape(t *testing.T) {
 	}
 }
 
+// TestVerifyOpaqueClientAddress: the client_ip sent is the IP address of
+// RemoteAddr in the form Jeton accepts (no zone, IPv4-mapped unmapped); a
+// RemoteAddr without one sends none.
+func TestVerifyOpaqueClientAddress(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		remote string
+		want   string // client_ip
+	}{
+		{"203.0.113.7:5555", "203.0.113.7"},
+		{"[2001:db8::1]:443", "2001:db8::1"},
+		{"[2001:DB8:0::1]:443", "2001:db8::1"},
+		{"[fe80::1%eth0]:1234", "fe80::1"},
+		{"[fe80::1%2]:1234", "fe80::1"}, // an interface index
+		{"[::ffff:192.0.2.1]:80", "192.0.2.1"},
+		{"192.0.2.1", "192.0.2.1"},
+		{"fe80::1%eth0", "fe80::1"},
+		{"@", ""}, // a Unix socket listener
+		{"", ""},
+		{"example.com:80", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.remote, func(t *testing.T) {
+			t.Parallel()
+			f, _ := newFake(t)
+			v := f.newVerifier(t, nil)
+			tok := newToken(t, "jtp")
+			f.addToken(tok, opaque{ID: "tok_1"})
+			r := httptest.NewRequest("GET", "/x", nil)
+			r.RemoteAddr = tt.remote
+			r.Header.Set("Authorization", "Bearer "+tok)
+			if _, err := v.VerifyRequest(r); err != nil {
+				t.Fatal(err)
+			}
+			f.mu.Lock()
+			got := f.lastVerify.Body.ClientIP
+			f.mu.Unlock()
+			if got != tt.want {
+				t.Errorf("client_ip %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestOpaqueWithoutCredential(t *testing.T) {
 	t.Parallel()
 	f, es := newFake(t)

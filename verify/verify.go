@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -465,10 +466,12 @@ func (v *Verifier) verify(ctx context.Context, token, clientAddr string, scopes 
 }
 
 // VerifyRequest verifies the bearer token of r (BearerToken) with Verify.
-// For opaque tokens it sends Jeton the client's address (the host of
-// r.RemoteAddr, as the verify request's client_ip) so that Jeton can apply
-// a token's allowed address ranges; behind a reverse proxy, set
-// r.RemoteAddr to the real client's address first.
+// For opaque tokens it sends Jeton the client's address (the IP address
+// of r.RemoteAddr, as the verify request's client_ip) so that Jeton can
+// apply a token's allowed address ranges; behind a reverse proxy, set
+// r.RemoteAddr to the real client's address first. An IPv6 zone
+// ("fe80::1%eth0") is dropped, as Jeton does: it names an interface of
+// this host, not part of the client's address.
 func (v *Verifier) VerifyRequest(r *http.Request, scopes ...string) (*Claims, error) {
 	tok, err := BearerToken(r)
 	if err != nil {
@@ -481,16 +484,19 @@ func (v *Verifier) VerifyRequest(r *http.Request, scopes ...string) (*Claims, er
 }
 
 // clientAddr returns the IP address of a RemoteAddr ("host:port" or an
-// address alone), or "" if it has none.
+// address alone) as Jeton's client_ip accepts it: without an IPv6 zone,
+// an IPv4-mapped IPv6 address as IPv4. It returns "" if remote holds no
+// IP address.
 func clientAddr(remote string) string {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
 		host = remote
 	}
-	if ip := net.ParseIP(host); ip == nil {
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
 		return ""
 	}
-	return host
+	return addr.WithZone("").Unmap().String()
 }
 
 // Require returns middleware that verifies each request's bearer token
