@@ -211,6 +211,13 @@ func (f *revocationFeed) stream(w http.ResponseWriter, r *http.Request, c *calle
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
+	// A comment at once, flushed with the headers or the first events: a
+	// verifier counts the stream as up only once it delivers something
+	// (a stream that never does, behind a buffering proxy, must not keep
+	// it from polling), and it need not wait for the first keepalive.
+	if _, err := w.Write([]byte(": open\n\n")); err != nil {
+		return nil
+	}
 
 	keepalive := time.NewTicker(f.keepalive)
 	defer keepalive.Stop()

@@ -178,7 +178,14 @@ func openStream(t *testing.T, url, token string, hdr ...string) *stream {
 		stop()
 		t.Fatalf("stream: %d %s", resp.StatusCode, b)
 	}
-	return &stream{t: t, resp: resp, r: bufio.NewReader(resp.Body), stop: stop}
+	s := &stream{t: t, resp: resp, r: bufio.NewReader(resp.Body), stop: stop}
+	// Every stream opens with a comment, before any event, so that a
+	// verifier knows at once that it is up.
+	if ev, err := s.next(); err != nil || ev.comment != "open" || ev.event != "" {
+		stop()
+		t.Fatalf("stream opened with %+v, %v; want the comment open", ev, err)
+	}
+	return s
 }
 
 func connectStream(t *testing.T, url, token string, hdr ...string) (*http.Response, context.CancelFunc) {
