@@ -124,8 +124,13 @@ func (s *Server) parseAuthRequest(ctx context.Context, f form) (*authRequest, er
 		}
 		return ar, oerr(http.StatusBadRequest, errUnsupportedResponse, "only response_type=code is supported")
 	}
-	if f.get("request") != "" || f.get("request_uri") != "" {
-		return ar, oerr(http.StatusBadRequest, "request_not_supported", "request objects are not supported")
+	// OIDC Core §3.1.2.6 has one error for each way of passing a
+	// request object.
+	if f.get("request") != "" {
+		return ar, oerr(http.StatusBadRequest, errRequestNotSupported, "request objects are not supported")
+	}
+	if f.get("request_uri") != "" {
+		return ar, oerr(http.StatusBadRequest, errRequestURINotSupported, "request_uri is not supported")
 	}
 	if !slices.Contains(c.GrantTypes, GrantAuthorizationCode) {
 		return ar, oerr(http.StatusBadRequest, errUnauthorizedClient, "the client may not use the authorization code grant")

@@ -35,24 +35,26 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // RFC 6749 §5.2 error codes and the ones later RFCs added.
 const (
-	errInvalidRequest       = "invalid_request"
-	errInvalidClient        = "invalid_client"
-	errInvalidGrant         = "invalid_grant"
-	errUnauthorizedClient   = "unauthorized_client"
-	errUnsupportedGrantType = "unsupported_grant_type"
-	errInvalidScope         = "invalid_scope"
-	errInvalidTarget        = "invalid_target" // RFC 8707 §2
-	errAccessDenied         = "access_denied"
-	errServerError          = "server_error"
-	errUnsupportedResponse  = "unsupported_response_type"
-	errLoginRequired        = "login_required"   // OIDC Core §3.1.2.6
-	errConsentRequired      = "consent_required" // OIDC Core §3.1.2.6
-	errAuthorizationPending = "authorization_pending"
-	errSlowDown             = "slow_down"
-	errExpiredToken         = "expired_token"
-	errInvalidToken         = "invalid_token"      // RFC 6750 §3.1
-	errInsufficientScope    = "insufficient_scope" // RFC 6750 §3.1
-	errUnsupportedTokenType = "unsupported_token_type"
+	errInvalidRequest         = "invalid_request"
+	errInvalidClient          = "invalid_client"
+	errInvalidGrant           = "invalid_grant"
+	errUnauthorizedClient     = "unauthorized_client"
+	errUnsupportedGrantType   = "unsupported_grant_type"
+	errInvalidScope           = "invalid_scope"
+	errInvalidTarget          = "invalid_target" // RFC 8707 §2
+	errAccessDenied           = "access_denied"
+	errServerError            = "server_error"
+	errUnsupportedResponse    = "unsupported_response_type"
+	errLoginRequired          = "login_required"            // OIDC Core §3.1.2.6
+	errConsentRequired        = "consent_required"          // OIDC Core §3.1.2.6
+	errRequestNotSupported    = "request_not_supported"     // OIDC Core §3.1.2.6
+	errRequestURINotSupported = "request_uri_not_supported" // OIDC Core §3.1.2.6
+	errAuthorizationPending   = "authorization_pending"
+	errSlowDown               = "slow_down"
+	errExpiredToken           = "expired_token"
+	errInvalidToken           = "invalid_token"      // RFC 6750 §3.1
+	errInsufficientScope      = "insufficient_scope" // RFC 6750 §3.1
+	errUnsupportedTokenType   = "unsupported_token_type"
 )
 
 func oerr(status int, code, format string, args ...any) *Error {

@@ -156,6 +156,9 @@ func TestAuthorizationErrors(t *testing.T) {
 		{"implicit flow", strings.Replace(conf.AuthCodeURL("s"), "response_type=code", "response_type=token", 1), "unsupported_response_type"},
 		{"scope not allowed", strings.Replace(conf.AuthCodeURL("s"), "scope=repos%3Aread", "scope=admin", 1), "invalid_scope"},
 		{"prompt=none without a session", conf.AuthCodeURL("s", oauth2.SetAuthURLParam("prompt", "none")), "login_required"},
+		// OIDC Core §3.1.2.6: one error per way of passing a request object.
+		{"request object", conf.AuthCodeURL("s", oauth2.SetAuthURLParam("request", "eyJhbGciOiJub25lIn0.e30.")), "request_not_supported"},
+		{"request_uri", conf.AuthCodeURL("s", oauth2.SetAuthURLParam("request_uri", "https://app.example.com/requests/1")), "request_uri_not_supported"},
 	} {
 		q := redirected(b.do("GET", tt.url, nil))
 		mustf(t, q.Get("error") == tt.code && q.Get("state") == "s", "%s: %v", tt.name, q)
