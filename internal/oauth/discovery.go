@@ -21,59 +21,66 @@ import (
 // metadata is the authorization server metadata (RFC 8414 §2) and OpenID
 // Provider metadata (OpenID Connect Discovery 1.0 §3).
 type metadata struct {
-	Issuer                            string   `json:"issuer"`
-	AuthorizationEndpoint             string   `json:"authorization_endpoint"`
-	TokenEndpoint                     string   `json:"token_endpoint"`
-	JWKSURI                           string   `json:"jwks_uri"`
-	UserinfoEndpoint                  string   `json:"userinfo_endpoint"`
-	RevocationEndpoint                string   `json:"revocation_endpoint"`
-	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
-	DeviceAuthorizationEndpoint       string   `json:"device_authorization_endpoint"`
-	EndSessionEndpoint                string   `json:"end_session_endpoint"`
-	ScopesSupported                   []string `json:"scopes_supported"`
-	ResponseTypesSupported            []string `json:"response_types_supported"`
-	ResponseModesSupported            []string `json:"response_modes_supported"`
-	GrantTypesSupported               []string `json:"grant_types_supported"`
-	TokenEndpointAuthMethods          []string `json:"token_endpoint_auth_methods_supported"`
-	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
-	RevocationEndpointAuthMethods     []string `json:"revocation_endpoint_auth_methods_supported"`
-	IntrospectionEndpointAuthMethods  []string `json:"introspection_endpoint_auth_methods_supported"`
-	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
-	SubjectTypesSupported             []string `json:"subject_types_supported"`
-	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
-	ClaimsSupported                   []string `json:"claims_supported"`
-	PromptValuesSupported             []string `json:"prompt_values_supported"`
-	AuthorizationResponseISSParameter bool     `json:"authorization_response_iss_parameter_supported"`
-	RequestParameterSupported         bool     `json:"request_parameter_supported"`
-	RequestURIParameterSupported      bool     `json:"request_uri_parameter_supported"`
-	ClaimsParameterSupported          bool     `json:"claims_parameter_supported"`
-	AccessTokenSigningAlgValues       []string `json:"access_token_signing_alg_values_supported,omitempty"`
+	Issuer                               string   `json:"issuer"`
+	AuthorizationEndpoint                string   `json:"authorization_endpoint"`
+	TokenEndpoint                        string   `json:"token_endpoint"`
+	JWKSURI                              string   `json:"jwks_uri"`
+	UserinfoEndpoint                     string   `json:"userinfo_endpoint"`
+	RevocationEndpoint                   string   `json:"revocation_endpoint"`
+	IntrospectionEndpoint                string   `json:"introspection_endpoint"`
+	DeviceAuthorizationEndpoint          string   `json:"device_authorization_endpoint"`
+	EndSessionEndpoint                   string   `json:"end_session_endpoint"`
+	ScopesSupported                      []string `json:"scopes_supported"`
+	ResponseTypesSupported               []string `json:"response_types_supported"`
+	ResponseModesSupported               []string `json:"response_modes_supported"`
+	GrantTypesSupported                  []string `json:"grant_types_supported"`
+	TokenEndpointAuthMethods             []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgs         []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	RevocationEndpointAuthMethods        []string `json:"revocation_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthSigningAlgs    []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
+	IntrospectionEndpointAuthMethods     []string `json:"introspection_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthSigningAlgs []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	CodeChallengeMethodsSupported        []string `json:"code_challenge_methods_supported"`
+	SubjectTypesSupported                []string `json:"subject_types_supported"`
+	IDTokenSigningAlgValuesSupported     []string `json:"id_token_signing_alg_values_supported"`
+	ClaimsSupported                      []string `json:"claims_supported"`
+	PromptValuesSupported                []string `json:"prompt_values_supported"`
+	AuthorizationResponseISSParameter    bool     `json:"authorization_response_iss_parameter_supported"`
+	RequestParameterSupported            bool     `json:"request_parameter_supported"`
+	RequestURIParameterSupported         bool     `json:"request_uri_parameter_supported"`
+	ClaimsParameterSupported             bool     `json:"claims_parameter_supported"`
+	AccessTokenSigningAlgValues          []string `json:"access_token_signing_alg_values_supported,omitempty"`
 }
 
 // Metadata serves /.well-known/oauth-authorization-server and
-// /.well-known/openid-configuration.
+// /.well-known/openid-configuration. Every endpoint that lists
+// private_key_jwt lists the assertion's algorithms too, which RFC 8414 §2
+// requires (no default is implied); they are the same at every endpoint,
+// since one check serves them all.
 func (s *Server) Metadata() http.Handler {
 	e := s.endpoints
 	m := metadata{
 		Issuer: s.cfg.Issuer, AuthorizationEndpoint: e.authorize, TokenEndpoint: e.token, JWKSURI: e.jwks,
 		UserinfoEndpoint: e.userinfo, RevocationEndpoint: e.revoke, IntrospectionEndpoint: e.introspect,
-		DeviceAuthorizationEndpoint:       e.deviceAuth,
-		EndSessionEndpoint:                e.endSession,
-		ScopesSupported:                   []string{ScopeOpenID, ScopeProfile, ScopeEmail, ScopeOfflineAccess},
-		ResponseTypesSupported:            []string{"code"},
-		ResponseModesSupported:            []string{"query"},
-		GrantTypesSupported:               []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantDeviceCode},
-		TokenEndpointAuthMethods:          []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone},
-		TokenEndpointAuthSigningAlgs:      slices.Clone(assertionAlgNames),
-		RevocationEndpointAuthMethods:     []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone},
-		IntrospectionEndpointAuthMethods:  []string{"bearer", AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT},
-		CodeChallengeMethodsSupported:     []string{"S256"},
-		SubjectTypesSupported:             []string{"public"},
-		IDTokenSigningAlgValuesSupported:  slices.Clone(signing.Algorithms),
-		ClaimsSupported:                   []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "preferred_username", "email", "email_verified"},
-		PromptValuesSupported:             []string{"none", "login", "consent", "select_account"},
-		AuthorizationResponseISSParameter: true,
-		AccessTokenSigningAlgValues:       slices.Clone(signing.Algorithms),
+		DeviceAuthorizationEndpoint:          e.deviceAuth,
+		EndSessionEndpoint:                   e.endSession,
+		ScopesSupported:                      []string{ScopeOpenID, ScopeProfile, ScopeEmail, ScopeOfflineAccess},
+		ResponseTypesSupported:               []string{"code"},
+		ResponseModesSupported:               []string{"query"},
+		GrantTypesSupported:                  []string{GrantAuthorizationCode, GrantClientCredentials, GrantRefreshToken, GrantDeviceCode},
+		TokenEndpointAuthMethods:             []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone},
+		TokenEndpointAuthSigningAlgs:         slices.Clone(assertionAlgNames),
+		RevocationEndpointAuthMethods:        []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthNone},
+		RevocationEndpointAuthSigningAlgs:    slices.Clone(assertionAlgNames),
+		IntrospectionEndpointAuthMethods:     []string{"bearer", AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT},
+		IntrospectionEndpointAuthSigningAlgs: slices.Clone(assertionAlgNames),
+		CodeChallengeMethodsSupported:        []string{"S256"},
+		SubjectTypesSupported:                []string{"public"},
+		IDTokenSigningAlgValuesSupported:     slices.Clone(signing.Algorithms),
+		ClaimsSupported:                      []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "preferred_username", "email", "email_verified"},
+		PromptValuesSupported:                []string{"none", "login", "consent", "select_account"},
+		AuthorizationResponseISSParameter:    true,
+		AccessTokenSigningAlgValues:          slices.Clone(signing.Algorithms),
 	}
 	body, _ := json.MarshalIndent(m, "", "  ")
 	body = append(body, '\n')

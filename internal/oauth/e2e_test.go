@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
@@ -509,6 +510,39 @@ func TestMetadata(t *testing.T) {
 	resp.Body.Close()
 	grants, _ := meta["grant_types_supported"].([]any)
 	mustf(t, !slices.Contains(grants, any("password")) && !slices.Contains(grants, any("implicit")), "unsafe grants advertised: %v", grants)
+}
+
+// TestMetadataListsAssertionAlgsPerEndpoint proves RFC 8414 §2: each
+// endpoint whose auth methods list private_key_jwt also lists the
+// assertion's signing algorithms ("No default algorithms are implied"),
+// the same ones at every endpoint, since one check serves them all.
+func TestMetadataListsAssertionAlgsPerEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	for _, wellKnown := range []string{"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"} {
+		resp, err := http.Get(e.url + wellKnown)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&meta)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []any{"ES256", "ES384", "RS256", "PS256", "EdDSA"}
+		for _, ep := range []string{"token", "revocation", "introspection"} {
+			methods, _ := meta[ep+"_endpoint_auth_methods_supported"].([]any)
+			if !slices.Contains(methods, any(oauth.AuthPrivateKeyJWT)) {
+				t.Errorf("%s: %s_endpoint_auth_methods_supported = %v, want private_key_jwt in it", wellKnown, ep, methods)
+				continue
+			}
+			algs, _ := meta[ep+"_endpoint_auth_signing_alg_values_supported"].([]any)
+			if diff := cmp.Diff(algs, want); diff != "" {
+				t.Errorf("%s: %s_endpoint_auth_signing_alg_values_supported (-got +want):\n%s", wellKnown, ep, diff)
+			}
+		}
+	}
 }
 
 // TestDevicePollingOnTimeIsNotTooFast polls a device code the way
