@@ -131,10 +131,9 @@ type userInfo struct {
 }
 
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
-	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	tok = strings.TrimSpace(tok)
-	if !strings.EqualFold(scheme, "Bearer") || tok == "" || len(tok) > 8192 {
-		return &Error{Code: errInvalidToken, Status: http.StatusUnauthorized, Description: "send the access token as 'Authorization: Bearer <token>'"}
+	tok, err := bearerToken(w, r)
+	if err != nil {
+		return err
 	}
 	ctx := r.Context()
 	at, ok := s.accessToken(ctx, tok, nil, s.clientIP(r))
@@ -163,6 +162,50 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) error {
 		out.Email, out.EmailVerified = u.Email, &f
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// maxBearerLen bounds an access token sent to userinfo.
+const maxBearerLen = 8 << 10
+
+// bearerToken returns the access token of a request to userinfo, sent
+// either in the Authorization header (RFC 6750 §2.1) or, on a POST with a
+// form body, as its access_token parameter (RFC 6750 §2.2; OIDC Core
+// §5.3.1). A request without one is answered with a challenge that names
+// no error (RFC 6750 §3.1), one that sends a token by both methods with
+// invalid_request (RFC 6750 §2: one method per request). A token in the
+// URL query (RFC 6750 §2.3), where logs and Referer headers keep it, is
+// refused with invalid_request rather than ignored.
+func bearerToken(w http.ResponseWriter, r *http.Request) (string, error) {
+	if r.URL.Query().Has("access_token") {
+		return "", bearerError(badRequest("the access token must not be sent in the URL: use the Authorization header or a POST form body"))
+	}
+	var header, body string
+	sent := 0
+	if scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") {
+		header = strings.TrimSpace(tok)
+		sent++
+		if header == "" || len(header) > maxBearerLen {
+			return "", &Error{Code: errInvalidToken, Status: http.StatusUnauthorized, Description: "the Authorization header holds no valid bearer token"}
+		}
+	}
+	if r.Method == http.MethodPost && isFormBody(r) {
+		f, err := parseForm(w, r)
+		if err != nil {
+			return "", bearerError(err)
+		}
+		if body = f.get("access_token"); body != "" {
+			sent++
+		}
+	}
+	switch {
+	case sent > 1:
+		return "", bearerError(badRequest("send the access token by one method only, the Authorization header or the form body (RFC 6750 §2)"))
+	case header != "":
+		return header, nil
+	case body != "":
+		return body, nil
+	}
+	return "", &Error{Status: http.StatusUnauthorized, Description: "send the access token as 'Authorization: Bearer <token>' or as access_token in a POST form body"}
 }
 
 // AccessToken is what introspection and userinfo know of a valid access

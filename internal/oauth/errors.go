@@ -17,11 +17,16 @@ import (
 
 // Error is an OAuth 2.0 error response (RFC 6749 §5.2, RFC 6750 §3.1,
 // RFC 8628 §3.5, RFC 7009 §2.2.1). Err, the cause, is logged and never sent.
+// Code is empty only for a 401 of a protected resource to a request that
+// sent no access token, whose challenge names no error (RFC 6750 §3.1).
 type Error struct {
 	Code        string
 	Description string
 	Status      int
 	Err         error
+	// bearer marks an error of a protected resource (userinfo): it is
+	// answered with a Bearer challenge whatever its status (RFC 6750 §3).
+	bearer bool
 }
 
 func (e *Error) Error() string {
@@ -71,6 +76,18 @@ func invalidGrant(format string, args ...any) *Error {
 
 func invalidClient(format string, args ...any) *Error {
 	return oerr(http.StatusUnauthorized, errInvalidClient, format, args...)
+}
+
+// bearerError returns err, if it is an *Error, marked as an error of a
+// protected resource.
+func bearerError(err error) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	be := *e
+	be.bearer = true
+	return &be
 }
 
 // handler is an endpoint that returns its error; serve writes it.
@@ -127,11 +144,21 @@ func writeError(w http.ResponseWriter, e *Error) {
 		// RFC 6749 §5.2: 401 with the header scheme the endpoint takes for
 		// client authentication, Basic, whichever way the client tried.
 		h.Set("WWW-Authenticate", `Basic realm="jeton", charset="UTF-8"`)
-	case e.Status == http.StatusUnauthorized || e.Code == errInsufficientScope:
-		// RFC 6750 §3: protected resources (userinfo) answer with Bearer.
-		h.Set("WWW-Authenticate", `Bearer realm="jeton", error="`+e.Code+`"`)
+	case e.bearer || e.Status == http.StatusUnauthorized || e.Code == errInsufficientScope:
+		// RFC 6750 §3: protected resources (userinfo) answer with Bearer,
+		// naming no error to a request that sent no token (§3.1).
+		challenge := `Bearer realm="jeton"`
+		if e.Code != "" {
+			challenge += `, error="` + e.Code + `"`
+		}
+		h.Set("WWW-Authenticate", challenge)
 	}
-	body := map[string]string{"error": e.Code}
+	code := e.Code
+	if code == "" {
+		// The body still names something, as verify.WriteError's does.
+		code = "unauthorized"
+	}
+	body := map[string]string{"error": code}
 	if e.Description != "" {
 		body["error_description"] = ErrorDescription(e.Description)
 	}
@@ -215,8 +242,7 @@ func parseForm(w http.ResponseWriter, r *http.Request) (form, error) {
 func readParams(w http.ResponseWriter, r *http.Request) (string, error) {
 	var raw string
 	if r.Method == http.MethodPost {
-		ct := r.Header.Get("Content-Type")
-		if mt, _, _ := strings.Cut(ct, ";"); !strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded") {
+		if !isFormBody(r) {
 			return "", badRequest("the body must be application/x-www-form-urlencoded")
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxFormBytes)
@@ -235,6 +261,13 @@ func readParams(w http.ResponseWriter, r *http.Request) (string, error) {
 		}
 	}
 	return raw, nil
+}
+
+// isFormBody reports whether r's Content-Type is
+// application/x-www-form-urlencoded, with or without parameters.
+func isFormBody(r *http.Request) bool {
+	mt, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/x-www-form-urlencoded")
 }
 
 // parseParams parses URL-encoded parameters, refusing repeats, too many
@@ -258,12 +291,7 @@ func parseParams(raw string) (form, error) {
 		if len(v) > 1 && k != "resource" {
 			return nil, badRequest("parameter %s is repeated", safeName(k))
 		}
-		limit := MaxParamLen
-		if k == "return_to" {
-			// The sign-in form carries a whole authorization request,
-			// which Authorize bounds by the page's field size.
-			limit = web.MaxFieldBytes
-		}
+		limit := paramLimit(k)
 		v = slices.DeleteFunc(v, func(s string) bool { return s == "" })
 		for _, s := range v {
 			if len(s) > limit {
@@ -275,6 +303,20 @@ func parseParams(raw string) (form, error) {
 		}
 	}
 	return out, nil
+}
+
+// paramLimit returns the bound on the value of parameter k.
+func paramLimit(k string) int {
+	switch k {
+	case "return_to":
+		// The sign-in form carries a whole authorization request,
+		// which Authorize bounds by the page's field size.
+		return web.MaxFieldBytes
+	case "access_token":
+		// userinfo takes one in a form body as in its header.
+		return maxBearerLen
+	}
+	return MaxParamLen
 }
 
 // safeName returns a parameter name fit to echo in an error description.

@@ -14,6 +14,8 @@ func FuzzParseParams(f *testing.F) {
 	f.Add("a=1&a=2")
 	f.Add("x=%zz")
 	f.Add("code=" + strings.Repeat("a", MaxParamLen+1))
+	f.Add("access_token=" + strings.Repeat("a", MaxParamLen+1))
+	f.Add("access_token=" + strings.Repeat("a", maxBearerLen+1))
 	f.Add("=&&=x;y")
 	f.Fuzz(func(t *testing.T, raw string) {
 		got, err := parseParams(raw)
@@ -24,7 +26,7 @@ func FuzzParseParams(f *testing.F) {
 			if len(v) != 1 {
 				t.Fatalf("parameter %q has %d values", k, len(v))
 			}
-			if v[0] == "" || len(v[0]) > MaxParamLen {
+			if v[0] == "" || len(v[0]) > paramLimit(k) {
 				t.Fatalf("parameter %q has an empty or oversized value", k)
 			}
 		}
