@@ -223,11 +223,19 @@ func (s *Server) checkAssertion(ctx context.Context, c *store.Client, assertion 
 	}
 	var claims jwt.Claims
 	verified := false
-	for _, k := range set.Keys {
+	for i := range set.Keys {
+		k := &set.Keys[i]
 		if tok.Headers[0].KeyID != "" && k.KeyID != tok.Headers[0].KeyID {
 			continue
 		}
 		if k.Algorithm != "" && k.Algorithm != tok.Headers[0].Algorithm {
+			continue
+		}
+		if signingKeyProblem(k) != "" {
+			// A jwks_uri document is not checked as a registered jwks
+			// is, and may rightly hold keys for encryption; a jwks
+			// registered before keys were checked may hold weak ones.
+			// Neither kind ever authenticates the client.
 			continue
 		}
 		if err := tok.Claims(k.Key, &claims); err == nil {

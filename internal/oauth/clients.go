@@ -2,6 +2,9 @@ package oauth
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -30,6 +33,10 @@ const (
 	MaxClientAPIs     = 20
 	MaxRefreshTTL     = 365 * 24 * time.Hour
 	maxJWKSBytes      = 64 << 10
+	// minRSAKeyBits is the smallest RSA key that may sign a client
+	// assertion: RFC 7518 §3.3 and §3.5 require 2048 bits for RS256 and
+	// PS256.
+	minRSAKeyBits = 2048
 )
 
 // ClientParams are the settable fields of a client. Durations of zero take
@@ -126,6 +133,9 @@ func (s *Server) CreateClient(ctx context.Context, p ClientParams, by tokens.Act
 	}
 	c.APIs = apis
 	if err := s.validateClient(ctx, &c); err != nil {
+		return store.Client{}, "", err
+	}
+	if err := validSigningKeys(c.JWKS); err != nil {
 		return store.Client{}, "", err
 	}
 	var secret string
@@ -394,6 +404,54 @@ func validFetchURL(raw string) error {
 	return nil
 }
 
+// validSigningKeys checks a client's JWK set as it is registered, which
+// validateClient has parsed: every key must be able to sign the client's
+// assertions (signingKeyProblem). A registration may not hold a key that
+// would be ignored.
+func validSigningKeys(raw json.RawMessage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	set, err := parsePublicJWKS(raw)
+	if err != nil {
+		return err
+	}
+	for i := range set.Keys {
+		k := &set.Keys[i]
+		if problem := signingKeyProblem(k); problem != "" {
+			name := fmt.Sprintf("#%d", i+1)
+			if k.KeyID != "" {
+				name = fmt.Sprintf("%q", truncate(k.KeyID, 40))
+			}
+			return invalid("invalid_request", "jwks key %s %s", name, problem)
+		}
+	}
+	return nil
+}
+
+// signingKeyProblem returns why k cannot verify a client assertion, or ""
+// if it can: it must be a valid RSA, EC or Ed25519 public key, an RSA one
+// of at least minRSAKeyBits (RFC 7518 §3.3, §3.5), and not marked for
+// encryption (RFC 7517 §4.2).
+func signingKeyProblem(k *jose.JSONWebKey) string {
+	if !k.Valid() || !k.IsPublic() {
+		return "is not a valid public key"
+	}
+	switch key := k.Key.(type) {
+	case *rsa.PublicKey:
+		if n := key.N.BitLen(); n < minRSAKeyBits {
+			return fmt.Sprintf("is a %d-bit RSA key; RSA keys need at least %d bits (RFC 7518 §3.3, §3.5)", n, minRSAKeyBits)
+		}
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	default:
+		return "is not an RSA, EC or Ed25519 key"
+	}
+	if k.Use == "enc" {
+		return `is for encryption ("use": "enc"); client assertions need a signing key (RFC 7517 §4.2)`
+	}
+	return ""
+}
+
 // parsePublicJWKS parses a client's JWK set, refusing private keys and
 // symmetric keys.
 func parsePublicJWKS(raw []byte) (*jose.JSONWebKeySet, error) {
@@ -505,7 +563,17 @@ func (s *Server) UpdateClient(ctx context.Context, id string, u ClientUpdate, by
 			}
 		}
 		c.UpdatedAt = s.now()
-		return s.validateClient(ctx, c)
+		if err := s.validateClient(ctx, c); err != nil {
+			return err
+		}
+		if u.JWKS == nil {
+			// A key registered before keys were checked stays: it is
+			// not used (checkAssertion), and refusing every other
+			// change, disabling the client included, until the jwks
+			// is replaced would help no one.
+			return nil
+		}
+		return validSigningKeys(c.JWKS)
 	}, s.event(by, "client.update", id, map[string]any{"changed": changed}))
 	if err != nil {
 		return store.Client{}, err

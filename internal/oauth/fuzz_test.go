@@ -79,3 +79,33 @@ func FuzzNormalizeUserCode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidSigningKeys feeds arbitrary JWK sets to the check of a client's
+// registered keys: it must never panic, and what it accepts is a parsed
+// set, within maxJWKSBytes, whose every key may sign a client assertion.
+func FuzzValidSigningKeys(f *testing.F) {
+	// The EC key of RFC 7517 Appendix A.1, marked for encryption, and as
+	// a signing key.
+	const ec = `"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","kid":"1"`
+	f.Add(`{"keys":[{` + ec + `,"use":"enc"}]}`)
+	f.Add(`{"keys":[{` + ec + `,"use":"sig"}]}`)
+	f.Add(`{"keys":[{` + ec + `}]}`)
+	f.Add(`{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"tiny"}]}`)
+	f.Add(`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`)
+	f.Add(`{"keys":[]}`)
+	f.Add(`null`)
+	f.Fuzz(func(t *testing.T, raw string) {
+		if validSigningKeys([]byte(raw)) != nil || raw == "" {
+			return
+		}
+		set, err := parsePublicJWKS([]byte(raw))
+		if err != nil {
+			t.Fatalf("accepted a set that does not parse: %v", err)
+		}
+		for i := range set.Keys {
+			if p := signingKeyProblem(&set.Keys[i]); p != "" {
+				t.Fatalf("accepted key %d, which %s", i, p)
+			}
+		}
+	})
+}

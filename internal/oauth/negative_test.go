@@ -2,12 +2,16 @@ package oauth_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -395,15 +399,197 @@ func newClientKey(t *testing.T, kid string) clientKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: priv}, (&jose.SignerOptions{}).WithHeader("kid", kid))
+	return clientKeyOf(t, priv, jose.ES256, kid, "sig")
+}
+
+// clientKeyOf is the clientKey of priv, signing with alg, whose JWK has
+// kid and use (none if empty).
+func clientKeyOf(t *testing.T, priv crypto.Signer, alg jose.SignatureAlgorithm, kid, use string) clientKey {
+	t.Helper()
+	opts := &jose.SignerOptions{}
+	if kid != "" {
+		opts = opts.WithHeader("kid", kid)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: priv}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: kid, Algorithm: "ES256", Use: "sig"}}})
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv.Public(), KeyID: kid, Algorithm: string(alg), Use: use}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return clientKey{signer: signer, jwks: jwks}
+}
+
+// keySet is the JWK set of the public halves of keys.
+func keySet(t *testing.T, keys ...clientKey) []byte {
+	t.Helper()
+	var all jose.JSONWebKeySet
+	for _, k := range keys {
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(k.jwks, &set); err != nil {
+			t.Fatal(err)
+		}
+		all.Keys = append(all.Keys, set.Keys...)
+	}
+	b, err := json.Marshal(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// weakClientKeys returns client keys that must never authenticate a
+// client: an RSA key of 1024 bits (RFC 7518 §3.3 and §3.5 require 2048),
+// with kid "weak" and, as weakNoKid, without one (its assertions are
+// tried against every key), and an EC key marked for encryption (RFC 7517
+// §4.2), kid "enc".
+func weakClientKeys(t *testing.T) (weak, weakNoKid, enc clientKey) {
+	t.Helper()
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clientKeyOf(t, rsa1024, jose.RS256, "weak", "sig"), clientKeyOf(t, rsa1024, jose.RS256, "", "sig"),
+		clientKeyOf(t, ec, jose.ES256, "enc", "enc")
+}
+
+// TestClientKeysThatCannotSignAreRefused proves that a private_key_jwt
+// client can register, at creation or by an update, only keys fit to sign
+// its assertions, and that the refusal names the key and why; the keys it
+// accepts authenticate the client.
+func TestClientKeysThatCannotSignAreRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	weak, weakNoKid, enc := weakClientKeys(t)
+	rsa2048, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ed, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := newClientKey(t, "good")
+	for _, tt := range []struct {
+		name    string
+		key     clientKey
+		jwks    []byte // if not key.jwks
+		wantErr string // in the refusal; "" if accepted
+	}{
+		{name: "RSA 1024 bits", key: weak, wantErr: `jwks key "weak" is a 1024-bit RSA key`},
+		{name: "RSA 1024 bits without a kid", key: weakNoKid, wantErr: "jwks key #1 is a 1024-bit RSA key"},
+		{name: "RSA 1024 bits beside a good key", key: good, jwks: keySet(t, good, weak), wantErr: `jwks key "weak" is a 1024-bit RSA key`},
+		{name: "key for encryption", key: enc, wantErr: `jwks key "enc" is for encryption`},
+		{name: "RSA 2048 bits, RS256", key: clientKeyOf(t, rsa2048, jose.RS256, "rs", "sig")},
+		{name: "RSA 2048 bits, PS256, no use", key: clientKeyOf(t, rsa2048, jose.PS256, "ps", "")},
+		{name: "EC P-384", key: clientKeyOf(t, ec, jose.ES384, "es", "sig")},
+		{name: "Ed25519", key: clientKeyOf(t, ed, jose.EdDSA, "ed", "sig")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			jwks := tt.jwks
+			if jwks == nil {
+				jwks = tt.key.jwks
+			}
+			p := oauth.ClientParams{Name: "Keyed app", GrantTypes: []string{oauth.GrantClientCredentials}, APIs: []string{e.api.ID},
+				Scopes: []string{"repos:read"}, AuthMethod: oauth.AuthPrivateKeyJWT, JWKS: jwks}
+			c, _, createErr := e.oauth.CreateClient(context.Background(), p, actor)
+			p.JWKS = good.jwks
+			other, _, err := e.oauth.CreateClient(context.Background(), p, actor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, updateErr := e.oauth.UpdateClient(context.Background(), other.ID, oauth.ClientUpdate{JWKS: jwks}, actor)
+			for op, err := range map[string]error{"create": createErr, "update": updateErr} {
+				var inv *tokens.InvalidError
+				switch {
+				case tt.wantErr == "" && err != nil:
+					t.Errorf("%s: %v, want the keys accepted", op, err)
+				case tt.wantErr != "" && (!errors.As(err, &inv) || !strings.Contains(inv.Message, tt.wantErr)):
+					t.Errorf("%s: %v, want an invalid_request with %q", op, err, tt.wantErr)
+				}
+			}
+			if tt.wantErr != "" {
+				return
+			}
+			form, err := tt.key.assertionForm(c.ID, e.url+"/oauth2/token", "jti-1", e.clock.Now().Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status, m, _ := e.postForm("/oauth2/token", form, "", ""); status != http.StatusOK {
+				t.Errorf("assertion signed with an accepted key: %d %v", status, m)
+			}
+		})
+	}
+}
+
+// TestClientKeysThatCannotSignNeverAuthenticate proves that keys a
+// registration would refuse, but which reach the server anyway, are
+// ignored: in a jwks_uri document, which the server does not check when it
+// is published (and which may rightly hold keys for encryption), and in a
+// jwks registered before keys were checked, whose client can still be
+// changed. The good keys beside them keep working.
+func TestClientKeysThatCannotSignNeverAuthenticate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	weak, weakNoKid, enc := weakClientKeys(t)
+	good := newClientKey(t, "good")
+	doc := keySet(t, weak, enc, good)
+	jwksServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(doc)
+	}))
+	t.Cleanup(jwksServer.Close)
+	fetched, _ := e.client(func(p *oauth.ClientParams) {
+		p.AuthMethod = oauth.AuthPrivateKeyJWT
+		p.JWKSURI = jwksServer.URL + "/jwks"
+	})
+	registered, _ := e.client(func(p *oauth.ClientParams) {
+		p.AuthMethod = oauth.AuthPrivateKeyJWT
+		p.JWKS = good.jwks
+	})
+	// What an older server accepted: only the store holds it now.
+	_, err := e.db.UpdateClient(context.Background(), registered.ID, func(c *store.Client) error {
+		c.JWKS = doc
+		return nil
+	}, store.AuditEvent{Time: e.clock.Now(), Actor: "test", Action: "client.update", Target: registered.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "Renamed"
+	if _, err := e.oauth.UpdateClient(context.Background(), registered.ID, oauth.ClientUpdate{Name: &name}, actor); err != nil {
+		t.Errorf("renaming a client with a weak key registered: %v", err)
+	}
+	jti := 0
+	for source, c := range map[string]store.Client{"jwks_uri": fetched, "registered jwks": registered} {
+		for _, tt := range []struct {
+			name string
+			key  clientKey
+			want int
+		}{
+			{"RSA 1024 bits", weak, http.StatusUnauthorized},
+			{"RSA 1024 bits, no kid", weakNoKid, http.StatusUnauthorized},
+			{"key for encryption", enc, http.StatusUnauthorized},
+			{"good key", good, http.StatusOK},
+		} {
+			jti++
+			form, err := tt.key.assertionForm(c.ID, e.url+"/oauth2/token", fmt.Sprint("jti-", jti), e.clock.Now().Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status, m, _ := e.postForm("/oauth2/token", form, "", ""); status != tt.want {
+				t.Errorf("%s, %s: %d %v, want %d", source, tt.name, status, m, tt.want)
+			}
+		}
+	}
 }
 
 // assertionForm returns a client credentials request of clientID
