@@ -342,9 +342,6 @@ type Verifier struct {
 	deny     *denylist
 	feed     *feed
 	logLimit logLimiter
-	// noAddrLog limits the warning about requests without a client
-	// address (VerifyRequest).
-	noAddrLog logLimiter
 
 	ctx       context.Context // canceled by Close
 	cancel    context.CancelFunc
@@ -430,10 +427,6 @@ func (v *Verifier) Close() error {
 // modified. On failure it returns nil and an *Error wrapping one of the
 // sentinel errors, which WriteError turns into the response. ctx bounds a
 // call to Jeton, if one is needed.
-//
-// Verify knows no client address, so Jeton checks a token's allowed
-// address ranges against the address it sees this resource server's own
-// request come from; VerifyRequest sends the client's address instead.
 func (v *Verifier) Verify(ctx context.Context, token string, scopes ...string) (*Claims, error) {
 	return v.verify(ctx, token, "", scopes)
 }
@@ -479,16 +472,6 @@ func (v *Verifier) verify(ctx context.Context, token, clientAddr string, scopes 
 // r.RemoteAddr to the real client's address first. An IPv6 zone
 // ("fe80::1%eth0") is dropped, as Jeton does: it names an interface of
 // this host, not part of the client's address.
-//
-// If r.RemoteAddr holds no IP address (a Unix socket listener reports "@"
-// or ""), Jeton's /v1/verify offers no way to say the client's address is
-// unknown: the request then carries no client_ip, and Jeton checks the
-// token's allowed address ranges against the address it sees this
-// resource server's own request come from, as for Verify. An API key
-// restricted to ranges that include that address is then accepted from
-// any client. The Verifier logs a warning (at most once a minute) when
-// this happens for an opaque token; to have allowed address ranges
-// enforced, set r.RemoteAddr to the client's IP address before calling.
 func (v *Verifier) VerifyRequest(r *http.Request, scopes ...string) (*Claims, error) {
 	tok, err := BearerToken(r)
 	if err != nil {
@@ -497,16 +480,7 @@ func (v *Verifier) VerifyRequest(r *http.Request, scopes ...string) (*Claims, er
 		}
 		return nil, err
 	}
-	addr := clientAddr(r.RemoteAddr)
-	if addr == "" && v.cfg.Credential != "" && !looksLikeJWT(tok) && v.noAddrLog.allow(time.Now(), time.Minute) {
-		remote := r.RemoteAddr
-		if len(remote) > 64 {
-			remote = remote[:64] + "..."
-		}
-		v.cfg.Logger.Warn("verify: the request's RemoteAddr holds no IP address; Jeton checks allowed address ranges against this server's own address instead",
-			"remote_addr", remote)
-	}
-	return v.verify(r.Context(), tok, addr, scopes)
+	return v.verify(r.Context(), tok, clientAddr(r.RemoteAddr), scopes)
 }
 
 // clientAddr returns the IP address of a RemoteAddr ("host:port" or an
