@@ -401,6 +401,10 @@ func TestIntegrationClientAddress(t *testing.T) {
 		{"[fe80::2%eth0]:1234", verify.ErrForbiddenIP},
 		{"[fe80::1%eth0]:1234", nil},
 		{"192.0.2.1:1234", verify.ErrForbiddenIP},
+		// No IP address (a Unix socket): unknown, so no range is
+		// satisfied, not even the resource server's own.
+		{"@", verify.ErrForbiddenIP},
+		{"", verify.ErrForbiddenIP},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest("GET", "/repos", nil)

@@ -147,9 +147,9 @@ func TestVerifyOpaqueClientAddress(t *testing.T) {
 		{"[::ffff:192.0.2.1]:80", "192.0.2.1"},
 		{"192.0.2.1", "192.0.2.1"},
 		{"fe80::1%eth0", "fe80::1"},
-		{"@", ""}, // a Unix socket listener
-		{"", ""},
-		{"example.com:80", ""},
+		{"@", "unknown"}, // a Unix socket listener
+		{"", "unknown"},
+		{"example.com:80", "unknown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.remote, func(t *testing.T) {

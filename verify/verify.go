@@ -471,7 +471,10 @@ func (v *Verifier) verify(ctx context.Context, token, clientAddr string, scopes 
 // apply a token's allowed address ranges; behind a reverse proxy, set
 // r.RemoteAddr to the real client's address first. An IPv6 zone
 // ("fe80::1%eth0") is dropped, as Jeton does: it names an interface of
-// this host, not part of the client's address.
+// this host, not part of the client's address. If r.RemoteAddr holds no
+// IP address (a Unix socket listener reports "@" or ""), Jeton is told the
+// address is unknown, and a token restricted to address ranges is refused
+// (ErrForbiddenIP): set r.RemoteAddr to the client's address first.
 func (v *Verifier) VerifyRequest(r *http.Request, scopes ...string) (*Claims, error) {
 	tok, err := BearerToken(r)
 	if err != nil {
@@ -480,8 +483,16 @@ func (v *Verifier) VerifyRequest(r *http.Request, scopes ...string) (*Claims, er
 		}
 		return nil, err
 	}
-	return v.verify(r.Context(), tok, clientAddr(r.RemoteAddr), scopes)
+	addr := clientAddr(r.RemoteAddr)
+	if addr == "" {
+		addr = unknownClientAddr
+	}
+	return v.verify(r.Context(), tok, addr, scopes)
 }
+
+// unknownClientAddr is the client_ip that tells Jeton the client's address
+// is unknown: no allowed address range is then satisfied.
+const unknownClientAddr = "unknown"
 
 // clientAddr returns the IP address of a RemoteAddr ("host:port" or an
 // address alone) as Jeton's client_ip accepts it: without an IPv6 zone,

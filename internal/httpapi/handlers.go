@@ -470,13 +470,19 @@ func (a *API) verify(w http.ResponseWriter, r *http.Request, c *caller) error {
 		return err
 	}
 	ip := c.ip
-	if req.ClientIP != "" {
+	switch req.ClientIP {
+	case "":
+	case ClientIPUnknown:
+		// The resource server cannot tell (a Unix socket): no address
+		// satisfies a token's allowed_cidrs, rather than the caller's.
+		ip = netip.Addr{}
+	default:
 		// The resource server says who presented the token: a caller
 		// with the verify scope is trusted to, as it is to enforce the
 		// answer. Its own credential was checked against its own address.
 		addr, err := netip.ParseAddr(req.ClientIP)
 		if err != nil || addr.Zone() != "" {
-			return errorf(http.StatusBadRequest, "invalid_request", "client_ip must be an IPv4 or IPv6 address")
+			return errorf(http.StatusBadRequest, "invalid_request", "client_ip must be an IPv4 or IPv6 address, or %q", ClientIPUnknown)
 		}
 		ip = addr.Unmap()
 	}

@@ -402,8 +402,11 @@ func TestTrustedProxyHeader(t *testing.T) {
 func TestVerifyClientIP(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
-	var k, rs tokenJSON
+	var k, rs, local, open tokenJSON
 	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme","allowed_cidrs":["203.0.113.0/24"]}`, 201, &k)
+	// Allowed from where the resource server connects from, and anywhere.
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme","allowed_cidrs":["127.0.0.1/32"]}`, 201, &local)
+	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"acme"}`, 201, &open)
 	// The resource server's own key, pinned to its address (the tests
 	// connect from 127.0.0.1).
 	e.mustDo(t, "POST", "/v1/tokens", e.admin, `{"api":"jeton","scopes":["verify"],"allowed_cidrs":["127.0.0.1/32"]}`, 201, &rs)
@@ -420,6 +423,11 @@ func TestVerifyClientIP(t *testing.T) {
 		{`{"token":"` + k.Token + `","client_ip":"203.0.113.9\u0020"}`, 400, "invalid_request"},
 		{`{"token":"` + k.Token + `","client_ip":"fe80::1%eth0"}`, 400, "invalid_request"},
 		{`{"token":"` + k.Token + `","client_ip":"nope"}`, 400, "invalid_request"},
+		// Unknown (a Unix socket): no range is satisfied, not even the
+		// resource server's own address; an unrestricted key is valid.
+		{`{"token":"` + local.Token + `","client_ip":"unknown"}`, 200, "forbidden_ip"},
+		{`{"token":"` + local.Token + `"}`, 200, "valid"},
+		{`{"token":"` + open.Token + `","client_ip":"unknown"}`, 200, "valid"},
 	} {
 		resp, b := e.do(t, "POST", "/v1/verify", rs.Token, tt.body)
 		var r struct {

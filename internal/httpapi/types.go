@@ -120,9 +120,16 @@ type VerifyRequest struct {
 	// resource server calling, as that server saw it: the address the
 	// token's allowed_cidrs are checked against. Without it, the address
 	// of the request (X-Forwarded-For from a trusted proxy) is used, for
-	// the caller's own credential too.
+	// the caller's own credential too. ClientIPUnknown says the caller
+	// cannot tell: no address then satisfies allowed_cidrs.
 	ClientIP string `json:"client_ip"`
 }
+
+// ClientIPUnknown is the client_ip of a verify request whose caller cannot
+// tell the client's address (a Unix socket): a token restricted by
+// allowed_cidrs then verifies as forbidden_ip, whatever the caller's own
+// address.
+const ClientIPUnknown = "unknown"
 
 // verifyTokenJSON is the token of a verify answer. Its ExpiresAt is when
 // the answer stops holding for the secret presented: the token's expiry
