@@ -100,15 +100,19 @@ type Token struct {
 	AllowedCIDRs []string
 	RateLimit    *RateLimit // nil: unlimited
 	Quota        *Quota     // nil: no quota
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	ExpiresAt    time.Time // zero: never
-	RevokedAt    time.Time // zero: not revoked
-	RevokeReason string
-	RotatedAt    time.Time // zero: never rotated
-	LastUsedAt   time.Time // zero: never used
-	LastUsedIP   string
-	UseCount     int64
+	// LastQuotaVersion is, while Quota is nil, the Version of the quota
+	// removed last (0: none), so that a quota set later gets a higher one
+	// even from a node whose clock is behind the one that set the last.
+	LastQuotaVersion int64
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+	ExpiresAt        time.Time // zero: never
+	RevokedAt        time.Time // zero: not revoked
+	RevokeReason     string
+	RotatedAt        time.Time // zero: never rotated
+	LastUsedAt       time.Time // zero: never used
+	LastUsedIP       string
+	UseCount         int64
 	// ClientID and GrantID are set on opaque OAuth access tokens: the
 	// client it was issued to and, unless it came from client credentials,
 	// the grant whose revocation revokes it.

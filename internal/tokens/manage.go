@@ -599,12 +599,14 @@ func (s *Service) applySettings(api *store.API, t *store.Token, set Settings, no
 			}
 			// A new version, later than any before: the time of the
 			// change, unless a clock behind the last one's says otherwise.
-			version := now.UnixMilli()
+			version := max(now.UnixMilli(), t.LastQuotaVersion+1)
 			if t.Quota != nil {
 				version = max(version, t.Quota.Version+1)
 			}
 			q = &store.Quota{Remaining: q.Remaining, RefillAmount: q.RefillAmount, RefillInterval: q.RefillInterval,
 				PeriodStart: periodStart(q.RefillInterval, now), Version: version}
+		} else if t.Quota != nil {
+			t.LastQuotaVersion = t.Quota.Version // for the next quota's
 		}
 		t.Quota = q
 	}

@@ -51,6 +51,8 @@ func scanToken(row rowScanner, extra ...any) (store.Token, error) {
 		if periodStart != 0 {
 			t.Quota.PeriodStart = fromMS(periodStart)
 		}
+	} else {
+		t.LastQuotaVersion = quotaVersion
 	}
 	t.CreatedAt, t.UpdatedAt = fromMS(created), fromMS(updated)
 	t.ExpiresAt, t.RevokedAt = fromNullMS(expires), fromNullMS(revoked)
@@ -74,6 +76,7 @@ func tokenArgs(t *store.Token) []any {
 	var quotaRemaining sql.NullInt64
 	var refillAmount, periodStart, quotaVersion int64
 	var refillInterval string
+	quotaVersion = t.LastQuotaVersion // kept while there is no quota
 	if q := t.Quota; q != nil {
 		quotaRemaining = sql.NullInt64{Int64: q.Remaining, Valid: true}
 		refillAmount, refillInterval, quotaVersion = q.RefillAmount, q.RefillInterval, q.Version

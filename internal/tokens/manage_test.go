@@ -193,3 +193,45 @@ func TestRotationKeepsEarlierGrace(t *testing.T) {
 		}
 	})
 }
+
+// TestQuotaSetAfterRemovalAppliesOnThisNode checks that a quota set
+// by PATCH applies at once on the node that set it, when the token's
+// quota had been removed (on another node) since this node counted
+// against it. Nodes' clocks differ a little; here node a's is a minute
+// ahead. The removal used to store no quota version, so the new quota's
+// version, this node's clock, was below the one its counter was built
+// from, and the counter (and the cut-off customer's 999 units) was kept.
+func TestQuotaSetAfterRemovalAppliesOnThisNode(t *testing.T) {
+	t.Parallel()
+	onEachStore(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		clkB := &clock{now: time.Date(2026, 5, 31, 12, 0, 0, 0, time.UTC)}
+		clkA := &clock{now: clkB.now.Add(time.Minute)}
+		a := nodeOn(t, dsn, clkA)
+		b := nodeOn(t, dsn, clkB)
+		api := acmeAPI(t, a)
+		q := &store.Quota{Remaining: 1000}
+		c, err := a.CreateToken(ctx, CreateParams{API: api.ID, Settings: Settings{Quota: &q}}, Actor{ID: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, _ := b.Verify(ctx, &Request{Token: c.Secret}); res.Code != Valid {
+			t.Fatalf("on node b: %v", res.Code)
+		}
+		var none *store.Quota
+		if _, err := a.UpdateToken(ctx, c.Token.ID, Settings{Quota: &none}, Actor{ID: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		clkA.Add(time.Second)
+		clkB.Add(time.Second)
+		zero := &store.Quota{Remaining: 0} // cut the customer off, on node b
+		if _, err := b.UpdateToken(ctx, c.Token.ID, Settings{Quota: &zero}, Actor{ID: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if res, _ := b.Verify(ctx, &Request{Token: c.Secret}); res.Code != QuotaExceeded {
+				t.Errorf("verification %d on node b after it set the quota to 0: %v (quota remaining %d), want quota_exceeded", i, res.Code, res.Quota)
+			}
+		}
+	})
+}
