@@ -43,6 +43,16 @@ func nodeOn(t *testing.T, dsn string, clk *clock) *Service {
 	return svc
 }
 
+// codeOf verifies secret on svc and returns the outcome.
+func codeOf(t *testing.T, svc *Service, secret string) Code {
+	t.Helper()
+	res, err := svc.Verify(context.Background(), &Request{Token: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Code
+}
+
 func acmeAPI(t *testing.T, svc *Service) store.API {
 	t.Helper()
 	api, err := svc.CreateAPI(context.Background(), APIParams{Name: "acme", Identifier: "https://acme.test", Scopes: []string{"read"}}, Actor{ID: "test"})
@@ -64,14 +74,7 @@ func TestRevokeSecretOfARotatedKey(t *testing.T) {
 		clk := &clock{now: time.Date(2026, 5, 31, 12, 0, 0, 0, time.UTC)}
 		svc := nodeOn(t, dsn, clk)
 		api := acmeAPI(t, svc)
-		verify := func(secret string) Code {
-			t.Helper()
-			res, err := svc.Verify(ctx, &Request{Token: secret})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return res.Code
-		}
+		verify := func(secret string) Code { return codeOf(t, svc, secret) }
 		revoke := func(secret string) {
 			t.Helper()
 			if found, err := svc.RevokeSecret(ctx, secret, nil, "oauth2_revoke", Actor{ID: "test"}); err != nil || !found {
@@ -137,14 +140,7 @@ func TestRotationKeepsEarlierGrace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		verify := func(secret string) Code {
-			t.Helper()
-			res, err := svc.Verify(ctx, &Request{Token: secret})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return res.Code
-		}
+		verify := func(secret string) Code { return codeOf(t, svc, secret) }
 		secrets := []string{orig.Secret}
 		for i := range store.MaxSecretsInGrace {
 			clk.Add(time.Hour)

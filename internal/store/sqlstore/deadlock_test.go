@@ -70,23 +70,7 @@ func TestPostgresJanitorNeverDeadlocksARevocation(t *testing.T) {
 	defer cancel()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	base := now.Add(-72 * time.Hour)
-	api := createTestAPI(t, db)
-	c := store.Client{ID: ids.New(ids.Client, base), Name: "app", Type: store.ClientConfidential,
-		GrantTypes: []string{"authorization_code"}, RedirectURIs: []string{"https://app.example.com/cb"},
-		APIs: []string{api.ID}, Scopes: []string{"repos:read"}, TokenFormat: store.FormatOpaque, SigningAlg: "ES256",
-		AccessTokenTTL: time.Hour, RefreshTokenTTL: 24 * time.Hour, AuthMethod: "none", CreatedAt: base, UpdatedAt: base}
-	if err := db.CreateClient(ctx, c, nil, store.AuditEvent{Action: "client.create", Target: c.ID}); err != nil {
-		t.Fatal(err)
-	}
-	u := store.User{ID: ids.New(ids.User, base), Username: "alice", PasswordHash: "x", CreatedAt: base, UpdatedAt: base}
-	if err := db.CreateUser(ctx, u, store.AuditEvent{Action: "user.create", Target: u.ID}); err != nil {
-		t.Fatal(err)
-	}
-	code := store.AuthCode{Hash: tokenfmt.HashOf(mustGenerate(t, tokenfmt.PrefixAuthCode)), ClientID: c.ID, UserID: u.ID,
-		RedirectURI: c.RedirectURIs[0], APIID: api.ID, Scopes: []string{"repos:read"}, AuthTime: base, CreatedAt: base, ExpiresAt: base.Add(time.Minute)}
-	if err := db.CreateAuthCode(ctx, code); err != nil {
-		t.Fatal(err)
-	}
+	c, u, code := userWithCode(t, db, base)
 	g := store.Grant{ID: ids.New(ids.Grant, base), ClientID: c.ID, CreatedAt: base}
 	if _, err := db.RedeemAuthCode(ctx, code.Hash, g, base, store.AuditEvent{Action: "grant.create", Target: g.ID}); err != nil {
 		t.Fatal(err)
@@ -94,7 +78,7 @@ func TestPostgresJanitorNeverDeadlocksARevocation(t *testing.T) {
 	// Expired two days ago, not revoked: the purge's (access tokens are
 	// kept a day), and one of the grant's live tokens to RevokeGrant.
 	secret := mustGenerate(t, tokenfmt.PrefixAccess)
-	access := store.Token{ID: ids.New(ids.Token, base), APIID: api.ID, Name: "oauth", Subject: u.ID, Scopes: []string{"repos:read"},
+	access := store.Token{ID: ids.New(ids.Token, base), APIID: code.APIID, Name: "oauth", Subject: u.ID, Scopes: []string{"repos:read"},
 		Hint: tokenfmt.Hint(secret), CreatedAt: base, UpdatedAt: base, ExpiresAt: base.Add(time.Hour), ClientID: c.ID, GrantID: g.ID}
 	if err := db.IssueGrantTokens(ctx, g.ID, &access, tokenfmt.HashOf(secret), nil); err != nil {
 		t.Fatal(err)
