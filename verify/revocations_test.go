@@ -360,20 +360,9 @@ func TestRevocationSilentStream(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, s := newFakeHandler(t, "https://jeton.test")
 		tr := &stalledStream{h: f}
-		v, err := verify.New(context.Background(), verify.Config{Issuer: f.URL, Audience: testAudience,
-			Credential: testCredential, Revocations: true, PollInterval: 7 * time.Second, Now: f.clock.Now,
-			HTTPClient: &http.Client{Transport: tr}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		v, jwt := revokedBehind(t, f, s, tr)
 		defer v.Close()
 		ctx := context.Background()
-		jwt := f.mint(t, s, nil, nil)
-		if _, err := v.Verify(ctx, jwt); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Second)
-		f.publish("token", "tok_1", f.clock.Now().Add(time.Hour))
 		time.Sleep(7 * time.Second) // past the first tick
 		synctest.Wait()
 		if _, err := v.Verify(ctx, jwt); !errors.Is(err, verify.ErrRevoked) {
@@ -397,6 +386,27 @@ func TestRevocationSilentStream(t *testing.T) {
 	})
 }
 
+// revokedBehind starts a subscribed Verifier whose stream goes through
+// tr, polling every 7 s, has it accept a JWT of f, and a second later
+// publishes that JWT's revocation (as tok_1). Run inside a synctest bubble.
+func revokedBehind(t *testing.T, f *fakeJeton, s *signer, tr http.RoundTripper) (*verify.Verifier, string) {
+	t.Helper()
+	v, err := verify.New(context.Background(), verify.Config{Issuer: f.URL, Audience: testAudience,
+		Credential: testCredential, Revocations: true, PollInterval: 7 * time.Second, Now: f.clock.Now,
+		HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt := f.mint(t, s, nil, nil)
+	if _, err := v.Verify(context.Background(), jwt); err != nil {
+		v.Close()
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	f.publish("token", "tok_1", f.clock.Now().Add(time.Hour))
+	return v, jwt
+}
+
 // TestRevocationPollAfterDrop: while a stream that delivered something is
 // up the poller skips its ticks; when the stream drops (here at the idle
 // timeout, 45 s after it fell silent) a catch-up poll runs at once, so
@@ -406,20 +416,9 @@ func TestRevocationPollAfterDrop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, s := newFakeHandler(t, "https://jeton.test")
 		tr := &stalledStream{h: f, greeting: ": hello\n\n"}
-		v, err := verify.New(context.Background(), verify.Config{Issuer: f.URL, Audience: testAudience,
-			Credential: testCredential, Revocations: true, PollInterval: 7 * time.Second, Now: f.clock.Now,
-			HTTPClient: &http.Client{Transport: tr}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		v, jwt := revokedBehind(t, f, s, tr)
 		defer v.Close()
 		ctx := context.Background()
-		jwt := f.mint(t, s, nil, nil)
-		if _, err := v.Verify(ctx, jwt); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Second)
-		f.publish("token", "tok_1", f.clock.Now().Add(time.Hour))
 		time.Sleep(43 * time.Second)
 		synctest.Wait()
 		if n := f.pollCalls.Load(); n != 1 {

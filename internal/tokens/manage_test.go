@@ -43,6 +43,26 @@ func nodeOn(t *testing.T, dsn string, clk *clock) *Service {
 	return svc
 }
 
+// newKey creates a key of api on svc.
+func newKey(t *testing.T, svc *Service, api string) Created {
+	t.Helper()
+	c, err := svc.CreateToken(context.Background(), CreateParams{API: api}, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// mustRotate rotates key id on svc with grace.
+func mustRotate(t *testing.T, svc *Service, id string, grace time.Duration) Created {
+	t.Helper()
+	c, err := svc.RotateToken(context.Background(), id, grace, Actor{ID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // codeOf verifies secret on svc and returns the outcome.
 func codeOf(t *testing.T, svc *Service, secret string) Code {
 	t.Helper()
@@ -83,14 +103,8 @@ func TestRevokeSecretOfARotatedKey(t *testing.T) {
 		}
 
 		// Past its grace.
-		old, err := svc.CreateToken(ctx, CreateParams{API: api.ID}, Actor{ID: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rot, err := svc.RotateToken(ctx, old.Token.ID, time.Hour, Actor{ID: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		old := newKey(t, svc, api.ID)
+		rot := mustRotate(t, svc, old.Token.ID, time.Hour)
 		clk.Add(2 * time.Hour)
 		if got := verify(old.Secret); got != Expired {
 			t.Fatalf("old secret after its grace: %v, want expired", got)
@@ -101,10 +115,7 @@ func TestRevokeSecretOfARotatedKey(t *testing.T) {
 		}
 
 		// Within its grace (and cached as valid).
-		again, err := svc.RotateToken(ctx, old.Token.ID, time.Hour, Actor{ID: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		again := mustRotate(t, svc, old.Token.ID, time.Hour)
 		if got := verify(rot.Secret); got != Valid {
 			t.Fatalf("replaced secret within its grace: %v, want valid", got)
 		}
@@ -136,10 +147,7 @@ func TestRotationKeepsEarlierGrace(t *testing.T) {
 		clk := &clock{now: time.Date(2026, 5, 31, 12, 0, 0, 0, time.UTC)}
 		svc := nodeOn(t, dsn, clk)
 		api := acmeAPI(t, svc)
-		orig, err := svc.CreateToken(ctx, CreateParams{API: api.ID}, Actor{ID: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		orig := newKey(t, svc, api.ID)
 		verify := func(secret string) Code { return codeOf(t, svc, secret) }
 		secrets := []string{orig.Secret}
 		for i := range store.MaxSecretsInGrace {

@@ -34,6 +34,18 @@ func taggedPostgresDSN(t *testing.T) (dsn, app string) {
 	return u.String(), app
 }
 
+// lockTest opens a PostgreSQL store on a fresh schema for a test of row
+// locks between transactions: its DSN and application name (to find its
+// connections in pg_stat_activity), and a context that bounds the test.
+func lockTest(t *testing.T) (db *DB, dsn, app string, ctx context.Context) {
+	t.Helper()
+	dsn, app = taggedPostgresDSN(t)
+	db = openPostgresT(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return db, dsn, app, ctx
+}
+
 // waitForLockWaiters waits until n connections of app wait for a lock.
 func waitForLockWaiters(t *testing.T, db *DB, app string, n int, what string) {
 	t.Helper()
@@ -64,17 +76,11 @@ func waitForLockWaiters(t *testing.T, db *DB, app string, n int, what string) {
 // server may run them in.
 func TestPostgresJanitorNeverDeadlocksARevocation(t *testing.T) {
 	t.Parallel()
-	dsn, app := taggedPostgresDSN(t)
-	db := openPostgresT(t, dsn)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	db, dsn, app, ctx := lockTest(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	base := now.Add(-72 * time.Hour)
 	c, u, code := userWithCode(t, db, base)
-	g := store.Grant{ID: ids.New(ids.Grant, base), ClientID: c.ID, CreatedAt: base}
-	if _, err := db.RedeemAuthCode(ctx, code.Hash, g, base, store.AuditEvent{Action: "grant.create", Target: g.ID}); err != nil {
-		t.Fatal(err)
-	}
+	g := mustRedeem(t, db, c, code, base)
 	// Expired two days ago, not revoked: the purge's (access tokens are
 	// kept a day), and one of the grant's live tokens to RevokeGrant.
 	secret := mustGenerate(t, tokenfmt.PrefixAccess)
@@ -114,10 +120,7 @@ func TestPostgresJanitorNeverDeadlocksARevocation(t *testing.T) {
 // the deletion of an API with many tokens would.
 func TestPostgresUpdateAPIDuringItsDeletion(t *testing.T) {
 	t.Parallel()
-	dsn, app := taggedPostgresDSN(t)
-	db := openPostgresT(t, dsn)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	db, dsn, app, ctx := lockTest(t)
 	now := time.Now()
 	api := createTestAPI(t, db)
 	tok := createTestToken(t, db, api, nil)
@@ -156,24 +159,18 @@ func mustGenerate(t *testing.T, prefix string) string {
 
 // TestPostgresDeleteUserDuringARefresh proves that deleting a user while
 // one of their refresh tokens is being redeemed does not deadlock: both
-// must lock the grant and the refresh token in one order. DeleteUser locks
-// the user's grants first and deletes their refresh tokens second, while
+// must lock the grant and the refresh token in one order. DeleteUser locked
+// the user's grants first and deleted their refresh tokens second, while
 // RotateRefreshToken (and DeleteClient, which was ordered to match it)
 // locks the refresh token first and the grant second. A third transaction
 // holding the grant puts the two in the order a busy server may run them
-// in; PostgreSQL then aborts one of them with a deadlock error (40P01).
+// in; PostgreSQL then aborted one of them with a deadlock error (40P01).
 func TestPostgresDeleteUserDuringARefresh(t *testing.T) {
 	t.Parallel()
-	dsn, app := taggedPostgresDSN(t)
-	db := openPostgresT(t, dsn)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	db, dsn, app, ctx := lockTest(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	c, u, code := userWithCode(t, db, now)
-	g := store.Grant{ID: ids.New(ids.Grant, now), ClientID: c.ID, CreatedAt: now}
-	if _, err := db.RedeemAuthCode(ctx, code.Hash, g, now, store.AuditEvent{Action: "grant.create", Target: g.ID}); err != nil {
-		t.Fatal(err)
-	}
+	g := mustRedeem(t, db, c, code, now)
 	old := store.RefreshToken{Hash: tokenfmt.HashOf(mustGenerate(t, tokenfmt.PrefixRefresh)), GrantID: g.ID, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
 	if err := db.IssueGrantTokens(ctx, g.ID, nil, tokenfmt.Hash{}, &old); err != nil {
 		t.Fatal(err)
@@ -227,6 +224,17 @@ func userWithCode(t *testing.T, db *DB, now time.Time) (store.Client, store.User
 	return c, u, code
 }
 
+// mustRedeem redeems code for client c at at, storing a grant, and returns
+// the grant.
+func mustRedeem(t *testing.T, db *DB, c store.Client, code store.AuthCode, at time.Time) store.Grant {
+	t.Helper()
+	g := store.Grant{ID: ids.New(ids.Grant, at), ClientID: c.ID, CreatedAt: at}
+	if _, err := db.RedeemAuthCode(context.Background(), code.Hash, g, at, store.AuditEvent{Action: "grant.create", Target: g.ID}); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 // TestPostgresDeleteUserDuringACodeRedemption: a redemption locks its code
 // and then, storing the grant, takes a key share lock on the user's row
 // (insertGrant); a DeleteUser that locked the user's row before deleting
@@ -234,10 +242,7 @@ func userWithCode(t *testing.T, db *DB, now time.Time) (store.Client, store.User
 // up: the redemption first in the code's queue, DeleteUser second.
 func TestPostgresDeleteUserDuringACodeRedemption(t *testing.T) {
 	t.Parallel()
-	dsn, app := taggedPostgresDSN(t)
-	db := openPostgresT(t, dsn)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	db, dsn, app, ctx := lockTest(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	c, u, code := userWithCode(t, db, now)
 
@@ -278,15 +283,10 @@ func TestPostgresDeleteUserDuringACodeRedemption(t *testing.T) {
 // the user enabled), and it outlives the disable.
 func TestPostgresDisableRacesACodeRedemption(t *testing.T) {
 	t.Parallel()
-	dsn, app := taggedPostgresDSN(t)
-	db := openPostgresT(t, dsn)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	db, _, app, ctx := lockTest(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	c, u, first := userWithCode(t, db, now)
-	if _, err := db.RedeemAuthCode(ctx, first.Hash, store.Grant{ID: ids.New(ids.Grant, now), ClientID: c.ID, CreatedAt: now}, now, store.AuditEvent{}); err != nil {
-		t.Fatal(err)
-	}
+	mustRedeem(t, db, c, first, now)
 	second := first
 	second.Hash = tokenfmt.HashOf(mustGenerate(t, tokenfmt.PrefixAuthCode))
 	if err := db.CreateAuthCode(ctx, second); err != nil {

@@ -112,10 +112,7 @@ func TestSQLiteLockedDatabaseIsBusy(t *testing.T) {
 // token, as a concurrent PATCH or flush would be) lines the two flushes up.
 func TestPostgresConcurrentFlushesDoNotDeadlock(t *testing.T) {
 	t.Parallel()
-	dsn, app := taggedPostgresDSN(t)
-	db := openPostgresT(t, dsn)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	db, dsn, app, ctx := lockTest(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	api := createTestAPI(t, db)
 	x := createTestToken(t, db, api, &store.Quota{Remaining: 1000, Version: 1}).ID
